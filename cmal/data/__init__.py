@@ -1,0 +1,1 @@
+"""The Shapes world (procedural scenes with exact labels) and the canonical JSONL formats."""

@@ -1,0 +1,1 @@
+"""Export trained CMAL checkpoints to ONNX and TorchScript graphs, and prove they match."""

@@ -1,0 +1,1 @@
+"""The CMAL inference service (FastAPI). Its ONNX path must not import torch."""

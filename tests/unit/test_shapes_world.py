@@ -1,0 +1,160 @@
+"""The Shapes generator: per-image contents, balance, variety, determinism, hold-out, speed."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from cmal.data.generate import TASK_FILES, generate_split
+from cmal.data.vocab import COLOURS, HELD_OUT_PAIRS, SHAPES
+
+TEXT_FIELD = {
+    "captions": "caption",
+    "itm": "text",
+    "ve": "hypothesis",
+    "rec": "expression",
+    "vqa": "question",
+}
+
+
+def read(folder: Path, task: str) -> list[dict]:
+    return [json.loads(line) for line in (folder / f"{task}.jsonl").read_text().splitlines()]
+
+
+def digest(folder: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def all_texts(folder: Path) -> list[str]:
+    return [r[TEXT_FIELD[t]] for t in TEXT_FIELD for r in read(folder, t)]
+
+
+def test_writes_images_and_six_files(shapes_train: Path) -> None:
+    for task in TASK_FILES:
+        assert (shapes_train / f"{task}.jsonl").is_file()
+    objects = read(shapes_train, "objects")
+    assert len(objects) == 400
+    image = Image.open(shapes_train / objects[0]["image"])
+    assert image.format == "PNG" and image.size == (128, 128) and image.mode == "RGB"
+    for rec in objects:
+        assert 2 <= len(rec["objects"]) <= 6
+        for o in rec["objects"]:
+            x1, y1, x2, y2 = o["box"]
+            assert 0 <= x1 < x2 <= 128 and 0 <= y1 < y2 <= 128
+            assert o["tag"] in SHAPES and o["attribute"] in COLOURS
+
+
+def test_per_image_quotas(shapes_train: Path) -> None:
+    per_image: dict[str, Counter[str]] = defaultdict(Counter)
+    for task in TEXT_FIELD:
+        for rec in read(shapes_train, task):
+            per_image[rec["image"]][task] += 1
+            if task == "itm":
+                per_image[rec["image"]]["itm_pos"] += rec["match"]
+            if task == "ve":
+                per_image[rec["image"]]["ve_" + rec["label"]] += 1
+    assert len(per_image) == 400
+    for counts in per_image.values():
+        assert counts["captions"] >= 3
+        assert counts["itm"] >= 4 and counts["itm_pos"] * 2 == counts["itm"]
+        assert counts["ve"] >= 3
+        assert counts["rec"] >= 2
+        assert counts["vqa"] >= 4
+
+
+def test_entailment_labels_balanced_within_ten_percent(shapes_train: Path) -> None:
+    labels = Counter(r["label"] for r in read(shapes_train, "ve"))
+    assert set(labels) == {"entailment", "neutral", "contradiction"}
+    assert max(labels.values()) <= 1.1 * min(labels.values())
+
+
+def test_itm_negatives_are_mostly_hard(shapes_train: Path) -> None:
+    negatives = [r for r in read(shapes_train, "itm") if not r["match"]]
+    hard = [r for r in negatives if r["kind"] != "foreign"]
+    assert len(hard) / len(negatives) > 0.7
+    # hard negatives change one attribute, count or relation: every family is represented
+    assert {r["kind"] for r in hard} >= {"relation", "count", "attribute", "exists", "listing"}
+
+
+def test_language_has_variety(shapes_train: Path) -> None:
+    text = "\n".join(all_texts(shapes_train))
+    words = set(re.findall(r"[a-z]+", text))
+    # synonyms and plurals
+    assert {"box", "boxes", "disc", "circles", "rhombus", "crosses", "violet"} <= words
+    # size words, relations, negation, counting
+    assert {"small", "large", "big", "little"} <= words
+    for phrase in ("left of", "right of", "above", "below", "there is no", "there are no", "how many"):
+        assert phrase in text, phrase
+    assert {"two", "three"} <= words
+    # several templates per task
+    for task, field in TEXT_FIELD.items():
+        openings = Counter(" ".join(r[field].split()[:2]) for r in read(shapes_train, task))
+        assert len(openings) >= 3, (task, openings)
+
+
+def test_vqa_covers_question_types_and_answers(shapes_train: Path) -> None:
+    vqa = read(shapes_train, "vqa")
+    assert {r["kind"] for r in vqa} == {"colour", "shape", "size", "count", "exists", "relation"}
+    yes_no = Counter(r["answers"][0] for r in vqa if r["kind"] in ("exists", "relation"))
+    assert 0.35 < yes_no["yes"] / (yes_no["yes"] + yes_no["no"]) < 0.65
+
+
+def test_same_seed_same_bytes(tmp_path: Path) -> None:
+    a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    generate_split(a, seed=5, num_images=40, split="val", progress=False)
+    generate_split(b, seed=5, num_images=40, split="val", progress=False)
+    generate_split(c, seed=6, num_images=40, split="val", progress=False)
+    assert digest(a) == digest(b)
+    assert digest(a)["objects.jsonl"] != digest(c)["objects.jsonl"]
+
+
+def test_image_size_is_configurable(tmp_path: Path) -> None:
+    generate_split(tmp_path, seed=1, num_images=5, split="test", image_size=96, progress=False)
+    rec = read(tmp_path, "objects")[0]
+    assert Image.open(tmp_path / rec["image"]).size == (96, 96)
+    assert rec["width"] == rec["height"] == 96
+
+
+def _pairs(folder: Path) -> list[set[tuple[str, str]]]:
+    return [{(o["attribute"], o["tag"]) for o in r["objects"]} for r in read(folder, "objects")]
+
+
+def test_compositional_hold_out(tmp_path: Path, shapes_train: Path, shapes_compositional: Path) -> None:
+    for split in ("val", "test"):
+        generate_split(tmp_path / split, seed=3, num_images=150, split=split, progress=False)
+    for folder in (shapes_train, tmp_path / "val", tmp_path / "test"):
+        assert all(not (pairs & HELD_OUT_PAIRS) for pairs in _pairs(folder))
+        # not even a false statement or a question names a held-out pair
+        for text in all_texts(folder):
+            for colour, shape in HELD_OUT_PAIRS:
+                assert not re.search(rf"\b{colour} {shape}", text), text
+    comp = _pairs(shapes_compositional)
+    assert all(pairs & HELD_OUT_PAIRS for pairs in comp)
+    assert set().union(*comp) >= HELD_OUT_PAIRS  # every held-out pair shows up
+
+
+def test_rejects_bad_arguments(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="unknown split"):
+        generate_split(tmp_path, seed=0, num_images=1, split="dev", progress=False)
+    with pytest.raises(ValueError, match="num_images"):
+        generate_split(tmp_path, seed=0, num_images=0, split="train", progress=False)
+
+
+@pytest.mark.slow
+def test_two_thousand_images_in_under_a_minute(tmp_path: Path) -> None:
+    start = time.perf_counter()
+    summary = generate_split(tmp_path, seed=123, num_images=2000, split="train", progress=False)
+    elapsed = time.perf_counter() - start
+    assert summary.images == 2000
+    assert elapsed < 60, f"generation took {elapsed:.1f} s"
