@@ -3,6 +3,8 @@
 Subcommands:
     cmal data shapes --out DIR --seed N --num-images N --split {train,val,test,compositional}
     cmal data check DIR
+    cmal train detector --data DIR --out MODEL_DIR [--val DIR]
+    cmal evaluate --model MODEL_DIR --data DIR --task detection [--output FILE]
 """
 
 from __future__ import annotations
@@ -50,6 +52,52 @@ def _data_check(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
+def _train_detector(args: argparse.Namespace) -> int:
+    from cmal.detector.train import DetectorTrainSettings, train_detector
+
+    settings = DetectorTrainSettings(
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed, threads=args.threads
+    )
+    start = time.perf_counter()
+    metrics = train_detector(
+        Path(args.data),
+        Path(args.out),
+        Path(args.val) if args.val else None,
+        settings,
+        progress=not args.quiet,
+    )
+    print(_table({"detection": metrics}))
+    print(f"saved the best checkpoint to {args.out} ({time.perf_counter() - start:.0f} s)")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    import json
+
+    from cmal.detector.train import evaluate_detector_dir
+
+    results = {}
+    if args.task in ("detection", "all"):
+        results["detection"] = evaluate_detector_dir(
+            Path(args.model), Path(args.data), progress=not args.quiet
+        )
+    print(_table(results))
+    if args.output:
+        Path(args.output).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+def _table(results: dict[str, dict[str, float]]) -> str:
+    lines = [f"{'task':<11}{'metric':<20}{'value':>10}"]
+    for task, metrics in results.items():
+        for name, value in metrics.items():
+            if isinstance(value, float):
+                lines.append(f"{task:<11}{name:<20}{value:>10.4f}")
+            elif isinstance(value, int):
+                lines.append(f"{task:<11}{name:<20}{value:>10d}")
+    return "\n".join(lines)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cmal", description="CMAL: train, evaluate and export vision-language models."
@@ -76,6 +124,29 @@ def build_parser() -> argparse.ArgumentParser:
     check = data.add_parser("check", help="validate a dataset folder and re-check every label independently")
     check.add_argument("dir", help="folder with the six JSONL files")
     check.set_defaults(func=_data_check)
+
+    train = sub.add_parser("train", help="train models").add_subparsers(dest="train_command", required=True)
+    det = train.add_parser("detector", help="train the region detector on objects.jsonl")
+    det.add_argument("--data", required=True, help="training folder (objects.jsonl + images)")
+    det.add_argument("--out", required=True, help="model directory to write")
+    det.add_argument("--val", help="validation folder (default: hold out 10%% of --data)")
+    det.add_argument("--epochs", type=int, default=14, help="epochs (default 14)")
+    det.add_argument("--batch-size", type=int, default=32, help="batch size (default 32)")
+    det.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (default 3e-3)")
+    det.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    det.add_argument("--threads", type=int, default=0, help="torch threads (default: all cores)")
+    det.add_argument("--quiet", action="store_true", help="no progress bars")
+    det.set_defaults(func=_train_detector)
+
+    ev = sub.add_parser("evaluate", help="evaluate a model directory on a dataset folder")
+    ev.add_argument("--model", required=True, help="model directory")
+    ev.add_argument("--data", required=True, help="dataset folder in the canonical formats")
+    ev.add_argument(
+        "--task", default="all", choices=("detection", "all"), help="task to evaluate (default all)"
+    )
+    ev.add_argument("--output", help="write the results as JSON here")
+    ev.add_argument("--quiet", action="store_true", help="no progress bars")
+    ev.set_defaults(func=_evaluate)
     return parser
 
 

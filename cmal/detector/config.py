@@ -1,0 +1,41 @@
+"""Detector architecture config (frozen; saved next to the weights)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    image_size: int = 128  # input side in pixels (images are resized to it)
+    stride: int = 4  # output stride of the heatmap; 128 px -> 32x32 cells
+    widths: tuple[int, ...] = (24, 48, 64, 96)  # channels at strides 2, 4, 8, 16
+    neck_width: int = 48  # channels of the stride-4 feature map the heads read
+    feature_dim: int = 64  # D: region feature size handed to CMAL
+    num_tags: int = 5  # object classes
+    num_attributes: int = 6  # attributes (colours)
+    max_detections: int = 10  # K: regions per image
+    score_threshold: float = 0.3  # a region is valid above this peak score
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> DetectorConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown detector config fields: {', '.join(sorted(unknown))}")
+        if "widths" in data:
+            data = {**data, "widths": tuple(data["widths"])}
+        return cls(**data)
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(self.to_json(), indent=2) + "\n", encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: Path) -> DetectorConfig:
+        return cls.from_json(json.loads(path.read_text(encoding="utf-8")))

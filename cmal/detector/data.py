@@ -1,0 +1,75 @@
+"""Detection examples from ``objects.jsonl``, held in memory as resized uint8 images."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from cmal.data.formats import load_objects
+from cmal.imaging import load_rgb, to_input
+
+
+@dataclass
+class DetectionSet:
+    """Images resized to the detector input, with their objects in input-pixel coordinates."""
+
+    images: np.ndarray  # (N, 3, S, S) uint8
+    boxes: list[np.ndarray]  # per image (N_i, 4) float32, pixels of the resized image
+    original_boxes: list[np.ndarray]  # per image (N_i, 4), pixels of the original image
+    sizes: list[tuple[int, int]]  # original (width, height)
+    tags: list[np.ndarray]  # per image (N_i,) int64
+    attributes: list[np.ndarray]  # per image (N_i,) int64
+
+
+def label_lists(
+    folder: Path, known_tags: tuple[str, ...], known_attributes: tuple[str, ...]
+) -> tuple[list[str], list[str]]:
+    """Tag and attribute vocabularies: the known ones first, then any new ones in the data, sorted."""
+    tags, attributes = set(), set()
+    for rec in load_objects(folder / "objects.jsonl"):
+        for o in rec.objects:
+            tags.add(o.tag)
+            if o.attribute is not None:
+                attributes.add(o.attribute)
+    return (
+        [*known_tags, *sorted(tags - set(known_tags))],
+        [*known_attributes, *sorted(attributes - set(known_attributes))],
+    )
+
+
+def load_detection_set(
+    folder: Path,
+    image_size: int,
+    tags: list[str],
+    attributes: list[str],
+    limit: int | None = None,
+    progress: bool = True,
+) -> DetectionSet:
+    """Read ``folder/objects.jsonl`` and its images.
+
+    Raises:
+        DataError: malformed lines; ValueError: a tag or attribute not in the vocabularies.
+    """
+    records = load_objects(folder / "objects.jsonl")[:limit]
+    tag_id = {t: i for i, t in enumerate(tags)}
+    attr_id = {a: i for i, a in enumerate(attributes)}
+    images = np.zeros((len(records), 3, image_size, image_size), np.uint8)
+    out = DetectionSet(images, [], [], [], [], [])
+    for i, rec in enumerate(tqdm(records, desc=f"load {folder.name}", unit="img", disable=not progress)):
+        image = load_rgb(rec.image)
+        w, h = image.size
+        images[i] = np.round(to_input(image, image_size) * 255).astype(np.uint8)
+        boxes = np.array([o.box for o in rec.objects], np.float32).reshape(-1, 4)
+        scale = np.array([image_size / w, image_size / h] * 2, np.float32)
+        out.original_boxes.append(boxes)
+        out.boxes.append(boxes * scale)
+        out.sizes.append((w, h))
+        try:
+            out.tags.append(np.array([tag_id[o.tag] for o in rec.objects], np.int64))
+            out.attributes.append(np.array([attr_id[o.attribute or ""] for o in rec.objects], np.int64))
+        except KeyError as e:
+            raise ValueError(f"{rec.image}: label {e.args[0]!r} is not in the model's vocabulary") from None
+    return out

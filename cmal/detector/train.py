@@ -1,0 +1,186 @@
+"""Training and evaluation of the detector (the trainer owns logging and checkpoints)."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from cmal.data.vocab import COLOURS, SHAPES
+from cmal.detector.config import DetectorConfig
+from cmal.detector.data import DetectionSet, label_lists, load_detection_set
+from cmal.detector.io import load_detector, run_detector, save_detector
+from cmal.detector.losses import detector_losses
+from cmal.detector.metrics import detection_metrics
+from cmal.detector.model import Detector
+from cmal.detector.targets import build_targets
+
+
+@dataclass(frozen=True)
+class DetectorTrainSettings:
+    epochs: int = 14
+    batch_size: int = 32
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    seed: int = 0
+    val_fraction: float = 0.1  # held out of --data when no --val folder is given
+    threads: int = 0  # torch threads; 0 = all cores
+
+
+def evaluate_detector(model: Detector, data: DetectionSet, batch_size: int = 64) -> dict[str, float]:
+    """Detection metrics of ``model`` on ``data``, boxes compared in original-image pixels."""
+    model.eval()
+    boxes, scores, tags, attrs, _, valid = (
+        t.numpy() for t in run_detector(model, torch.from_numpy(data.images), batch_size)
+    )
+    pb, ps, pt, pa = [], [], [], []
+    for i, (w, h) in enumerate(data.sizes):
+        v = valid[i]
+        pb.append(boxes[i][v] * np.array([w, h, w, h], np.float32))
+        ps.append(scores[i][v])
+        pt.append(tags[i][v])
+        pa.append(attrs[i][v])
+    return detection_metrics(pb, ps, pt, pa, data.original_boxes, data.tags, data.attributes)
+
+
+def _score(m: dict[str, float]) -> float:
+    return m["recall"] + m["precision"] + m["tag_accuracy"] + m["attribute_accuracy"]
+
+
+def _flip(
+    images: torch.Tensor, boxes: list[np.ndarray], rng: np.random.Generator, size: int
+) -> tuple[torch.Tensor, list[np.ndarray]]:
+    """Random horizontal and vertical flips (labels are flip-invariant; relations are not used here)."""
+    out_boxes = []
+    flip_h = rng.random(len(images)) < 0.5
+    flip_v = rng.random(len(images)) < 0.5
+    images = images.clone()
+    images[flip_h] = images[flip_h].flip(-1)
+    images[flip_v] = images[flip_v].flip(-2)
+    for b, fh, fv in zip(boxes, flip_h, flip_v, strict=True):
+        b = b.copy()
+        if fh:
+            b[:, [0, 2]] = size - b[:, [2, 0]]
+        if fv:
+            b[:, [1, 3]] = size - b[:, [3, 1]]
+        out_boxes.append(b)
+    return images, out_boxes
+
+
+def train_detector(
+    data_dir: Path,
+    out_dir: Path,
+    val_dir: Path | None = None,
+    settings: DetectorTrainSettings | None = None,
+    config: DetectorConfig | None = None,
+    progress: bool = True,
+) -> dict[str, float]:
+    """Train a detector on ``data_dir/objects.jsonl`` and save the best checkpoint to ``out_dir``.
+
+    Validation runs after every epoch; the checkpoint with the best validation score (recall +
+    precision + tag and attribute accuracy) is kept. Writes ``metrics.json`` (key ``detection``).
+
+    Returns:
+        The kept checkpoint's validation metrics.
+    """
+    s = settings or DetectorTrainSettings()
+    if s.threads:
+        torch.set_num_threads(s.threads)
+    torch.manual_seed(s.seed)
+    rng = np.random.default_rng(s.seed)
+    tags, attributes = label_lists(data_dir, SHAPES, COLOURS)
+    base = config or DetectorConfig()
+    config = DetectorConfig.from_json(
+        {**base.to_json(), "num_tags": len(tags), "num_attributes": len(attributes)}
+    )
+    train = load_detection_set(data_dir, config.image_size, tags, attributes, progress=progress)
+    if val_dir is not None:
+        val = load_detection_set(val_dir, config.image_size, tags, attributes, progress=progress)
+    else:
+        n_val = max(1, int(len(train.images) * s.val_fraction))
+        val = _subset(train, range(len(train.images) - n_val, len(train.images)))
+        train = _subset(train, range(len(train.images) - n_val))
+    model = Detector(config)
+    opt = torch.optim.AdamW(model.parameters(), lr=s.lr, weight_decay=s.weight_decay)
+    steps_per_epoch = math.ceil(len(train.images) / s.batch_size)
+    total = steps_per_epoch * s.epochs
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=s.lr, total_steps=total, pct_start=0.15)
+    images = torch.from_numpy(train.images)
+    best: dict[str, float] | None = None
+    history = []
+    start = time.perf_counter()
+    for epoch in range(1, s.epochs + 1):
+        model.train()
+        order = rng.permutation(len(images))
+        bar = tqdm(range(steps_per_epoch), desc=f"detector epoch {epoch}/{s.epochs}", disable=not progress)
+        for step in bar:
+            idx = order[step * s.batch_size : (step + 1) * s.batch_size]
+            batch, boxes = _flip(images[idx], [train.boxes[i] for i in idx], rng, config.image_size)
+            targets = build_targets(
+                boxes,
+                [train.tags[i] for i in idx],
+                [train.attributes[i] for i in idx],
+                config.image_size,
+                config.stride,
+            )
+            losses = detector_losses(model.dense(batch.float() / 255.0), targets)
+            opt.zero_grad(set_to_none=True)
+            losses["total"].backward()
+            opt.step()
+            sched.step()
+            if step % 10 == 0:
+                bar.set_postfix(
+                    {
+                        k: f"{v.item():.3f}"
+                        for k, v in losses.items()
+                        if k in ("total", "heat", "tag", "attribute")
+                    }
+                )
+        metrics = evaluate_detector(model, val)
+        metrics["epoch"] = epoch
+        history.append(metrics)
+        line = ", ".join(
+            f"{k} {metrics[k]:.4f}" for k in ("recall", "precision", "tag_accuracy", "attribute_accuracy")
+        )
+        tqdm.write(f"epoch {epoch}: val {line}")
+        if best is None or _score(metrics) >= _score(best):
+            best = metrics
+            save_detector(model, out_dir, tags, attributes)
+    assert best is not None
+    best = {**best, "train_seconds": round(time.perf_counter() - start, 1)}
+    update_metrics(out_dir, "detection", {**best, "data": str(val_dir or data_dir)})
+    (out_dir / "detector_history.json").write_text(json.dumps(history, indent=2) + "\n")
+    return best
+
+
+def _subset(data: DetectionSet, index: range) -> DetectionSet:
+    pick = list(index)
+    return DetectionSet(
+        data.images[pick],
+        [data.boxes[i] for i in pick],
+        [data.original_boxes[i] for i in pick],
+        [data.sizes[i] for i in pick],
+        [data.tags[i] for i in pick],
+        [data.attributes[i] for i in pick],
+    )
+
+
+def update_metrics(folder: Path, key: str, value: dict[str, object]) -> None:
+    """Set ``metrics.json[key]`` in a model directory, keeping the other keys."""
+    path = folder / "metrics.json"
+    metrics = json.loads(path.read_text()) if path.exists() else {}
+    metrics[key] = value
+    path.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def evaluate_detector_dir(model_dir: Path, data_dir: Path, progress: bool = True) -> dict[str, float]:
+    """Load a model directory's detector and score it on ``data_dir/objects.jsonl``."""
+    model, tags, attributes = load_detector(model_dir)
+    data = load_detection_set(data_dir, model.config.image_size, tags, attributes, progress=progress)
+    return evaluate_detector(model, data)
