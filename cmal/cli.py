@@ -4,7 +4,9 @@ Subcommands:
     cmal data shapes --out DIR --seed N --num-images N --split {train,val,test,compositional}
     cmal data check DIR
     cmal train detector --data DIR --out MODEL_DIR [--val DIR]
-    cmal evaluate --model MODEL_DIR --data DIR --task detection [--output FILE]
+    cmal train pretrain --data DIR --out DIR [--detector MODEL_DIR]
+    cmal train finetune --init DIR --tasks ve,rec,vqa,itm --train DIR --val DIR --out DIR
+    cmal evaluate --model MODEL_DIR --data DIR --task {ve,rec,vqa,itm,detection,all} [--output FILE]
 """
 
 from __future__ import annotations
@@ -13,6 +15,10 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from cmal.train.trainer import TrainSettings
 
 
 def _data_shapes(args: argparse.Namespace) -> int:
@@ -71,16 +77,73 @@ def _train_detector(args: argparse.Namespace) -> int:
     return 0
 
 
+def _settings(args: argparse.Namespace) -> TrainSettings:
+    from cmal.train.trainer import TrainSettings
+
+    return TrainSettings(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+        threads=args.threads,
+        max_steps=args.max_steps,
+        resume=args.resume,
+        amc_weight=getattr(args, "amc_weight", 1.0),
+    )
+
+
+def _train_pretrain(args: argparse.Namespace) -> int:
+    from cmal.model.config import demo_config, paper_config
+    from cmal.train.run import pretrain
+
+    config = (paper_config if args.preset == "paper" else demo_config)(objective=args.objective)
+    best = pretrain(
+        Path(args.data),
+        Path(args.out),
+        Path(args.detector or args.out),
+        Path(args.val) if args.val else None,
+        config,
+        _settings(args),
+        progress=not args.quiet,
+    )
+    print(_table({"pretrain": best}))
+    return 0
+
+
+def _train_finetune(args: argparse.Namespace) -> int:
+    from cmal.train.run import finetune
+
+    changes = {"cmap_mode": args.cmap_mode} if args.cmap_mode else {}
+    best = finetune(
+        Path(args.init),
+        [t.strip() for t in args.tasks.split(",") if t.strip()],
+        Path(args.train),
+        Path(args.val) if args.val else None,
+        Path(args.out),
+        _settings(args),
+        config_changes=changes,
+        progress=not args.quiet,
+    )
+    print(_table({"finetune": best}))
+    return 0
+
+
 def _evaluate(args: argparse.Namespace) -> int:
     import json
 
-    from cmal.detector.train import evaluate_detector_dir
-
-    results = {}
+    results: dict[str, dict[str, float]] = {}
+    tasks = ["ve", "rec", "vqa", "itm"] if args.task == "all" else [args.task]
     if args.task in ("detection", "all"):
+        from cmal.detector.train import evaluate_detector_dir
+
         results["detection"] = evaluate_detector_dir(
             Path(args.model), Path(args.data), progress=not args.quiet
         )
+        tasks = [t for t in tasks if t != "detection"]
+    if tasks:
+        from cmal.evaluate import evaluate_dir
+
+        results.update(evaluate_dir(Path(args.model), Path(args.data), tasks, progress=not args.quiet))
     print(_table(results))
     if args.output:
         Path(args.output).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
@@ -137,6 +200,45 @@ def build_parser() -> argparse.ArgumentParser:
     det.add_argument("--threads", type=int, default=0, help="torch threads (default: all cores)")
     det.add_argument("--quiet", action="store_true", help="no progress bars")
     det.set_defaults(func=_train_detector)
+
+    def loop_options(p: argparse.ArgumentParser, epochs: int) -> None:
+        p.add_argument("--epochs", type=int, default=epochs, help=f"epochs (default {epochs})")
+        p.add_argument("--batch-size", type=int, default=64, help="global batch size (default 64)")
+        p.add_argument("--lr", type=float, default=5e-4, help="peak learning rate (default 5e-4)")
+        p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+        p.add_argument("--threads", type=int, default=0, help="torch threads per process (default: torch's)")
+        p.add_argument("--max-steps", type=int, default=0, help="stop after this many steps (smoke tests)")
+        p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
+        p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    pre = train.add_parser("pretrain", help="CMAL pre-training (MLM + ITM + AMC) on captions and ITM pairs")
+    pre.add_argument("--data", required=True, help="training folder (captions.jsonl, itm.jsonl, images)")
+    pre.add_argument("--out", required=True, help="model directory to write")
+    pre.add_argument("--detector", help="model directory holding the detector (default: --out)")
+    pre.add_argument("--val", help="validation folder (default: hold out 5%% of --data)")
+    pre.add_argument(
+        "--preset", choices=("demo", "paper"), default="demo", help="architecture (default demo)"
+    )
+    pre.add_argument(
+        "--objective", choices=("amc", "cmcl"), default="amc", help="alignment objective (default amc)"
+    )
+    pre.add_argument("--amc-weight", type=float, default=1.0, help="λ in MLM + ITM + λ·AMC (default 1)")
+    loop_options(pre, 10)
+    pre.set_defaults(func=_train_pretrain)
+
+    fin = train.add_parser("finetune", help="multi-task fine-tuning (ve, rec, vqa, itm)")
+    fin.add_argument(
+        "--init", required=True, help="pre-trained model directory (or one with only a detector)"
+    )
+    fin.add_argument("--tasks", default="ve,rec,vqa,itm", help="comma-separated subset of ve,rec,vqa,itm")
+    fin.add_argument("--train", required=True, help="training folder")
+    fin.add_argument("--val", help="validation folder (default: hold out 5%% of --train)")
+    fin.add_argument("--out", required=True, help="model directory to write")
+    fin.add_argument(
+        "--cmap-mode", choices=("swap", "mix", "off"), help="CMAP mode (default: the init model's)"
+    )
+    loop_options(fin, 10)
+    fin.set_defaults(func=_train_finetune)
 
     ev = sub.add_parser("evaluate", help="evaluate a model directory on a dataset folder")
     ev.add_argument("--model", required=True, help="model directory")

@@ -1,0 +1,45 @@
+"""Task heads on the unified encoder's output (one small module each)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from cmal.model.blocks import MLP
+from cmal.model.config import CMALConfig
+
+
+class ClsHead(nn.Module):
+    """A classifier on ``[CLS]``: entailment (3), ITM (1) or VQA (answer vocabulary)."""
+
+    def __init__(self, c: CMALConfig, classes: int):
+        super().__init__()
+        self.mlp = MLP(c.hidden, classes)
+
+    def forward(self, sequence: torch.Tensor) -> torch.Tensor:
+        return self.mlp(sequence[:, 0])  # (B, classes)
+
+
+class GroundingHead(nn.Module):
+    """A score per region slot; invalid slots get -1e4 so a softmax over slots ignores them."""
+
+    def __init__(self, c: CMALConfig):
+        super().__init__()
+        self.mlp = MLP(c.hidden, 1)
+
+    def forward(self, regions: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """regions (B, K, H), valid (B, K) -> logits (B, K)."""
+        return self.mlp(regions).squeeze(-1).masked_fill(~valid.bool(), -1e4)
+
+
+class SlotHead(nn.Module):
+    """A classifier applied at chosen sequence positions: MLM (vocabulary) and AMC (concepts)."""
+
+    def __init__(self, c: CMALConfig, classes: int):
+        super().__init__()
+        self.mlp = MLP(c.hidden, classes)
+
+    def forward(self, sequence: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """sequence (B, N, H), positions (B, S) -> logits (B, S, classes)."""
+        picked = sequence.gather(1, positions.unsqueeze(-1).expand(-1, -1, sequence.shape[-1]))
+        return self.mlp(picked)

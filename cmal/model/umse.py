@@ -1,0 +1,54 @@
+"""Uni-modal semantic encoding (UMSE): text and regions embedded in two separate hypersphere spaces."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from cmal.model.blocks import Encoder, Hypersphere
+from cmal.model.config import CMALConfig
+
+
+def box_geometry(boxes: torch.Tensor) -> torch.Tensor:
+    """geo(b): (…, 4) normalised x1, y1, x2, y2 -> (…, 7) with width, height and area."""
+    w = boxes[..., 2] - boxes[..., 0]
+    h = boxes[..., 3] - boxes[..., 1]
+    return torch.cat([boxes, w[..., None], h[..., None], (w * h)[..., None]], dim=-1)
+
+
+class TextEncoder(nn.Module):
+    """Token + position embeddings -> small transformer -> ĥ^t on the text hypersphere."""
+
+    def __init__(self, c: CMALConfig):
+        super().__init__()
+        self.tokens = nn.Embedding(c.vocab_size, c.umse_hidden)
+        self.positions = nn.Embedding(c.max_tokens, c.umse_hidden)
+        self.ln = nn.LayerNorm(c.umse_hidden)
+        self.encoder = Encoder(c.umse_hidden, c.umse_layers, c.umse_heads, c.intermediate, c.dropout)
+        self.sphere = Hypersphere(c.umse_hidden)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """input_ids, attention_mask: (B, L) -> (B, L, U)."""
+        positions = torch.arange(input_ids.shape[1], device=input_ids.device)
+        x = self.ln(self.tokens(input_ids) + self.positions(positions)[None])
+        return self.sphere(self.encoder(x, attention_mask.bool()))
+
+
+class VisualEncoder(nn.Module):
+    """``x_k = LN(W_f f_k) + LN(W_b geo(b_k))`` -> small transformer -> ĥ^v on the visual hypersphere."""
+
+    def __init__(self, c: CMALConfig):
+        super().__init__()
+        self.feature = nn.Sequential(
+            nn.Linear(c.region_feature_dim, c.umse_hidden), nn.LayerNorm(c.umse_hidden)
+        )
+        self.geometry = nn.Sequential(nn.Linear(7, c.umse_hidden), nn.LayerNorm(c.umse_hidden))
+        self.encoder = Encoder(c.umse_hidden, c.umse_layers, c.umse_heads, c.intermediate, c.dropout)
+        self.sphere = Hypersphere(c.umse_hidden)
+
+    def forward(self, boxes: torch.Tensor, features: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """boxes (B, K, 4), features (B, K, D), valid (B, K) -> (B, K, U)."""
+        x = self.feature(features) + self.geometry(box_geometry(boxes))
+        # an image with no valid region still needs one key to attend to: let slot 0 always attend
+        mask = valid.bool() | (torch.arange(valid.shape[1], device=valid.device) == 0)[None]
+        return self.sphere(self.encoder(x, mask))

@@ -1,0 +1,1 @@
+"""Training objectives: pure functions returning named losses (logging lives in the trainer)."""

@@ -1,0 +1,114 @@
+"""Anchor detection ⊕: concepts present both as a detected object's tag and as a word.
+
+``A = {(k, j, c) : norm(tag_k) = norm(word_j) = c}``. ``norm`` maps plurals and synonyms to a
+canonical concept of the detector's tag vocabulary via the synonym table shipped with the model.
+A word split into several word pieces anchors at its first piece; matches are many-to-many.
+Runs on the host (numpy, no torch); its output is index arrays.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from tokenizers import Encoding
+
+
+@dataclass(frozen=True)
+class Anchor:
+    region: int  # k: region slot
+    token: int  # j: token position (first word piece of the word)
+    concept: int  # c: concept id (index in the tag vocabulary)
+
+
+def normalise(word: str, synonyms: Mapping[str, str]) -> str | None:
+    """The canonical concept of ``word``, or None: the synonym table, then plural stripping."""
+    w = word.lower()
+    if w in synonyms:
+        return synonyms[w]
+    for suffix in ("es", "s"):
+        if w.endswith(suffix) and w[: -len(suffix)] in synonyms:
+            return synonyms[w[: -len(suffix)]]
+    return None
+
+
+def word_starts(encoding: Encoding, text: str) -> list[tuple[int, str]]:
+    """(first token position, word text) for each word of an encoding (special tokens skipped)."""
+    first: dict[int, int] = {}
+    span: dict[int, tuple[int, int]] = {}
+    for pos, (wid, (start, end)) in enumerate(zip(encoding.word_ids, encoding.offsets, strict=True)):
+        if wid is None:
+            continue
+        if wid not in first:
+            first[wid] = pos
+            span[wid] = (start, end)
+        else:
+            span[wid] = (span[wid][0], end)
+    return [(first[w], text[span[w][0] : span[w][1]]) for w in sorted(first)]
+
+
+def find_anchors(
+    words: Sequence[tuple[int, str]],
+    region_tags: Sequence[str | None],
+    concepts: Sequence[str],
+    synonyms: Mapping[str, str],
+) -> list[Anchor]:
+    """All anchor points of one example.
+
+    Args:
+        words: (token position, word) pairs, e.g. from `word_starts`.
+        region_tags: the tag name of each region slot; None for an invalid slot.
+        concepts: the concept (tag) vocabulary; concept ids index it.
+        synonyms: surface word -> concept.
+
+    Returns:
+        Anchors sorted by (token, region).
+    """
+    concept_id = {c: i for i, c in enumerate(concepts)}
+    tag_concepts = [normalise(t, synonyms) if t is not None else None for t in region_tags]
+    anchors = []
+    for token, word in words:
+        c = normalise(word, synonyms)
+        if c is None or c not in concept_id:
+            continue
+        for k, tc in enumerate(tag_concepts):
+            if tc == c:
+                anchors.append(Anchor(k, token, concept_id[c]))
+    return sorted(anchors, key=lambda a: (a.token, a.region))
+
+
+def anchors_to_arrays(batch: Sequence[Sequence[Anchor]], width: int | None = None) -> dict[str, np.ndarray]:
+    """Pad a batch of anchor lists into index arrays.
+
+    Returns:
+        ``anchor_token``, ``anchor_region``, ``anchor_concept`` (B, S) int64 and ``anchor_valid``
+        (B, S) bool, S = ``width`` or the longest list (at least 1).
+    """
+    s = width if width is not None else max([1, *(len(a) for a in batch)])
+    out = {
+        "anchor_token": np.zeros((len(batch), s), np.int64),
+        "anchor_region": np.zeros((len(batch), s), np.int64),
+        "anchor_concept": np.zeros((len(batch), s), np.int64),
+        "anchor_valid": np.zeros((len(batch), s), bool),
+    }
+    for i, anchors in enumerate(batch):
+        for n, a in enumerate(anchors[:s]):
+            out["anchor_token"][i, n] = a.token
+            out["anchor_region"][i, n] = a.region
+            out["anchor_concept"][i, n] = a.concept
+            out["anchor_valid"][i, n] = True
+    return out
+
+
+def one_to_one(anchors: Sequence[Anchor]) -> list[Anchor]:
+    """A greedy matching: each token and each region used at most once (for swapping slots)."""
+    used_t: set[int] = set()
+    used_r: set[int] = set()
+    out = []
+    for a in anchors:
+        if a.token not in used_t and a.region not in used_r:
+            out.append(a)
+            used_t.add(a.token)
+            used_r.add(a.region)
+    return out

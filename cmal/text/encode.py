@@ -1,0 +1,79 @@
+"""Host-side batch encoding for the fusion graph: tokens, masks and anchor index arrays (numpy only).
+
+Shared by training, evaluation and the service so that all three feed the model identically.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from tokenizers import Tokenizer
+
+from cmal.text.anchors import Anchor, anchors_to_arrays, find_anchors, one_to_one, word_starts
+from cmal.text.tokenizer import PAD_ID
+
+
+@dataclass(frozen=True)
+class EncodedText:
+    ids: list[int]  # WordPiece ids with [CLS] … [SEP]
+    words: list[tuple[int, str]]  # (first token position, word)
+
+
+def tokenize(tokenizer: Tokenizer, texts: Sequence[str]) -> list[EncodedText]:
+    """Tokenise a batch of texts (truncated to the tokenizer's max length)."""
+    encodings = tokenizer.encode_batch(list(texts))
+    return [EncodedText(list(e.ids), word_starts(e, t)) for e, t in zip(encodings, texts, strict=True)]
+
+
+def region_tag_names(tags: np.ndarray, valid: np.ndarray, names: Sequence[str]) -> list[str | None]:
+    """Tag names of one image's region slots; None for invalid slots."""
+    return [names[int(t)] if v else None for t, v in zip(tags, valid, strict=True)]
+
+
+def pad_ids(batch: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
+    """(B, L) int64 ids padded with [PAD] and the (B, L) int64 attention mask."""
+    length = max(len(x) for x in batch)
+    ids = np.full((len(batch), length), PAD_ID, np.int64)
+    mask = np.zeros((len(batch), length), np.int64)
+    for i, x in enumerate(batch):
+        ids[i, : len(x)] = x
+        mask[i, : len(x)] = 1
+    return ids, mask
+
+
+def inference_anchors(
+    texts: Sequence[EncodedText],
+    region_tags: Sequence[Sequence[str | None]],
+    concepts: Sequence[str],
+    synonyms: Mapping[str, str],
+) -> list[list[Anchor]]:
+    """All anchors of each example, reduced one-to-one (each slot swapped at most once)."""
+    return [
+        one_to_one(find_anchors(t.words, tags, concepts, synonyms))
+        for t, tags in zip(texts, region_tags, strict=True)
+    ]
+
+
+def fusion_inputs(
+    texts: Sequence[EncodedText],
+    region_tags: Sequence[Sequence[str | None]],
+    concepts: Sequence[str],
+    synonyms: Mapping[str, str],
+) -> dict[str, np.ndarray]:
+    """The text-side inputs of the fusion graph for a batch (regions are added by the caller).
+
+    Returns:
+        ``input_ids``, ``attention_mask`` (B, L) int64; ``anchor_token``, ``anchor_region`` (B, S)
+        int64; ``anchor_valid`` (B, S) bool.
+    """
+    ids, mask = pad_ids([t.ids for t in texts])
+    arrays = anchors_to_arrays(inference_anchors(texts, region_tags, concepts, synonyms))
+    return {
+        "input_ids": ids,
+        "attention_mask": mask,
+        "anchor_token": arrays["anchor_token"],
+        "anchor_region": arrays["anchor_region"],
+        "anchor_valid": arrays["anchor_valid"],
+    }

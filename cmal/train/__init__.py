@@ -1,0 +1,1 @@
+"""Pre-training and multi-task fine-tuning of CMAL (single process or torchrun/DDP)."""

@@ -1,0 +1,238 @@
+"""Examples from the canonical JSONL files, tokenised and anchored, and their collation into batches.
+
+All randomness of a batch (which anchors are swapped, false swaps, MLM masks) is drawn from a
+generator seeded by (seed, epoch, example id), so a batch is the same whichever process builds it:
+a DDP run and a single-process run see identical inputs.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tokenizers import Tokenizer
+
+from cmal.data.formats import VE_LABELS, load
+from cmal.imaging import iou
+from cmal.regions import RegionTable
+from cmal.text.anchors import Anchor, find_anchors, one_to_one
+from cmal.text.encode import pad_ids, region_tag_names, tokenize
+from cmal.text.tokenizer import MASK_ID, SEP_ID
+
+TASK_FIELD = {
+    "captions": "caption",
+    "itm": "text",
+    "ve": "hypothesis",
+    "rec": "expression",
+    "vqa": "question",
+}
+TASK_IDS = {"captions": 0, "itm": 1, "ve": 2, "rec": 3, "vqa": 4}
+MIN_REC_IOU = 0.5  # a grounding example trains only if some detected region overlaps its box this much
+
+
+@dataclass
+class Example:
+    uid: int  # stable id (seeds the example's randomness)
+    task: str  # captions, itm, ve, rec or vqa
+    row: int  # row of the image in the region table
+    ids: list[int]
+    anchors: list[Anchor]  # all anchors (many-to-many)
+    match: float = -1.0  # itm: 1.0 / 0.0
+    label: int = -1  # ve: label id; rec: target region slot (-1 = none overlaps enough)
+    box: tuple[float, float, float, float] | None = None  # rec: ground-truth box, pixels
+    answers: tuple[str, ...] = ()  # vqa: given answers
+
+
+def answer_vocabulary(folder: Path) -> list[str]:
+    """VQA answers of a training folder, most frequent first (ties alphabetical)."""
+    counts: Counter[str] = Counter()
+    for q in load(folder / "vqa.jsonl", "vqa"):
+        counts.update(set(q.answers))
+    return [a for a, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
+
+
+def soft_scores(answers: Sequence[str], vocab: Mapping[str, int]) -> dict[int, float]:
+    """Soft target per answer id: its votes / the top answer's votes (unknown answers dropped)."""
+    votes = Counter(a for a in answers if a in vocab)
+    if not votes:
+        return {}
+    top = max(votes.values())
+    return {vocab[a]: n / top for a, n in votes.items()}
+
+
+def best_region(table: RegionTable, row: int, box: tuple[float, float, float, float]) -> int:
+    """The valid region slot overlapping ``box`` (pixels) most, or -1 if none reaches MIN_REC_IOU."""
+    w, h = table.sizes[row]
+    valid = table.valid[row]
+    if not valid.any():
+        return -1
+    boxes = table.boxes[row] * np.array([w, h, w, h], np.float32)
+    overlaps = iou(np.array([box], np.float32), boxes)[0]
+    overlaps[~valid] = -1
+    k = int(overlaps.argmax())
+    return k if overlaps[k] >= MIN_REC_IOU else -1
+
+
+def load_examples(
+    folder: Path,
+    tasks: Sequence[str],
+    table: RegionTable,
+    tokenizer: Tokenizer,
+    concepts: Sequence[str],
+    synonyms: Mapping[str, str],
+    uid_offset: int = 0,
+) -> list[Example]:
+    """Read the task files of ``folder`` into examples (anchors from the detected tags)."""
+    examples: list[Example] = []
+    for task in tasks:
+        records = load(folder / f"{task}.jsonl", task)
+        encoded = tokenize(tokenizer, [getattr(r, TASK_FIELD[task]) for r in records])
+        for r, enc in zip(records, encoded, strict=True):
+            row = table.row(r.image)
+            tags = region_tag_names(table.tags[row], table.valid[row], concepts)
+            ex = Example(
+                uid=uid_offset + len(examples),
+                task=task,
+                row=row,
+                ids=enc.ids,
+                anchors=find_anchors(enc.words, tags, concepts, synonyms),
+            )
+            if task == "itm":
+                ex.match = float(r.match)
+            elif task == "ve":
+                ex.label = VE_LABELS.index(r.label)
+            elif task == "rec":
+                ex.box = r.box
+                ex.label = best_region(table, row, r.box)
+            elif task == "vqa":
+                ex.answers = r.answers
+            examples.append(ex)
+    return examples
+
+
+@dataclass(frozen=True)
+class Masking:
+    """Pre-training corruption settings."""
+
+    swap_fraction: float = 0.5  # share of one-to-one anchors swapped (at least one when any)
+    false_swap: float = 0.2  # share of swaps filled from a non-matching slot
+    mlm_probability: float = 0.15  # non-anchor tokens masked for MLM
+
+
+def _swaps(
+    ex: Example, table: RegionTable, rng: np.random.Generator, m: Masking
+) -> list[tuple[int, int, int, int, int]]:
+    """(token, region, concept, text source region, region source token) for chosen pre-training swaps."""
+    if not ex.anchors:
+        return []
+    shuffled = [ex.anchors[int(i)] for i in rng.permutation(len(ex.anchors))]
+    pairs = one_to_one(shuffled)
+    n = max(1, round(m.swap_fraction * len(pairs)))
+    chosen = [pairs[int(i)] for i in rng.permutation(len(pairs))[:n]]
+    anchored_concept = {a.token: a.concept for a in ex.anchors}
+    region_concept = {a.region: a.concept for a in ex.anchors}
+    out = []
+    for a in chosen:
+        t_src, r_src = a.region, a.token
+        if rng.random() < m.false_swap:
+            other_regions = [
+                k for k in np.flatnonzero(table.valid[ex.row]) if region_concept.get(int(k), -2) != a.concept
+            ]
+            other_tokens = [
+                j
+                for j in range(1, len(ex.ids) - 1)
+                if ex.ids[j] != SEP_ID and anchored_concept.get(j, -2) != a.concept
+            ]
+            if other_regions and other_tokens:
+                t_src = int(other_regions[int(rng.integers(len(other_regions)))])
+                r_src = int(other_tokens[int(rng.integers(len(other_tokens)))])
+        out.append((a.token, a.region, a.concept, t_src, r_src))
+    return out
+
+
+def collate(
+    batch: Sequence[Example],
+    table: RegionTable,
+    *,
+    pretrain: bool,
+    seed: int = 0,
+    epoch: int = 0,
+    masking: Masking = Masking(),
+    num_answers: int = 0,
+    answer_ids: Mapping[str, int] | None = None,
+    vocab_size: int = 0,
+) -> dict[str, torch.Tensor]:
+    """Tensors for one batch.
+
+    Pre-training: random anchor swaps (some false), AMC labels at both swapped slots, MLM masks on
+    non-anchor tokens of captions (ITM pairs are never masked). Otherwise (fine-tuning,
+    evaluation): every one-to-one anchor swapped with its true partner, no corruption.
+    """
+    b = len(batch)
+    ids, mask = pad_ids([ex.ids for ex in batch])
+    length = ids.shape[1]
+    rows = np.array([ex.row for ex in batch])
+    swaps: list[list[tuple[int, int, int, int, int]]] = []
+    mlm_labels = np.zeros_like(ids)
+    mlm_valid = np.zeros(ids.shape, bool)
+    for i, ex in enumerate(batch):
+        if pretrain:
+            rng = np.random.default_rng([seed, epoch, ex.uid])
+            swaps.append(_swaps(ex, table, rng, masking))
+            # MLM corrupts captions only: ITM pairs stay intact, so the presence of [MASK] can never
+            # tell a matching pair from a non-matching one
+            if ex.task == "captions":
+                anchored = {a.token for a in ex.anchors}
+                for j in range(1, len(ex.ids) - 1):
+                    if j in anchored or rng.random() >= masking.mlm_probability:
+                        continue
+                    mlm_labels[i, j] = ids[i, j]
+                    mlm_valid[i, j] = True
+                    r = rng.random()
+                    if r < 0.8:
+                        ids[i, j] = MASK_ID
+                    elif r < 0.9:
+                        ids[i, j] = int(rng.integers(5, vocab_size))
+        else:
+            swaps.append([(a.token, a.region, a.concept, a.region, a.token) for a in one_to_one(ex.anchors)])
+    s = max([1, *(len(x) for x in swaps)])
+    sw = np.zeros((b, s, 5), np.int64)
+    sw_valid = np.zeros((b, s), bool)
+    for i, x in enumerate(swaps):
+        if x:
+            sw[i, : len(x)] = x
+            sw_valid[i, : len(x)] = True
+    out = {
+        "input_ids": torch.from_numpy(ids),
+        "attention_mask": torch.from_numpy(mask),
+        "region_boxes": torch.from_numpy(table.boxes[rows]),
+        "region_features": torch.from_numpy(table.features[rows]),
+        "region_valid": torch.from_numpy(table.valid[rows]),
+        "swap_token": torch.from_numpy(sw[..., 0]),
+        "swap_region": torch.from_numpy(sw[..., 1]),
+        "swap_valid": torch.from_numpy(sw_valid),
+        "text_source": torch.from_numpy(sw[..., 3]),
+        "region_source": torch.from_numpy(sw[..., 4]),
+        "task": torch.tensor([TASK_IDS[ex.task] for ex in batch]),
+        "image_row": torch.from_numpy(rows),
+        "match": torch.tensor([ex.match for ex in batch], dtype=torch.float32),
+        "label": torch.tensor([ex.label for ex in batch]),
+    }
+    if pretrain:
+        # AMC at both slots of every swap: text slot j, region slot L + k; label = anchor concept
+        out["amc_positions"] = torch.from_numpy(np.concatenate([sw[..., 0], length + sw[..., 1]], axis=1))
+        out["amc_labels"] = torch.from_numpy(np.concatenate([sw[..., 2], sw[..., 2]], axis=1))
+        out["amc_valid"] = torch.from_numpy(np.concatenate([sw_valid, sw_valid], axis=1))
+        out["mlm_labels"] = torch.from_numpy(mlm_labels)
+        out["mlm_valid"] = torch.from_numpy(mlm_valid)
+    if num_answers:
+        soft = np.zeros((b, num_answers), np.float32)
+        for i, ex in enumerate(batch):
+            for a, v in soft_scores(ex.answers, answer_ids or {}).items():
+                soft[i, a] = v
+        out["vqa_soft"] = torch.from_numpy(soft)
+    return out

@@ -1,0 +1,280 @@
+"""Entry points: CMAL pre-training and multi-task fine-tuning into a model directory."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tokenizers import Tokenizer
+
+from cmal.data.formats import load
+from cmal.data.vocab import synonym_table
+from cmal.detector.config import DetectorConfig
+from cmal.detector.io import CONFIG as DET_CONFIG
+from cmal.detector.io import LABELS as DET_LABELS
+from cmal.detector.io import WEIGHTS as DET_WEIGHTS
+from cmal.detector.train import update_metrics
+from cmal.evaluate import TASKS, evaluate_examples
+from cmal.model.cmal import CMAL
+from cmal.model.config import CMALConfig, demo_config
+from cmal.model.io import (
+    CONFIG,
+    Vocabularies,
+    has_cmal,
+    load_partial,
+    load_vocabularies,
+    read_json,
+    save_cmal,
+)
+from cmal.regions import RegionTable, detect_folder
+from cmal.text.tokenizer import load_tokenizer, train_tokenizer
+from cmal.train.distributed import barrier, init_distributed, shutdown
+from cmal.train.examples import TASK_FIELD, Example, Masking, answer_vocabulary, collate, load_examples
+from cmal.train.steps import FinetuneStep, PretrainStep
+from cmal.train.trainer import TrainSettings, fit
+
+PRETRAIN_TASKS = ("captions", "itm")
+VAL_CAP = 1500  # validation examples per task (keeps per-epoch validation short)
+
+
+def _copy_detector(src: Path, dst: Path) -> None:
+    for name in (DET_WEIGHTS, DET_CONFIG):
+        if not (src / name).is_file():
+            raise FileNotFoundError(
+                f"{src} has no detector ({name} missing): train one with `cmal train detector`"
+            )
+    if src.resolve() == dst.resolve():
+        return
+    dst.mkdir(parents=True, exist_ok=True)
+    for name in (DET_WEIGHTS, DET_CONFIG):
+        shutil.copyfile(src / name, dst / name)
+    labels = read_json(src / DET_LABELS)
+    dst_labels = read_json(dst / DET_LABELS) if (dst / DET_LABELS).is_file() else {}
+    dst_labels.update({"tags": labels["tags"], "attributes": labels["attributes"]})
+    (dst / DET_LABELS).write_text(json.dumps(dst_labels, indent=2) + "\n")
+
+
+def _corpus(folder: Path) -> list[str]:
+    texts = []
+    for task, field in TASK_FIELD.items():
+        path = folder / f"{task}.jsonl"
+        if path.is_file():
+            texts += [getattr(r, field) for r in load(path, task)]
+    return texts
+
+
+def _synonyms(tags: Sequence[str]) -> dict[str, str]:
+    table = {w: c for w, c in synonym_table().items() if c in tags}
+    table.update({t: t for t in tags})
+    return dict(sorted(table.items()))
+
+
+def _split_off(examples: list[Example], fraction: float) -> tuple[list[Example], list[Example]]:
+    n_val = max(1, int(len(examples) * fraction))
+    order = np.random.default_rng(1234).permutation(len(examples))
+    val = {int(i) for i in order[:n_val]}
+    return [e for i, e in enumerate(examples) if i not in val], [
+        e for i, e in enumerate(examples) if i in val
+    ]
+
+
+def _cap(examples: Sequence[Example], per_task: int) -> list[Example]:
+    seen: dict[str, int] = {}
+    out = []
+    for e in examples:
+        if seen.get(e.task, 0) < per_task:
+            out.append(e)
+            seen[e.task] = seen.get(e.task, 0) + 1
+    return out
+
+
+def pretrain(
+    data_dir: Path,
+    out_dir: Path,
+    detector_dir: Path,
+    val_dir: Path | None = None,
+    config: CMALConfig | None = None,
+    settings: TrainSettings | None = None,
+    vocab_size: int = 400,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Pre-train CMAL (MLM + ITM + AMC, or CMCL) on captions and ITM pairs of ``data_dir``."""
+    s = settings or TrainSettings()
+    dist = init_distributed()
+    torch.manual_seed(s.seed)
+    if dist.main:
+        _copy_detector(detector_dir, out_dir)
+    barrier(dist)
+    det = DetectorConfig.load(out_dir / DET_CONFIG)
+    labels = read_json(out_dir / DET_LABELS)
+    tokenizer = train_tokenizer(
+        _corpus(data_dir), vocab_size=vocab_size, max_length=(config or demo_config()).max_tokens
+    )
+    answers = answer_vocabulary(data_dir) if (data_dir / "vqa.jsonl").is_file() else []
+    vocab = Vocabularies(labels["tags"], labels["attributes"], answers, _synonyms(labels["tags"]))
+    config = (config or demo_config()).replace(
+        vocab_size=tokenizer.get_vocab_size(),
+        num_concepts=len(vocab.tags),
+        region_feature_dim=det.feature_dim,
+        max_regions=det.max_detections,
+        num_answers=max(1, len(answers)),
+    )
+    model = CMAL(config)
+    table = detect_folder(out_dir, data_dir, progress=progress and dist.main)
+    examples = load_examples(data_dir, PRETRAIN_TASKS, table, tokenizer, vocab.tags, vocab.synonyms)
+    if val_dir is not None:
+        val_table = detect_folder(out_dir, val_dir, progress=progress and dist.main)
+        val = load_examples(
+            val_dir, PRETRAIN_TASKS, val_table, tokenizer, vocab.tags, vocab.synonyms, uid_offset=10**8
+        )
+    else:
+        val_table = table
+        examples, val = _split_off(examples, 0.05)
+    val = _cap(val, VAL_CAP)
+    step = PretrainStep(model, s.amc_weight)
+    masking = Masking()
+
+    def make_batch(batch: Sequence[Example], epoch: int) -> dict[str, torch.Tensor]:
+        return collate(
+            batch,
+            table,
+            pretrain=True,
+            seed=s.seed,
+            epoch=epoch,
+            masking=masking,
+            vocab_size=config.vocab_size,
+        )
+
+    @torch.no_grad()
+    def validate() -> dict[str, Any]:
+        step.eval()
+        sums: dict[str, float] = {}
+        n = 0
+        for start in range(0, len(val), 128):
+            part = val[start : start + 128]
+            batch = collate(
+                part,
+                val_table,
+                pretrain=True,
+                seed=s.seed,
+                epoch=0,
+                masking=masking,
+                vocab_size=config.vocab_size,
+            )
+            for k, v in step(batch).items():
+                sums[f"val_{k}"] = sums.get(f"val_{k}", 0.0) + float(v) * len(part)
+            n += len(part)
+        metrics: dict[str, Any] = {k: v / max(n, 1) for k, v in sums.items()}
+        metrics["score"] = -metrics["val_total"]
+        return metrics
+
+    best = fit(
+        step, model, examples, make_batch, validate,
+        lambda: save_cmal(model, out_dir, tokenizer, vocab),
+        out_dir, s, dist, "pretrain", progress,
+    )  # fmt: skip
+    if dist.main:
+        update_metrics(out_dir, "pretrain", {**best, "objective": config.objective, "data": str(data_dir)})
+    shutdown(dist)
+    return best
+
+
+def finetune(
+    init_dir: Path,
+    tasks: Sequence[str],
+    train_dir: Path,
+    val_dir: Path | None,
+    out_dir: Path,
+    settings: TrainSettings | None = None,
+    config_changes: dict[str, Any] | None = None,
+    vocab_size: int = 400,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Multi-task fine-tuning of ``tasks`` from ``init_dir`` (a pre-trained model directory, or one
+    holding only a detector: then CMAL starts from random weights — the no-pre-training baseline)."""
+    unknown = set(tasks) - set(TASKS)
+    if unknown or not tasks:
+        raise ValueError(f"tasks must be a non-empty subset of {', '.join(TASKS)}; got {', '.join(tasks)}")
+    tasks = tuple(t for t in TASKS if t in tasks)
+    s = settings or TrainSettings()
+    dist = init_distributed()
+    torch.manual_seed(s.seed)
+    if dist.main:
+        _copy_detector(init_dir, out_dir)
+    barrier(dist)
+    det = DetectorConfig.load(out_dir / DET_CONFIG)
+    labels = read_json(out_dir / DET_LABELS)
+    pretrained = has_cmal(init_dir)
+    if pretrained:
+        tokenizer: Tokenizer = load_tokenizer(init_dir)
+        base = CMALConfig.load(init_dir / CONFIG)
+        old = load_vocabularies(init_dir)
+        synonyms = old.synonyms
+    else:
+        base = demo_config()
+        tokenizer = train_tokenizer(_corpus(train_dir), vocab_size=vocab_size, max_length=base.max_tokens)
+        synonyms = _synonyms(labels["tags"])
+    answers = answer_vocabulary(train_dir) if "vqa" in tasks else (old.answers if pretrained else [])
+    vocab = Vocabularies(labels["tags"], labels["attributes"], answers, synonyms)
+    config = base.replace(
+        vocab_size=tokenizer.get_vocab_size(),
+        num_concepts=len(vocab.tags),
+        region_feature_dim=det.feature_dim,
+        max_regions=det.max_detections,
+        num_answers=max(1, len(answers)),
+        **(config_changes or {}),
+    )
+    model = CMAL(config)
+    if pretrained:
+        skipped = load_partial(model, init_dir)
+        if dist.main and skipped and progress:
+            fresh = sorted({".".join(k.split(".")[:2]) for k in skipped})
+            print(f"initialised from {init_dir}; new (randomly initialised): {', '.join(fresh)}")
+    table = detect_folder(out_dir, train_dir, progress=progress and dist.main)
+    examples = load_examples(train_dir, tasks, table, tokenizer, vocab.tags, vocab.synonyms)
+    val_table: RegionTable
+    if val_dir is not None:
+        val_table = detect_folder(out_dir, val_dir, progress=progress and dist.main)
+        val = load_examples(
+            val_dir, tasks, val_table, tokenizer, vocab.tags, vocab.synonyms, uid_offset=10**8
+        )
+    else:
+        val_table = table
+        examples, val = _split_off(examples, 0.05)
+    val = _cap(val, VAL_CAP)
+    answer_ids = {a: i for i, a in enumerate(answers)}
+    step = FinetuneStep(model, tasks)
+
+    def make_batch(batch: Sequence[Example], epoch: int) -> dict[str, torch.Tensor]:
+        return collate(batch, table, pretrain=False, num_answers=config.num_answers, answer_ids=answer_ids)
+
+    def validate() -> dict[str, Any]:
+        results = evaluate_examples(model, val, val_table, vocab, tasks)
+        metrics: dict[str, Any] = {f"val_{t}": float(r["accuracy"]) for t, r in results.items()}
+        metrics["score"] = float(np.mean([r["accuracy"] for r in results.values()]))
+        return metrics
+
+    best = fit(
+        step, model, examples, make_batch, validate,
+        lambda: save_cmal(model, out_dir, tokenizer, vocab),
+        out_dir, s, dist, "finetune", progress,
+    )  # fmt: skip
+    if dist.main:
+        update_metrics(
+            out_dir,
+            "finetune",
+            {
+                **best,
+                "tasks": list(tasks),
+                "pretrained": pretrained,
+                "init": str(init_dir),
+                "data": str(train_dir),
+            },
+        )
+    shutdown(dist)
+    return best

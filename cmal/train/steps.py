@@ -1,0 +1,95 @@
+"""Training steps as modules (so DistributedDataParallel wraps the whole computation).
+
+Each step's ``forward(batch)`` returns named losses with ``total`` first; the objectives themselves
+are the pure functions of `cmal.objectives`.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from cmal.model.cmal import CMAL, Encoded
+from cmal.objectives.contrastive import cmcl_loss, pooled
+from cmal.objectives.slots import amc_loss, mlm_loss
+from cmal.objectives.tasks import itm_loss, rec_loss, ve_loss, vqa_loss
+from cmal.train.examples import TASK_IDS
+
+
+def encode_batch(model: CMAL, batch: dict[str, torch.Tensor], mode: str | None = None) -> Encoded:
+    """Run `CMAL.encode` on a collated batch (with its swap sources)."""
+    return model.encode(
+        batch["input_ids"],
+        batch["attention_mask"],
+        batch["region_boxes"],
+        batch["region_features"],
+        batch["region_valid"],
+        batch["swap_token"],
+        batch["swap_region"],
+        batch["swap_valid"],
+        text_source=batch["text_source"],
+        region_source=batch["region_source"],
+        mode=mode,
+    )
+
+
+class PretrainStep(nn.Module):
+    """MLM + ITM + λ·AMC (or the contrastive CMCL in place of AMC)."""
+
+    def __init__(self, model: CMAL, amc_weight: float = 1.0):
+        super().__init__()
+        self.model = model
+        self.amc_weight = amc_weight
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        m = self.model
+        contrastive = m.config.objective == "cmcl"
+        enc = encode_batch(m, batch, mode="off" if contrastive else "swap")
+        seq = enc.sequence
+        length = batch["input_ids"].shape[1]
+        positions = torch.arange(length, device=seq.device).expand(seq.shape[0], length)
+        losses = {
+            "mlm": mlm_loss(m.mlm_head(seq, positions), batch["mlm_labels"], batch["mlm_valid"]),
+            "itm": itm_loss(m.itm_head(seq).squeeze(-1), batch["match"], batch["task"] == TASK_IDS["itm"]),
+        }
+        if contrastive:
+            positive = (batch["task"] == TASK_IDS["captions"]) | (batch["match"] == 1.0)
+            losses["cmcl"] = cmcl_loss(
+                pooled(enc.text, batch["attention_mask"]),
+                pooled(enc.regions, batch["region_valid"]),
+                positive,
+                batch["image_row"],
+            )
+            align = losses["cmcl"]
+        else:
+            logits = m.amc_head(seq, batch["amc_positions"])
+            losses["amc"] = amc_loss(logits, batch["amc_labels"], batch["amc_valid"])
+            align = losses["amc"]
+        return {"total": losses["mlm"] + losses["itm"] + self.amc_weight * align, **losses}
+
+
+class FinetuneStep(nn.Module):
+    """Sum of the task losses present in the (mixed-task) batch."""
+
+    def __init__(self, model: CMAL, tasks: tuple[str, ...]):
+        super().__init__()
+        self.model = model
+        self.tasks = tasks
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        m = self.model
+        enc = encode_batch(m, batch)
+        out = m.tasks(enc.sequence, batch["region_valid"])
+        task = batch["task"]
+        losses: dict[str, torch.Tensor] = {}
+        if "ve" in self.tasks:
+            losses["ve"] = ve_loss(out.ve_logits, batch["label"], task == TASK_IDS["ve"])
+        if "itm" in self.tasks:
+            losses["itm"] = itm_loss(out.itm_logits, batch["match"], task == TASK_IDS["itm"])
+        if "vqa" in self.tasks:
+            losses["vqa"] = vqa_loss(out.vqa_logits, batch["vqa_soft"], task == TASK_IDS["vqa"])
+        if "rec" in self.tasks:
+            losses["rec"] = rec_loss(
+                out.rec_logits, batch["label"].clamp(min=0), (task == TASK_IDS["rec"]) & (batch["label"] >= 0)
+            )
+        return {"total": sum(losses.values(), torch.zeros(())), **losses}

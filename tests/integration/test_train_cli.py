@@ -1,0 +1,185 @@
+"""The training and evaluation commands end to end on a tiny split: pre-train, fine-tune (any task
+subset), resume, evaluate to JSON, and fine-tune onto a new VQA answer vocabulary."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cmal.data.generate import generate_split
+
+CMAL = str(Path(sys.executable).with_name("cmal"))
+TINY = ["--epochs", "1", "--batch-size", "16", "--max-steps", "3", "--quiet"]
+
+
+def cmal(*args: str) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run([CMAL, *args], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    return result
+
+
+@pytest.fixture(scope="module")
+def splits(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("train_cli")
+    generate_split(root / "train", seed=41, num_images=24, split="train", progress=False)
+    generate_split(root / "val", seed=42, num_images=8, split="val", progress=False)
+    return root / "train", root / "val"
+
+
+@pytest.mark.slow
+def test_pretrain_finetune_evaluate(splits: tuple[Path, Path], demo_dir: Path, tmp_path: Path) -> None:
+    train, val = splits
+    pre = tmp_path / "pre"
+    cmal(
+        "train",
+        "pretrain",
+        "--data",
+        str(train),
+        "--val",
+        str(val),
+        "--detector",
+        str(demo_dir),
+        "--out",
+        str(pre),
+        *TINY,
+    )
+    for name in (
+        "cmal.safetensors",
+        "cmal.json",
+        "tokenizer.json",
+        "labels.json",
+        "synonyms.json",
+        "detector.safetensors",
+    ):
+        assert (pre / name).is_file(), name
+    metrics = json.loads((pre / "metrics.json").read_text())
+    assert {"val_mlm", "val_itm", "val_amc"} <= set(metrics["pretrain"])
+
+    ft = tmp_path / "ft"
+    cmal(
+        "train",
+        "finetune",
+        "--init",
+        str(pre),
+        "--tasks",
+        "ve,rec,vqa,itm",
+        "--train",
+        str(train),
+        "--val",
+        str(val),
+        "--out",
+        str(ft),
+        *TINY,
+    )
+    out = tmp_path / "eval.json"
+    result = cmal(
+        "evaluate", "--model", str(ft), "--data", str(val), "--task", "all", "--output", str(out), "--quiet"
+    )
+    results = json.loads(out.read_text())
+    assert set(results) == {"detection", "ve", "rec", "vqa", "itm"}
+    for task in ("ve", "rec", "vqa", "itm"):
+        assert 0.0 <= results[task]["accuracy"] <= 1.0 and results[task]["n"] > 0
+    assert results["ve"]["n"] == 24 and results["rec"]["n"] == 16 and results["vqa"]["n"] == 32
+    assert 0.0 <= results["itm"]["auc"] <= 1.0
+    assert "vqa" in result.stdout and "accuracy" in result.stdout  # the printed table
+
+    # a task subset, from scratch (a folder with only a detector): the no-pre-training baseline
+    sub = tmp_path / "sub"
+    cmal(
+        "train",
+        "finetune",
+        "--init",
+        str(demo_dir),
+        "--tasks",
+        "rec",
+        "--train",
+        str(train),
+        "--out",
+        str(sub),
+        *TINY,
+    )
+    assert json.loads((sub / "metrics.json").read_text())["finetune"]["tasks"] == ["rec"]
+    assert json.loads((sub / "metrics.json").read_text())["finetune"]["pretrained"] is False
+
+
+@pytest.mark.slow
+def test_resume_continues_after_the_last_epoch(
+    splits: tuple[Path, Path], demo_dir: Path, tmp_path: Path
+) -> None:
+    train, _ = splits
+    out = tmp_path / "ft"
+    common = [
+        "train",
+        "finetune",
+        "--init",
+        str(demo_dir),
+        "--tasks",
+        "ve",
+        "--train",
+        str(train),
+        "--out",
+        str(out),
+    ]
+    cmal(*common, "--epochs", "1", "--batch-size", "16", "--quiet")
+    first = json.loads((out / "checkpoint" / "trainer.json").read_text())
+    assert first["epoch"] == 1
+    result = subprocess.run(
+        [CMAL, *common, "--epochs", "2", "--batch-size", "16", "--resume"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "resuming from" in result.stderr + result.stdout
+    second = json.loads((out / "checkpoint" / "trainer.json").read_text())
+    assert second["epoch"] == 2 and second["step"] == first["step"] * 2
+    assert [h["epoch"] for h in second["history"]] == [1, 2]
+
+
+@pytest.mark.slow
+def test_finetune_on_a_new_answer_vocabulary(
+    splits: tuple[Path, Path], demo_dir: Path, tmp_path: Path
+) -> None:
+    train, _ = splits
+    translate = {"yes": "ja", "no": "nein", "red": "rot", "green": "grün", "blue": "blau"}
+    data = tmp_path / "vqa-de"
+    data.mkdir()
+    (data / "images").symlink_to(train / "images")
+    lines = []
+    for line in (train / "vqa.jsonl").read_text().splitlines():
+        rec = json.loads(line)
+        rec["answers"] = [translate.get(a, f"x-{a}") for a in rec["answers"]]
+        lines.append(json.dumps(rec))
+    (data / "vqa.jsonl").write_text("\n".join(lines) + "\n")
+    out = tmp_path / "ft"
+    cmal(
+        "train",
+        "finetune",
+        "--init",
+        str(demo_dir),
+        "--tasks",
+        "vqa",
+        "--train",
+        str(data),
+        "--out",
+        str(out),
+        *TINY,
+    )
+    answers = json.loads((out / "labels.json").read_text())["answers"]
+    assert "ja" in answers and "nein" in answers and "yes" not in answers
+    assert all(a in translate.values() or a.startswith("x-") for a in answers)
+
+    from cmal.evaluate import predict
+    from cmal.model.io import load_cmal
+    from cmal.regions import detect_folder
+    from cmal.train.examples import load_examples
+
+    model, tokenizer, vocab = load_cmal(out)
+    table = detect_folder(out, data, progress=False)
+    examples = load_examples(data, ("vqa",), table, tokenizer, vocab.tags, vocab.synonyms)
+    top = predict(model, examples, table)["vqa"].argmax(-1)
+    assert {vocab.answers[int(i)] for i in top} <= set(answers)  # predictions speak the new vocabulary

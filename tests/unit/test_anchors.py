@@ -1,0 +1,90 @@
+"""Anchor detection ⊕ with exact expectations: synonyms, plurals, word pieces, many-to-many."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cmal.data.vocab import SHAPES, synonym_table
+from cmal.text.anchors import Anchor, anchors_to_arrays, find_anchors, normalise, one_to_one, word_starts
+from cmal.text.tokenizer import CLS_ID, PAD_ID, SEP_ID, load_tokenizer, train_tokenizer
+
+SYN = synonym_table()
+
+
+def words(text: str) -> list[tuple[int, str]]:
+    """Word positions as a tokenizer that keeps every word whole would give them ([CLS] at 0)."""
+    return [(i + 1, w) for i, w in enumerate(text.split())]
+
+
+@pytest.mark.parametrize(
+    ("word", "concept"),
+    [("circle", "circle"), ("Circles", "circle"), ("box", "square"), ("boxes", "square"),
+     ("rhombuses", "diamond"), ("disc", "circle"), ("crosses", "cross"), ("red", None), ("boxy", None)],
+)  # fmt: skip
+def test_normalise(word: str, concept: str | None) -> None:
+    assert normalise(word, SYN) == concept
+
+
+def test_synonyms_plurals_and_many_to_many() -> None:
+    tags = ["circle", "square", "circle", None, "diamond"]
+    got = find_anchors(words("two discs left of the big box and a rhombus"), tags, SHAPES, SYN)
+    assert got == [
+        Anchor(region=0, token=2, concept=0),  # discs -> both circles
+        Anchor(region=2, token=2, concept=0),
+        Anchor(region=1, token=7, concept=1),  # box -> square
+        Anchor(region=4, token=10, concept=3),  # rhombus -> diamond
+    ]
+
+
+def test_two_words_one_region_and_invalid_slots() -> None:
+    tags = [None, "cross", None]
+    got = find_anchors(words("a cross above another cross"), tags, SHAPES, SYN)
+    assert got == [Anchor(1, 2, 4), Anchor(1, 5, 4)]
+    assert find_anchors(words("a cross"), [None, None], SHAPES, SYN) == []  # invalid regions never anchor
+
+
+def test_no_anchors() -> None:
+    assert (
+        find_anchors(words("what colour is the thing on the left"), ["circle", "square"], SHAPES, SYN) == []
+    )
+    assert find_anchors(words("a red circle"), ["square"], SHAPES, SYN) == []
+
+
+def test_word_pieces_anchor_at_the_first_piece() -> None:
+    # a tokenizer whose tiny vocabulary must split "rhombuses" and "triangle" into pieces
+    letters = " ".join("abcdefghijklmnopqrstuvwxyz")
+    alphabet = "abcdefghijklmnopqrstuvwxyz"
+    tok = train_tokenizer([letters, f"{alphabet} {alphabet[::-1]}", "the and the and"], vocab_size=70)
+    text = "the rhombuses and a triangle"
+    enc = tok.encode(text)
+    assert enc.ids[0] == CLS_ID and enc.ids[-1] == SEP_ID
+    starts = word_starts(enc, text)
+    assert [w for _, w in starts] == ["the", "rhombuses", "and", "a", "triangle"]
+    pieces = {w: enc.word_ids.count(i) for i, (_, w) in enumerate(starts)}
+    assert pieces["rhombuses"] > 1 and pieces["triangle"] > 1  # really split
+    got = find_anchors(starts, ["triangle", "diamond"], SHAPES, SYN)
+    first = {w: p for p, w in starts}
+    assert got == [Anchor(1, first["rhombuses"], 3), Anchor(0, first["triangle"], 2)]
+    assert enc.tokens[first["rhombuses"]] != "##" and not enc.tokens[first["rhombuses"]].startswith("##")
+
+
+def test_tokenizer_round_trip_and_ids(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    tok = train_tokenizer(["there is a red circle.", "how many boxes are there?"] * 5, vocab_size=120)
+    tok.save(str(tmp_path / "tokenizer.json"))
+    loaded = load_tokenizer(tmp_path)
+    enc = loaded.encode("there is a red circle.")
+    assert enc.ids == tok.encode("there is a red circle.").ids
+    assert loaded.token_to_id("[PAD]") == PAD_ID
+    assert enc.tokens == ["[CLS]", "there", "is", "a", "red", "circle", ".", "[SEP]"]
+    assert loaded.decode(enc.ids) == "there is a red circle."
+
+
+def test_arrays_and_one_to_one() -> None:
+    batch = [[Anchor(0, 2, 0), Anchor(2, 2, 0), Anchor(1, 7, 1)], []]
+    arrays = anchors_to_arrays(batch)
+    assert arrays["anchor_token"].tolist() == [[2, 2, 7], [0, 0, 0]]
+    assert arrays["anchor_region"].tolist() == [[0, 2, 1], [0, 0, 0]]
+    assert arrays["anchor_valid"].tolist() == [[True, True, True], [False, False, False]]
+    assert arrays["anchor_concept"].dtype == np.int64
+    assert one_to_one(batch[0]) == [Anchor(0, 2, 0), Anchor(1, 7, 1)]  # token 2 used once
