@@ -6,6 +6,7 @@ Subcommands:
     cmal train detector --data DIR --out MODEL_DIR [--val DIR]
     cmal train pretrain --data DIR --out DIR [--detector MODEL_DIR]
     cmal train finetune --init DIR --tasks ve,rec,vqa,itm --train DIR --val DIR --out DIR
+    cmal export --model MODEL_DIR --format {onnx,torchscript,all} [--out DIR] [--fp16] [--int8]
     cmal evaluate --model MODEL_DIR --data DIR --task {ve,rec,vqa,itm,detection,all} [--output FILE]
 """
 
@@ -150,6 +151,32 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    from export.api import ParityError, export_model
+
+    model_dir = Path(args.model)
+    try:
+        manifest = export_model(
+            model_dir, args.format, Path(args.out) if args.out else None, fp16=args.fp16, int8=args.int8
+        )
+    except ParityError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    out = Path(args.out) if args.out else model_dir / "export"
+    for name, info in manifest["files"].items():
+        print(f"{name:<22}{info['bytes'] / 1e6:>8.2f} MB  {info['variant']}")
+    for name, report in manifest["parity"].items():
+        if "max_abs_diff" in report:
+            worst = max(report["max_abs_diff"].values())
+            print(f"parity {name:<14} max |diff| {worst:.2e}, mismatches {report['decision_mismatches']}")
+        else:
+            agree, n = report["decision_agreement"], report["examples"]
+            change = report["accuracy_change_points"]
+            print(f"parity {name:<14} decisions agree {agree:.3f} on {n} examples, accuracy {change} points")
+    print(f"wrote {out}/manifest.json in {manifest['export_seconds']} s")
+    return 0
+
+
 def _table(results: dict[str, dict[str, float]]) -> str:
     lines = [f"{'task':<11}{'metric':<20}{'value':>10}"]
     for task, metrics in results.items():
@@ -239,6 +266,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     loop_options(fin, 10)
     fin.set_defaults(func=_train_finetune)
+
+    exp = sub.add_parser(
+        "export", help="export a model directory to ONNX / TorchScript graphs, with parity checks"
+    )
+    exp.add_argument("--model", required=True, help="model directory")
+    exp.add_argument("--format", default="all", choices=("onnx", "torchscript", "all"), help="default all")
+    exp.add_argument("--out", help="output folder (default MODEL/export)")
+    exp.add_argument("--fp16", action="store_true", help="also write fp16 ONNX graphs (for GPUs)")
+    exp.add_argument(
+        "--int8", action="store_true", help="also write an int8 dynamically quantised fusion graph (CPU)"
+    )
+    exp.set_defaults(func=_export)
 
     ev = sub.add_parser("evaluate", help="evaluate a model directory on a dataset folder")
     ev.add_argument("--model", required=True, help="model directory")

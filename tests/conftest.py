@@ -47,3 +47,29 @@ def tiny_world(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-unt
 @pytest.fixture(scope="session")
 def demo_dir() -> Path:
     return DEMO_DIR
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, tiny_world) -> Path:  # type: ignore[no-untyped-def]
+    """A complete model directory: the demo detector plus a tiny, randomly initialised CMAL."""
+    import shutil
+
+    import torch
+
+    from cmal.model.cmal import CMAL
+    from cmal.model.config import demo_config
+    from cmal.model.io import save_cmal
+
+    _, table, tokenizer, vocab = tiny_world
+    out = tmp_path_factory.mktemp("tiny_model") / "tiny-model"
+    out.mkdir()
+    for name in ("detector.safetensors", "detector.json", "labels.json"):
+        shutil.copyfile(DEMO_DIR / name, out / name)
+    config = demo_config(
+        umse_hidden=32, umse_heads=2, hidden=32, heads=2, layers=1, intermediate=64,
+        vocab_size=tokenizer.get_vocab_size(), num_concepts=len(vocab.tags), num_answers=len(vocab.answers),
+        region_feature_dim=table.features.shape[-1], max_regions=table.features.shape[1],
+    )  # fmt: skip
+    torch.manual_seed(0)
+    save_cmal(CMAL(config).eval(), out, tokenizer, vocab)
+    return out

@@ -11,10 +11,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 from transformers import BertConfig, BertModel
+from transformers.utils import logging as hf_logging
 
 from cmal.model.config import CMALConfig
 
 TEXT_TYPE, REGION_TYPE, SWAPPED_TYPE = 0, 1, 2
+hf_logging.set_verbosity_error()  # BertConfig's notes on unused generation fields are noise here
 
 
 class UnifiedEncoder(nn.Module):

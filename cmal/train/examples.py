@@ -64,17 +64,24 @@ def soft_scores(answers: Sequence[str], vocab: Mapping[str, int]) -> dict[int, f
     return {vocab[a]: n / top for a, n in votes.items()}
 
 
-def best_region(table: RegionTable, row: int, box: tuple[float, float, float, float]) -> int:
-    """The valid region slot overlapping ``box`` (pixels) most, or -1 if none reaches MIN_REC_IOU."""
-    w, h = table.sizes[row]
-    valid = table.valid[row]
+def best_region_slot(
+    boxes: np.ndarray, valid: np.ndarray, size: tuple[int, int], box: tuple[float, float, float, float]
+) -> int:
+    """The valid slot whose box (normalised (K, 4)) overlaps ``box`` (pixels of an image of ``size``)
+    most, or -1 if none reaches MIN_REC_IOU."""
     if not valid.any():
         return -1
-    boxes = table.boxes[row] * np.array([w, h, w, h], np.float32)
-    overlaps = iou(np.array([box], np.float32), boxes)[0]
+    w, h = size
+    overlaps = iou(np.array([box], np.float32), boxes * np.array([w, h, w, h], np.float32))[0]
     overlaps[~valid] = -1
     k = int(overlaps.argmax())
     return k if overlaps[k] >= MIN_REC_IOU else -1
+
+
+def best_region(table: RegionTable, row: int, box: tuple[float, float, float, float]) -> int:
+    """`best_region_slot` for one image of a region table."""
+    w, h = table.sizes[row]
+    return best_region_slot(table.boxes[row], table.valid[row], (int(w), int(h)), box)
 
 
 def load_examples(

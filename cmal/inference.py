@@ -1,0 +1,245 @@
+"""Torch-free inference over exported ONNX graphs: decode, detect, tokenise, fuse, post-process.
+
+Needs only numpy, Pillow, tokenizers and onnxruntime (the service's ONNX path imports this and
+never torch). The same host-side encoding as training (`cmal.text.encode`) feeds the fusion graph.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+from tokenizers import Tokenizer
+
+from cmal.imaging import to_input
+from cmal.text.encode import fusion_inputs, region_tag_names, tokenize
+
+VE_LABELS = ("entailment", "neutral", "contradiction")
+DETECTOR_OUTPUTS = ("boxes", "scores", "tags", "attributes", "features", "valid")
+FUSION_INPUTS = (
+    "input_ids",
+    "attention_mask",
+    "region_boxes",
+    "region_features",
+    "region_valid",
+    "anchor_token",
+    "anchor_region",
+    "anchor_valid",
+)
+FUSION_OUTPUTS = ("ve_logits", "itm_logits", "vqa_logits", "rec_logits")
+WEIGHT_FILES = ("detector.safetensors", "cmal.safetensors")
+
+
+class GraphMismatch(RuntimeError):
+    """Exported graphs that do not belong to the model directory, or were altered."""
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def model_version(model_dir: Path) -> str:
+    """A content version: the first 12 hex digits of the hash of the weight files' hashes."""
+    joined = "".join(sha256(model_dir / f) for f in WEIGHT_FILES if (model_dir / f).is_file())
+    return hashlib.sha256(joined.encode()).hexdigest()[:12]
+
+
+@dataclass
+class Regions:
+    """Detector output for a batch of images (numpy), plus the original image sizes."""
+
+    boxes: np.ndarray  # (B, K, 4) normalised
+    scores: np.ndarray  # (B, K)
+    tags: np.ndarray  # (B, K) int64
+    attributes: np.ndarray  # (B, K) int64
+    features: np.ndarray  # (B, K, D) float32
+    valid: np.ndarray  # (B, K) bool
+    sizes: list[tuple[int, int]]  # original (width, height)
+
+    @classmethod
+    def from_outputs(cls, out: Sequence[np.ndarray], sizes: list[tuple[int, int]]) -> Regions:
+        """From the detector's six outputs in contract order."""
+        boxes, scores, tags, attributes, features, valid = (np.asarray(o) for o in out)
+        return cls(boxes, scores, tags, attributes, features, valid.astype(bool), sizes)
+
+    def take(self, rows: Sequence[int]) -> Regions:
+        idx = np.asarray(rows, dtype=np.int64)
+        return Regions(
+            self.boxes[idx], self.scores[idx], self.tags[idx], self.attributes[idx],
+            self.features[idx], self.valid[idx], [self.sizes[i] for i in rows],
+        )  # fmt: skip
+
+
+@dataclass
+class ModelFiles:
+    """What a model directory holds for inference, besides weights."""
+
+    name: str
+    version: str
+    image_size: int
+    tags: list[str]
+    attributes: list[str]
+    answers: list[str]
+    synonyms: dict[str, str]
+    tokenizer: Tokenizer
+
+    @classmethod
+    def load(cls, model_dir: Path) -> ModelFiles:
+        labels = json.loads((model_dir / "labels.json").read_text())
+        detector = json.loads((model_dir / "detector.json").read_text())
+        synonyms = json.loads((model_dir / "synonyms.json").read_text())
+        return cls(
+            name=model_dir.name,
+            version=model_version(model_dir),
+            image_size=int(detector["image_size"]),
+            tags=labels["tags"],
+            attributes=labels["attributes"],
+            answers=labels["answers"],
+            synonyms=synonyms,
+            tokenizer=Tokenizer.from_file(str(model_dir / "tokenizer.json")),
+        )
+
+
+def preprocess(images: Sequence[Image.Image], size: int) -> np.ndarray:
+    """(B, 3, size, size) float32 detector input."""
+    return np.stack([to_input(im.convert("RGB"), size) for im in images])
+
+
+def encode_batch(files: ModelFiles, texts: Sequence[str], regions: Regions) -> dict[str, np.ndarray]:
+    """All fusion-graph inputs for texts paired row by row with ``regions``."""
+    encoded = tokenize(files.tokenizer, texts)
+    tags = [region_tag_names(regions.tags[i], regions.valid[i], files.tags) for i in range(len(texts))]
+    feeds = fusion_inputs(encoded, tags, files.tags, files.synonyms)
+    feeds["region_boxes"] = regions.boxes.astype(np.float32)
+    feeds["region_features"] = regions.features.astype(np.float32)
+    feeds["region_valid"] = regions.valid.astype(bool)
+    return feeds
+
+
+def read_manifest(model_dir: Path, graphs_dir: Path) -> dict[str, Any]:
+    """The export manifest, checked against the model directory and the graph files.
+
+    Raises:
+        GraphMismatch: the manifest names other weights, or a graph file's checksum differs.
+        FileNotFoundError: no manifest (the model was never exported).
+    """
+    path = graphs_dir / "manifest.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"no exported graphs in {graphs_dir}: run `cmal export --model {model_dir}`")
+    manifest = json.loads(path.read_text())
+    for name, digest in manifest["weights"].items():
+        if not (model_dir / name).is_file() or sha256(model_dir / name) != digest:
+            raise GraphMismatch(
+                f"{graphs_dir}: graphs were exported from other weights than {model_dir / name}"
+            )
+    for name, info in manifest["files"].items():
+        file = graphs_dir / name
+        if not file.is_file():
+            continue  # an optional variant that was not exported
+        if sha256(file) != info["sha256"]:
+            raise GraphMismatch(f"{file}: checksum differs from manifest.json (corrupted or replaced)")
+    return manifest
+
+
+def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    e = np.exp(x - x.max(axis=axis, keepdims=True))
+    return np.asarray(e / e.sum(axis=axis, keepdims=True))
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    return np.asarray(1.0 / (1.0 + np.exp(-x)))
+
+
+def entailment_result(logits: np.ndarray) -> dict[str, Any]:
+    """(3,) logits -> label and probabilities summing to 1."""
+    p = softmax(logits.astype(np.float64))
+    return {
+        "label": VE_LABELS[int(p.argmax())],
+        "scores": {n: float(v) for n, v in zip(VE_LABELS, p, strict=True)},
+    }
+
+
+def grounding_result(logits: np.ndarray, regions: Regions, row: int) -> dict[str, Any]:
+    """(K,) region logits -> the top valid region's box in original pixels and its probability."""
+    valid = regions.valid[row]
+    if not valid.any():
+        return {"box": None, "score": 0.0}
+    masked = np.where(valid, logits.astype(np.float64), -np.inf)
+    p = softmax(masked)
+    k = int(p.argmax())
+    w, h = regions.sizes[row]
+    box = regions.boxes[row, k] * np.array([w, h, w, h])
+    return {"box": [round(float(v), 2) for v in box], "score": float(p[k])}
+
+
+def vqa_result(logits: np.ndarray, answers: Sequence[str], k: int = 5) -> dict[str, Any]:
+    """(A,) logits -> top answer, its probability (softmax over answers) and the top k."""
+    p = softmax(logits.astype(np.float64))
+    order = np.argsort(-p, kind="stable")[:k]
+    top = [{"answer": answers[int(i)], "score": float(p[i])} for i in order]
+    return {"answer": top[0]["answer"], "score": top[0]["score"], "top_k": top}
+
+
+class OnnxModel:
+    """A model directory's exported ONNX graphs behind two calls: `detect` and `fuse`.
+
+    The manifest is checked first (weights and graph checksums), so graphs from another model or
+    altered files are refused. Execution providers: CUDA when onnxruntime offers it, else CPU.
+    """
+
+    def __init__(
+        self,
+        model_dir: Path,
+        graphs_dir: Path | None = None,
+        variant: str = "fp32",
+        providers: Sequence[str] | None = None,
+        threads: int = 0,
+    ):
+        import onnxruntime as ort
+
+        self.model_dir = model_dir
+        self.graphs_dir = graphs_dir or model_dir / "export"
+        self.manifest = read_manifest(model_dir, self.graphs_dir)
+        if not self.manifest.get("passed", False):
+            raise GraphMismatch(f"{self.graphs_dir}: the export failed its parity checks (see manifest.json)")
+        self.files = ModelFiles.load(model_dir)
+        available = ort.get_available_providers()
+        wanted = list(providers) if providers else ["CUDAExecutionProvider", "CPUExecutionProvider"]
+        self.providers = [p for p in wanted if p in available] or ["CPUExecutionProvider"]
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        suffix = {"fp32": "", "fp16": ".fp16", "int8": ".int8"}[variant]
+        det_name = f"detector{suffix if variant == 'fp16' else ''}.onnx"
+        fus_name = f"fusion{suffix}.onnx"
+        for name in (det_name, fus_name):
+            if name not in self.manifest["files"] or not (self.graphs_dir / name).is_file():
+                raise FileNotFoundError(f"{self.graphs_dir / name} was not exported (variant {variant})")
+        self.detector = ort.InferenceSession(
+            str(self.graphs_dir / det_name), options, providers=self.providers
+        )
+        self.fusion = ort.InferenceSession(str(self.graphs_dir / fus_name), options, providers=self.providers)
+        self.provider = self.fusion.get_providers()[0]
+        self.variant = variant
+
+    def detect(self, images: Sequence[Image.Image]) -> Regions:
+        """Regions for a batch of decoded images (any sizes)."""
+        batch = preprocess(images, self.files.image_size)
+        out = self.detector.run(list(DETECTOR_OUTPUTS), {"images": batch})
+        return Regions.from_outputs(out, [im.size for im in images])
+
+    def fuse(self, texts: Sequence[str], regions: Regions) -> dict[str, np.ndarray]:
+        """Every head's logits for texts paired row by row with ``regions``."""
+        feeds = encode_batch(self.files, texts, regions)
+        out = self.fusion.run(list(FUSION_OUTPUTS), {n: feeds[n] for n in FUSION_INPUTS})
+        return dict(zip(FUSION_OUTPUTS, out, strict=True))

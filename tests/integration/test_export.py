@@ -1,0 +1,157 @@
+"""Export: every format and variant, dynamic axes, parity, manifest, refusing bad graphs, no torch."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from cmal.inference import GraphMismatch, OnnxModel, read_manifest
+from export.api import export_model
+
+NO_TORCH_SCRIPT = """
+import sys
+from pathlib import Path
+from PIL import Image
+from cmal.inference import OnnxModel, entailment_result, grounding_result, vqa_result
+model = OnnxModel(Path(sys.argv[1]))
+image = Image.open(sys.argv[2])
+regions = model.detect([image, image.resize((200, 150))])
+out = model.fuse(["there is a red circle.", "the big box"], regions)
+grounded = grounding_result(out["rec_logits"][1], regions, 1)["box"] is not None
+print(entailment_result(out["ve_logits"][0])["label"], grounded)
+print("TORCH", "torch" in sys.modules)
+"""
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    model = tmp_path_factory.mktemp("exp") / "model"
+    shutil.copytree(tiny_model_dir, model)
+    start = time.perf_counter()
+    manifest = export_model(model, "all", fp16=True, int8=True, log=lambda *_: None)
+    manifest["_seconds"] = time.perf_counter() - start
+    return model, manifest
+
+
+def test_all_formats_and_variants_are_written_with_a_manifest(exported) -> None:  # type: ignore[no-untyped-def]
+    model, manifest = exported
+    out = model / "export"
+    expected = {
+        "detector.onnx",
+        "fusion.onnx",
+        "detector.fp16.onnx",
+        "fusion.fp16.onnx",
+        "fusion.int8.onnx",
+        "detector.ts",
+        "fusion.ts",
+    }
+    assert set(manifest["files"]) == expected
+    for name in expected:
+        assert (out / name).is_file()
+    on_disk = json.loads((out / "manifest.json").read_text())
+    assert on_disk["model"]["name"] == "model" and len(on_disk["model"]["version"]) == 12
+    assert on_disk["opset"] == 18 and on_disk["passed"] is True
+    assert set(on_disk["weights"]) == {"detector.safetensors", "cmal.safetensors"}
+    fusion_inputs = {i["name"]: i for i in on_disk["graphs"]["fusion"]["inputs"]}
+    assert (
+        fusion_inputs["input_ids"]["shape"] == ["batch", "tokens"]
+        and fusion_inputs["input_ids"]["dtype"] == "int64"
+    )
+    assert fusion_inputs["region_features"]["shape"][:2] == ["batch", "regions"]
+    outputs = [o["name"] for o in on_disk["graphs"]["fusion"]["outputs"]]
+    assert outputs == ["ve_logits", "itm_logits", "vqa_logits", "rec_logits"]
+    for name in ("detector.onnx", "fusion.onnx"):
+        onnx.checker.check_model(str(out / name))
+    assert manifest["_seconds"] < 60
+
+
+def test_parity_figures(exported) -> None:  # type: ignore[no-untyped-def]
+    _, manifest = exported
+    for key in ("onnx_fp32", "torchscript"):
+        report = manifest["parity"][key]
+        assert report["batches"] == [1, 7, 32]
+        assert max(report["max_abs_diff"].values()) <= 1e-4 and report["decision_mismatches"] == 0
+    for key in ("onnx_fp16", "onnx_int8"):
+        report = manifest["parity"][key]
+        assert report["examples"] == 500
+        assert report["decision_agreement"] >= 0.99
+        assert all(abs(v) < 1.0 for v in report["accuracy_change_points"].values())
+
+
+def test_dynamic_axes_take_shapes_never_seen_at_export(exported, tiny_model_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    import onnxruntime as ort
+
+    from cmal.model.io import load_cmal
+    from export.graphs import fusion_example
+
+    model_dir, _ = exported
+    cmal_model, _, _ = load_cmal(tiny_model_dir)
+    session = ort.InferenceSession(
+        str(model_dir / "export" / "fusion.onnx"), providers=["CPUExecutionProvider"]
+    )
+    script = torch.jit.load(str(model_dir / "export" / "fusion.ts"))
+    names = [i.name for i in session.get_inputs()]
+    for batch, tokens, regions, anchors in (
+        (1, 3, 10, 1),
+        (5, 40, 10, 7),
+        (3, 17, 36, 2),
+    ):  # exported at (2, 12, 10, 3)
+        x = fusion_example(cmal_model, batch, tokens, regions, anchors, seed=batch)
+        with torch.no_grad():
+            want = [t.numpy() for t in cmal_model(*x)]
+            ts = [t.numpy() for t in script(*x)]
+        got = session.run(None, {n: t.numpy() for n, t in zip(names, x, strict=True)})
+        for a, b, c in zip(want, got, ts, strict=True):
+            assert a.shape == b.shape == c.shape
+            assert np.abs(a - b).max() <= 1e-4 and np.abs(a - c).max() <= 1e-4
+
+
+def test_corrupted_or_mismatched_graphs_are_refused(exported, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    model_dir, _ = exported
+    copy = tmp_path / "model"
+    shutil.copytree(model_dir, copy)
+    OnnxModel(copy)  # intact: loads
+    graph = copy / "export" / "fusion.onnx"
+    data = bytearray(graph.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    graph.write_bytes(bytes(data))
+    with pytest.raises(GraphMismatch, match="checksum differs"):
+        OnnxModel(copy)
+
+    other = tmp_path / "other"
+    shutil.copytree(model_dir, other)
+    weights = other / "cmal.safetensors"
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(str(weights))
+    state["ve_head.mlp.net.3.bias"] = state["ve_head.mlp.net.3.bias"] + 1
+    save_file(state, str(weights))
+    with pytest.raises(GraphMismatch, match="other weights"):
+        read_manifest(other, other / "export")
+    with pytest.raises(FileNotFoundError, match="cmal export"):
+        read_manifest(other, tmp_path / "nowhere")
+
+
+def test_onnx_path_runs_without_torch(exported, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from cmal.data.generate import generate_split
+
+    model_dir, _ = exported
+    generate_split(tmp_path, seed=5, num_images=1, split="test", progress=False)
+    script = tmp_path / "run.py"
+    script.write_text(NO_TORCH_SCRIPT)
+    result = subprocess.run(
+        [sys.executable, str(script), str(model_dir), str(tmp_path / "images" / "000000.png")],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "TORCH False" in result.stdout
+    assert result.stdout.split()[0] in ("entailment", "neutral", "contradiction")
