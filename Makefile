@@ -7,12 +7,13 @@ BIN := $(VENV)/bin
 DEV_STAMP := $(VENV)/.stamp-dev
 SERVE_STAMP := $(VENV)/.stamp-serve
 
-.PHONY: help venv test lint serve clean
+.PHONY: help venv test lint serve demo-model clean
 
 help:
 	@echo "make serve   set up and serve the bundled demo model on 127.0.0.1:8000"
 	@echo "make test    set up and run the test suite"
 	@echo "make lint    ruff and mypy"
+	@echo "make demo-model  rebuild models/shapes-demo from scratch (fixed seeds, about an hour on 2 cores)"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +41,9 @@ serve: $(SERVE_STAMP)
 	@echo "The inference service is not built yet (issue: 'The inference service')." >&2
 	@echo "Nothing is served; see README.md for what works today." >&2
 	@exit 1
+
+demo-model: $(DEV_STAMP)
+	bash scripts/demo_model.sh
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

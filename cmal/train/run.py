@@ -93,6 +93,30 @@ def _cap(examples: Sequence[Example], per_task: int) -> list[Example]:
     return out
 
 
+def _datasets(
+    model_dir: Path,
+    train_dir: Path,
+    val_dir: Path | None,
+    tasks: Sequence[str],
+    tokenizer: Tokenizer,
+    vocab: Vocabularies,
+    progress: bool,
+) -> tuple[RegionTable, list[Example], RegionTable, list[Example]]:
+    """Training and validation examples with their region tables (validation: ``val_dir``, or 5%
+    held out of the training folder), validation capped at VAL_CAP examples per task."""
+    table = detect_folder(model_dir, train_dir, progress=progress)
+    examples = load_examples(train_dir, tasks, table, tokenizer, vocab.tags, vocab.synonyms)
+    if val_dir is not None:
+        val_table = detect_folder(model_dir, val_dir, progress=progress)
+        val = load_examples(
+            val_dir, tasks, val_table, tokenizer, vocab.tags, vocab.synonyms, uid_offset=10**8
+        )
+    else:
+        val_table = table
+        examples, val = _split_off(examples, 0.05)
+    return table, examples, val_table, _cap(val, VAL_CAP)
+
+
 def pretrain(
     data_dir: Path,
     out_dir: Path,
@@ -125,17 +149,9 @@ def pretrain(
         num_answers=max(1, len(answers)),
     )
     model = CMAL(config)
-    table = detect_folder(out_dir, data_dir, progress=progress and dist.main)
-    examples = load_examples(data_dir, PRETRAIN_TASKS, table, tokenizer, vocab.tags, vocab.synonyms)
-    if val_dir is not None:
-        val_table = detect_folder(out_dir, val_dir, progress=progress and dist.main)
-        val = load_examples(
-            val_dir, PRETRAIN_TASKS, val_table, tokenizer, vocab.tags, vocab.synonyms, uid_offset=10**8
-        )
-    else:
-        val_table = table
-        examples, val = _split_off(examples, 0.05)
-    val = _cap(val, VAL_CAP)
+    table, examples, val_table, val = _datasets(
+        out_dir, data_dir, val_dir, PRETRAIN_TASKS, tokenizer, vocab, progress and dist.main
+    )
     step = PretrainStep(model, s.amc_weight)
     masking = Masking()
 
@@ -235,18 +251,9 @@ def finetune(
         if dist.main and skipped and progress:
             fresh = sorted({".".join(k.split(".")[:2]) for k in skipped})
             print(f"initialised from {init_dir}; new (randomly initialised): {', '.join(fresh)}")
-    table = detect_folder(out_dir, train_dir, progress=progress and dist.main)
-    examples = load_examples(train_dir, tasks, table, tokenizer, vocab.tags, vocab.synonyms)
-    val_table: RegionTable
-    if val_dir is not None:
-        val_table = detect_folder(out_dir, val_dir, progress=progress and dist.main)
-        val = load_examples(
-            val_dir, tasks, val_table, tokenizer, vocab.tags, vocab.synonyms, uid_offset=10**8
-        )
-    else:
-        val_table = table
-        examples, val = _split_off(examples, 0.05)
-    val = _cap(val, VAL_CAP)
+    table, examples, val_table, val = _datasets(
+        out_dir, train_dir, val_dir, tasks, tokenizer, vocab, progress and dist.main
+    )
     answer_ids = {a: i for i, a in enumerate(answers)}
     step = FinetuneStep(model, tasks)
 
