@@ -41,13 +41,25 @@ def build(run: Path, out: Path, seconds: int | None) -> Path:
     metrics: dict[str, Any] = {
         "test": {k: v for k, v in test.items() if k != "detection"},
         "compositional": {k: v for k, v in comp.items() if k != "detection"},
-        "detection": {"test": test.get("detection"), "compositional": comp.get("detection"), "val": detector.get("detection")},
+        "detection": {
+            "test": test.get("detection"),
+            "compositional": comp.get("detection"),
+            "val": detector.get("detection"),
+        },
         "pretrain": final.get("pretrain") or (_json(run / "pretrain" / "metrics.json") or {}).get("pretrain"),
         "finetune": final.get("finetune"),
-        "data": {"train": "seed 1000, 4000 images", "val": "seed 1001, 400 images", "test": "seed 3000, 1000 images",
-                 "compositional": "seed 3001, 500 images"},  # fmt: skip
+        "data": {
+            "train": "seed 1000, 4000 images",
+            "val": "seed 1001, 400 images",
+            "test": "seed 3000, 1000 images",
+            "compositional": "seed 3001, 500 images",
+        },
     }
-    ablation = {p.stem: _json(p) for p in sorted((run / "ablation").glob("*.json"))} if (run / "ablation").is_dir() else {}
+    ablation = (
+        {p.stem: _json(p) for p in sorted((run / "ablation").glob("*.json"))}
+        if (run / "ablation").is_dir()
+        else {}
+    )
     if ablation:
         metrics["ablation"] = ablation
     if seconds is not None:
@@ -66,7 +78,11 @@ def build(run: Path, out: Path, seconds: int | None) -> Path:
         "```",
         "",
         "runs `scripts/demo_model.sh` (the commands, seeds and epochs are there)."
-        + (f" Its last run took {seconds / 60:.0f} minutes on the project's 2-core CPU machine." if seconds else ""),
+        + (
+            f" Its last run took {seconds / 60:.0f} minutes on the project's 2-core CPU machine."
+            if seconds
+            else ""
+        ),
         "",
     ]
     if ablation:
@@ -74,7 +90,8 @@ def build(run: Path, out: Path, seconds: int | None) -> Path:
         notes += [
             "## Does pre-training earn its place?",
             "",
-            "The same fine-tuning (data, epochs, seed) from different starting points, on the i.i.d. test split:",
+            "The same fine-tuning (data, epochs, seed) from different starting points, on the i.i.d.",
+            "test split:",
             "",
             results_table(cols),
             "",

@@ -20,7 +20,7 @@ from cmal.data.formats import load
 from cmal.data.generate import generate_split
 from cmal.detector.io import load_detector
 from cmal.imaging import load_rgb, to_input
-from cmal.inference import Regions, encode_batch, ModelFiles
+from cmal.inference import ModelFiles, Regions, encode_batch
 from cmal.model.io import load_cmal
 
 DEMO = Path(__file__).resolve().parents[2] / "models" / "shapes-demo"
@@ -51,7 +51,9 @@ def predictions() -> list[dict]:
                 "anchor_token", "anchor_region", "anchor_valid")))  # fmt: skip
     results = []
     for i, (task, r) in enumerate(records):
-        logits = {"ve": out.ve_logits, "rec": out.rec_logits, "vqa": out.vqa_logits, "itm": out.itm_logits}[task][i]
+        logits = {"ve": out.ve_logits, "rec": out.rec_logits, "vqa": out.vqa_logits, "itm": out.itm_logits}[
+            task
+        ][i]
         results.append(
             {
                 "task": task,
@@ -69,7 +71,9 @@ def predictions() -> list[dict]:
 def test_committed_model_reproduces_stored_predictions() -> None:
     stored = json.loads(STORED.read_text())
     got = predictions()
-    assert [(g["task"], g["text"], g["image"]) for g in got] == [(s["task"], s["text"], s["image"]) for s in stored]
+    assert [(g["task"], g["text"], g["image"]) for g in got] == [
+        (s["task"], s["text"], s["image"]) for s in stored
+    ]
     for g, s in zip(got, stored, strict=True):
         assert g["valid_regions"] == s["valid_regions"], g["text"]
         assert g["decision"] == s["decision"], g["text"]

@@ -1,0 +1,46 @@
+"""Run the service: ``python -m service [--host 127.0.0.1] [--port 8000]`` (settings from CMAL_*).
+
+SIGTERM / SIGINT: readiness turns 503 at once, in-flight requests finish, then the process exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from types import FrameType
+
+import uvicorn
+
+from service.app import create_app
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn's server, flipping the app to draining the moment a stop signal arrives."""
+
+    def __init__(self, config: uvicorn.Config, app: object):
+        super().__init__(config)
+        self._app = app
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self._app.state.draining = True  # type: ignore[attr-defined]
+        super().handle_exit(sig, frame)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    parser.add_argument("--log-level", default="info")
+    args = parser.parse_args()
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    app = create_app()
+    config = uvicorn.Config(
+        app, host=args.host, port=args.port, log_level=args.log_level, timeout_graceful_shutdown=30
+    )
+    DrainingServer(config, app).run()
+
+
+if __name__ == "__main__":
+    main()

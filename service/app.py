@@ -1,0 +1,178 @@
+"""The FastAPI application: ``create_app()`` with a lifespan that loads, warms up, then reports ready."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, Response
+from PIL import Image
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_fastapi_instrumentator import Instrumentator
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service import metrics
+from service.batcher import Batcher
+from service.errors import ApiError, error_response
+from service.routers import health, tasks
+from service.runtime import Backend, load_backend
+from service.settings import Settings
+
+log = logging.getLogger("cmal.service")
+STATIC = Path(__file__).with_name("static")
+REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+def warm_up(backend: Backend, max_batch_size: int) -> None:
+    """Run every batch shape the batcher will use (powers of two up to max_batch_size) once."""
+    image = Image.new("RGB", (backend.files.image_size, backend.files.image_size), (200, 200, 200))
+    size = 1
+    while True:
+        n = min(size, max_batch_size)
+        regions = backend.detect([image] * n)
+        backend.fuse(["warm up"] * n, regions)
+        if n >= max_batch_size:
+            break
+        size *= 2
+
+
+class BodyLimit:
+    """413 for request bodies over the limit (Content-Length or counted while streaming)."""
+
+    def __init__(self, app: ASGIApp, limit: int):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        length = headers.get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.limit:
+            await _reject(send, self.limit)
+            return
+        seen = 0
+
+        async def counted() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise _TooLarge()
+            return message
+
+        try:
+            await self.app(scope, counted, send)
+        except _TooLarge:
+            await _reject(send, self.limit)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _reject(send: Send, limit: int) -> None:
+    error = {"code": "body_too_large", "message": f"request body exceeds {limit} bytes"}
+    body = json.dumps({"error": error, "request_id": None}).encode()
+    await send(
+        {"type": "http.response.start", "status": 413, "headers": [(b"content-type", b"application/json")]}
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app; the model loads in the lifespan (``/readyz`` is 503 until it is warm)."""
+    settings = settings or Settings()  # type: ignore[call-arg]  # every field has a default
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        backend = await asyncio.to_thread(
+            load_backend,
+            settings.model_dir,
+            settings.graphs_dir,
+            settings.backend,
+            settings.variant,
+            settings.threads,
+        )
+        await asyncio.to_thread(warm_up, backend, settings.max_batch_size)
+        app.state.backend = backend
+        files = backend.files
+        metrics.MODEL_INFO.labels(files.name, files.version, backend.name, backend.provider).set(1)
+        app.state.batcher = Batcher(
+            backend,
+            settings.max_batch_size,
+            settings.max_batch_delay_ms,
+            settings.max_queue,
+            settings.cache_size,
+        )
+        app.state.batcher.start()
+        app.state.ready = True
+        log.info("serving %s %s on %s (%s)", files.name, files.version, backend.name, backend.provider)
+        try:
+            yield
+        finally:
+            app.state.ready = False
+            app.state.draining = True
+            await app.state.batcher.stop()
+
+    app = FastAPI(
+        title="CMAL serving",
+        version="0.1.0",
+        description="Visual entailment, grounding, VQA and image-text matching with a CMAL model.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.ready = False
+    app.state.draining = False
+    app.state.backend = None
+    app.include_router(tasks.router)
+    app.include_router(health.router)
+
+    http_registry = CollectorRegistry()
+    Instrumentator(registry=http_registry, excluded_handlers=["/metrics"]).instrument(app)
+    app.state.http_registry = http_registry
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics_endpoint() -> Response:
+        return Response(
+            generate_latest() + generate_latest(http_registry), media_type="text/plain; version=0.0.4"
+        )
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> FileResponse:
+        return FileResponse(STATIC / "index.html")
+
+    @app.middleware("http")
+    async def request_id(request: Request, call_next: Any) -> Response:
+        given = request.headers.get("x-request-id", "")
+        request.state.request_id = given if REQUEST_ID.match(given) else uuid.uuid4().hex
+        response: Response = await call_next(request)
+        response.headers["X-Request-ID"] = request.state.request_id
+        return response
+
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, exc: ApiError) -> Response:
+        return error_response(request, exc.status, exc.code, exc.message, exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
+        details = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        return error_response(request, 422, "invalid_request", details)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error")
+        return error_response(request, 500, "internal_error", f"{type(exc).__name__}: {exc}")
+
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    return app

@@ -1,0 +1,205 @@
+"""Dynamic batching: one asyncio queue feeding the detector and fusion graphs in batches.
+
+A batch closes at ``max_batch_size`` fusion rows or ``max_batch_delay_ms`` after its first
+request. The queue is bounded (excess -> `QueueFull`, answered 429 with Retry-After); each request
+has a deadline (-> `DeadlineExceeded`, 504); requests whose client has gone are dropped before they
+run. The same image in several requests (or one /v1/matching request's texts) is detected once: a
+content-hash LRU cache keeps recent detector results. Inference runs in one worker thread, off
+the event loop; an exception fails only the batch it happened in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import OrderedDict, deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from cmal.inference import Regions
+from service import metrics
+from service.runtime import Backend
+
+
+class QueueFull(Exception):
+    pass
+
+
+class DeadlineExceeded(Exception):
+    pass
+
+
+class BatchFailed(Exception):
+    pass
+
+
+@dataclass
+class Job:
+    task: str
+    image_key: str
+    image: Image.Image
+    texts: list[str]
+    deadline: float
+    future: asyncio.Future[Any]
+    enqueued: float = field(default_factory=time.perf_counter)
+    abandoned: bool = False  # the client disconnected
+
+
+@dataclass
+class JobResult:
+    regions: Regions  # this job's image only (1 row)
+    outputs: dict[str, np.ndarray]  # rows of this job's texts
+
+
+class Batcher:
+    def __init__(
+        self,
+        backend: Backend,
+        max_batch_size: int,
+        max_batch_delay_ms: float,
+        max_queue: int,
+        cache_size: int,
+    ):
+        self.backend = backend
+        self.max_batch_size = max_batch_size
+        self.delay = max_batch_delay_ms / 1000
+        self.max_queue = max_queue
+        self.cache_size = cache_size
+        self.cache: OrderedDict[str, Regions] = OrderedDict()
+        self.pending: deque[Job] = deque()
+        self.wakeup = asyncio.Event()
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cmal-infer")
+        self.task: asyncio.Task[None] | None = None
+        self.in_flight = 0
+
+    def start(self) -> None:
+        self.task = asyncio.get_running_loop().create_task(self._loop())
+
+    async def stop(self) -> None:
+        if self.task:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+        self.executor.shutdown(wait=True)
+
+    @property
+    def depth(self) -> int:
+        return len(self.pending)
+
+    async def submit(
+        self, task: str, image_key: str, image: Image.Image, texts: list[str], timeout_s: float
+    ) -> Job:
+        """Queue a job and return it; await ``job.future`` for the `JobResult`."""
+        if len(self.pending) >= self.max_queue:
+            raise QueueFull()
+        loop = asyncio.get_running_loop()
+        job = Job(task, image_key, image, texts, time.perf_counter() + timeout_s, loop.create_future())
+        self.pending.append(job)
+        metrics.QUEUE_DEPTH.set(len(self.pending))
+        self.wakeup.set()
+        return job
+
+    async def _loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await self.wakeup.wait()
+            self.wakeup.clear()
+            while self.pending:
+                first = self.pending[0]
+                close_at = first.enqueued + self.delay
+                while self._rows() < self.max_batch_size and time.perf_counter() < close_at:
+                    await asyncio.sleep(min(0.001, max(0.0, close_at - time.perf_counter())))
+                batch = self._take()
+                metrics.QUEUE_DEPTH.set(len(self.pending))
+                if not batch:
+                    continue
+                self.in_flight += len(batch)
+                try:
+                    results = await loop.run_in_executor(self.executor, self._run, batch)
+                except Exception as e:  # one batch's failure fails only its requests
+                    for job in batch:
+                        if not job.future.done():
+                            job.future.set_exception(
+                                BatchFailed(f"inference failed: {type(e).__name__}: {e}")
+                            )
+                else:
+                    for job, result in zip(batch, results, strict=True):
+                        if not job.future.done():
+                            job.future.set_result(result)
+                finally:
+                    self.in_flight -= len(batch)
+
+    def _rows(self) -> int:
+        return sum(len(j.texts) for j in self.pending)
+
+    def _take(self) -> list[Job]:
+        """Pop up to max_batch_size rows of live jobs, dropping abandoned and expired ones."""
+        batch: list[Job] = []
+        rows = 0
+        now = time.perf_counter()
+        while self.pending and (not batch or rows + len(self.pending[0].texts) <= self.max_batch_size):
+            job = self.pending.popleft()
+            if job.future.done() or job.abandoned:
+                metrics.REQUESTS.labels(job.task, "dropped").inc()
+                continue
+            if now > job.deadline:
+                job.future.set_exception(DeadlineExceeded())
+                continue
+            metrics.QUEUE_WAIT.observe(now - job.enqueued)
+            batch.append(job)
+            rows += len(job.texts)
+        return batch
+
+    def _run(self, batch: list[Job]) -> list[JobResult]:
+        """Detect uncached images once each, then fuse every text row in one call (worker thread)."""
+        todo: dict[str, Image.Image] = {}
+        for job in batch:
+            if job.image_key in self.cache:
+                self.cache.move_to_end(job.image_key)
+                metrics.CACHE.labels("hit").inc()
+            elif job.image_key not in todo:
+                todo[job.image_key] = job.image
+                metrics.CACHE.labels("miss").inc()
+        found: dict[str, Regions] = {}
+        if todo:
+            start = time.perf_counter()
+            regions = self.backend.detect(list(todo.values()))
+            metrics.INFERENCE.labels("detector").observe(time.perf_counter() - start)
+            for i, key in enumerate(todo):
+                found[key] = regions.take([i])
+                if self.cache_size:
+                    self.cache[key] = found[key]
+                    if len(self.cache) > self.cache_size:
+                        self.cache.popitem(last=False)
+        per_job = [found.get(j.image_key) or self.cache[j.image_key] for j in batch]
+        texts = [t for j in batch for t in j.texts]
+        rows = [i for i, j in enumerate(batch) for _ in j.texts]
+        stacked = _stack(per_job)
+        start = time.perf_counter()
+        outputs = self.backend.fuse(texts, stacked.take(rows))
+        metrics.INFERENCE.labels("fusion").observe(time.perf_counter() - start)
+        metrics.BATCH_SIZE.observe(len(texts))
+        results = []
+        offset = 0
+        for job, regions in zip(batch, per_job, strict=True):
+            n = len(job.texts)
+            results.append(JobResult(regions, {k: v[offset : offset + n] for k, v in outputs.items()}))
+            offset += n
+        return results
+
+
+def _stack(parts: list[Regions]) -> Regions:
+    return Regions(
+        np.concatenate([p.boxes for p in parts]),
+        np.concatenate([p.scores for p in parts]),
+        np.concatenate([p.tags for p in parts]),
+        np.concatenate([p.attributes for p in parts]),
+        np.concatenate([p.features for p in parts]),
+        np.concatenate([p.valid for p in parts]),
+        [s for p in parts for s in p.sizes],
+    )

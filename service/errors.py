@@ -1,0 +1,23 @@
+"""One JSON error shape for every failure: ``{"error": {"code", "message"}, "request_id"}``."""
+
+from __future__ import annotations
+
+from fastapi import Request
+from fastapi.responses import JSONResponse
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status, self.code, self.message, self.headers = status, code, message, headers or {}
+
+
+def error_response(
+    request: Request, status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    rid = getattr(request.state, "request_id", None)
+    body = {"error": {"code": code, "message": message}, "request_id": rid}
+    out = JSONResponse(body, status_code=status, headers=headers or {})
+    if rid:
+        out.headers["X-Request-ID"] = rid
+    return out

@@ -1,0 +1,24 @@
+"""Prometheus metrics of the service (names fixed by DESIGN.md §5; the dashboard reads them)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+REQUESTS = Counter("cmal_requests_total", "Task requests by outcome", ["task", "outcome"])
+BATCH_SIZE = Histogram(
+    "cmal_batch_size", "Requests per inference batch", buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+)
+QUEUE_WAIT = Histogram(
+    "cmal_queue_wait_seconds",
+    "Time from enqueue to the start of the request's batch",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+INFERENCE = Histogram(
+    "cmal_inference_seconds",
+    "Inference time per batch and stage",
+    ["stage"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+QUEUE_DEPTH = Gauge("cmal_queue_depth", "Requests waiting for a batch")
+MODEL_INFO = Gauge("cmal_model_info", "The served model", ["name", "version", "backend", "provider"])
+CACHE = Counter("cmal_detector_cache_total", "Detector cache lookups", ["result"])

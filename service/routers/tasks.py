@@ -1,0 +1,198 @@
+"""The four task endpoints. Each accepts JSON (base64 image) or multipart/form-data (file upload)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from typing import Any, TypeVar
+
+import numpy as np
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, ValidationError
+
+from cmal.inference import entailment_result, grounding_result, sigmoid, vqa_result
+from service import metrics
+from service.batcher import BatchFailed, DeadlineExceeded, JobResult, QueueFull
+from service.errors import ApiError
+from service.images import ImageError, content_hash, decode_base64, open_image
+from service.schemas import (
+    EntailmentRequest,
+    EntailmentResponse,
+    GroundingRequest,
+    GroundingResponse,
+    MatchingRequest,
+    MatchingResponse,
+    VqaRequest,
+    VqaResponse,
+)
+from service.security import require_api_key
+
+router = APIRouter(prefix="/v1", tags=["tasks"], dependencies=[Depends(require_api_key)])
+M = TypeVar("M", bound=BaseModel)
+
+
+def _body_doc(model: type[BaseModel]) -> dict[str, Any]:
+    """OpenAPI: the JSON schema, plus the equivalent multipart form with a file upload."""
+    name = model.__name__
+    props = {k: {"type": "string"} for k in model.model_fields if k != "image"}
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": {"$ref": f"#/components/schemas/{name}"}},
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["image"],
+                        "properties": {"image": {"type": "string", "format": "binary"}, **props},
+                    }
+                },
+            },
+        }
+    }
+
+
+async def _parse(request: Request, model: type[M]) -> tuple[M, bytes]:
+    """Validate the body (JSON or multipart) into ``model``; return it with the raw image bytes."""
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    try:
+        if ctype == "multipart/form-data":
+            form = await request.form()
+            upload = form.get("image")
+            if upload is None or isinstance(upload, str):
+                raise ApiError(422, "invalid_request", "multipart field 'image' must be a file upload")
+            raw = await upload.read()
+            fields: dict[str, Any] = {}
+            for key in form:
+                if key == "image":
+                    continue
+                values = form.getlist(key)
+                fields[key] = values if key == "texts" else values[0]
+            parsed = model.model_validate({**fields, "image": "upload"})
+            return parsed, raw
+        if ctype not in ("application/json", ""):
+            raise ApiError(415, "unsupported_media_type", "send application/json or multipart/form-data")
+        body = await request.body()
+        try:
+            data = json.loads(body)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise ApiError(422, "invalid_json", "request body is not valid JSON") from None
+        parsed = model.model_validate(data)
+        return parsed, decode_base64(parsed.image)  # type: ignore[attr-defined]
+    except ValidationError as e:
+        details = "; ".join(f"{'.'.join(map(str, err['loc'])) or 'body'}: {err['msg']}" for err in e.errors())
+        raise ApiError(422, "invalid_request", details) from None
+    except ImageError as e:
+        raise ApiError(e.status, "invalid_image", e.message) from None
+
+
+def _check_texts(request: Request, texts: list[str], field: str) -> list[str]:
+    settings = request.app.state.settings
+    out = []
+    for t in texts:
+        if not t.strip():
+            raise ApiError(422, "invalid_text", f"'{field}' must not be empty")
+        if len(t) > settings.max_text_chars:
+            raise ApiError(
+                422,
+                "invalid_text",
+                f"'{field}' is {len(t)} characters; the limit is {settings.max_text_chars}",
+            )
+        out.append(t)
+    return out
+
+
+async def _run(request: Request, task: str, raw: bytes, texts: list[str]) -> JobResult:
+    state = request.app.state
+    settings = state.settings
+    if not state.ready or state.draining:
+        raise ApiError(
+            503, "not_ready", "the model is not ready (starting or shutting down)", {"Retry-After": "1"}
+        )
+    try:
+        image = await asyncio.to_thread(open_image, raw, settings.max_image_bytes, settings.max_image_pixels)
+    except ImageError as e:
+        metrics.REQUESTS.labels(task, "bad_request").inc()
+        raise ApiError(e.status, "invalid_image", e.message) from None
+    try:
+        job = await state.batcher.submit(
+            task, content_hash(raw), image, texts, settings.request_timeout_ms / 1000
+        )
+    except QueueFull:
+        metrics.REQUESTS.labels(task, "rejected").inc()
+        raise ApiError(
+            429, "queue_full", "too many requests queued; retry shortly", {"Retry-After": "1"}
+        ) from None
+    watcher = asyncio.create_task(_watch_disconnect(request, job))
+    try:
+        remaining = max(0.0, job.deadline - time.perf_counter())
+        result: JobResult = await asyncio.wait_for(asyncio.shield(job.future), timeout=remaining)
+    except (TimeoutError, DeadlineExceeded):
+        job.abandoned = True
+        metrics.REQUESTS.labels(task, "timeout").inc()
+        raise ApiError(
+            504, "deadline_exceeded", f"no result within {settings.request_timeout_ms:.0f} ms"
+        ) from None
+    except BatchFailed as e:
+        metrics.REQUESTS.labels(task, "error").inc()
+        raise ApiError(500, "inference_failed", str(e)) from None
+    finally:
+        watcher.cancel()
+    metrics.REQUESTS.labels(task, "ok").inc()
+    return result
+
+
+async def _watch_disconnect(request: Request, job: Any) -> None:
+    with contextlib.suppress(asyncio.CancelledError):
+        while not job.future.done():
+            if await request.is_disconnected():
+                job.abandoned = True
+                return
+            await asyncio.sleep(0.05)
+
+
+def _meta(request: Request) -> dict[str, str]:
+    return {"request_id": request.state.request_id, "model_version": request.app.state.backend.files.version}
+
+
+@router.post("/entailment", response_model=EntailmentResponse, openapi_extra=_body_doc(EntailmentRequest))
+async def entailment(request: Request) -> dict[str, Any]:
+    """Visual entailment: does the image entail, contradict, or say nothing about the hypothesis?"""
+    body, raw = await _parse(request, EntailmentRequest)
+    texts = _check_texts(request, [body.hypothesis], "hypothesis")
+    result = await _run(request, "entailment", raw, texts)
+    return {**entailment_result(result.outputs["ve_logits"][0]), **_meta(request)}
+
+
+@router.post("/grounding", response_model=GroundingResponse, openapi_extra=_body_doc(GroundingRequest))
+async def grounding(request: Request) -> dict[str, Any]:
+    """Referring-expression grounding: the box of the object the expression names."""
+    body, raw = await _parse(request, GroundingRequest)
+    texts = _check_texts(request, [body.expression], "expression")
+    result = await _run(request, "grounding", raw, texts)
+    return {**grounding_result(result.outputs["rec_logits"][0], result.regions, 0), **_meta(request)}
+
+
+@router.post("/vqa", response_model=VqaResponse, openapi_extra=_body_doc(VqaRequest))
+async def vqa(request: Request) -> dict[str, Any]:
+    """Visual question answering over the model's answer vocabulary."""
+    body, raw = await _parse(request, VqaRequest)
+    texts = _check_texts(request, [body.question], "question")
+    result = await _run(request, "vqa", raw, texts)
+    answers = request.app.state.backend.files.answers
+    return {**vqa_result(result.outputs["vqa_logits"][0], answers, body.top_k), **_meta(request)}
+
+
+@router.post("/matching", response_model=MatchingResponse, openapi_extra=_body_doc(MatchingRequest))
+async def matching(request: Request) -> dict[str, Any]:
+    """Image-text matching: a match probability for each candidate text (the image is detected once)."""
+    body, raw = await _parse(request, MatchingRequest)
+    limit = request.app.state.settings.max_texts
+    if len(body.texts) > limit:
+        raise ApiError(422, "too_many_texts", f"{len(body.texts)} texts; the limit is {limit} per request")
+    texts = _check_texts(request, body.texts, "texts")
+    result = await _run(request, "matching", raw, texts)
+    probs = sigmoid(result.outputs["itm_logits"].astype(np.float64))
+    return {"scores": [float(p) for p in probs], "best": int(probs.argmax()), **_meta(request)}

@@ -1,0 +1,100 @@
+"""Inference backends behind one interface: ``detect(images) -> Regions`` and ``fuse(texts, regions)``.
+
+ONNX Runtime first (CUDA execution provider when present, CPU otherwise); TorchScript and eager
+PyTorch import torch only when chosen, so the ONNX path never loads it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+from PIL import Image
+
+from cmal.inference import (
+    DETECTOR_OUTPUTS,
+    FUSION_INPUTS,
+    FUSION_OUTPUTS,
+    ModelFiles,
+    OnnxModel,
+    Regions,
+    encode_batch,
+    preprocess,
+)
+
+
+class Backend(Protocol):
+    name: str
+    provider: str
+    files: ModelFiles
+
+    def detect(self, images: Sequence[Image.Image]) -> Regions: ...
+
+    def fuse(self, texts: Sequence[str], regions: Regions) -> dict[str, np.ndarray]: ...
+
+
+class OnnxBackend:
+    name = "onnx"
+
+    def __init__(self, model_dir: Path, graphs_dir: Path | None, variant: str, threads: int):
+        self.model = OnnxModel(model_dir, graphs_dir, variant=variant, threads=threads)
+        self.files = self.model.files
+        self.provider = self.model.provider
+
+    def detect(self, images: Sequence[Image.Image]) -> Regions:
+        return self.model.detect(images)
+
+    def fuse(self, texts: Sequence[str], regions: Regions) -> dict[str, np.ndarray]:
+        return self.model.fuse(texts, regions)
+
+
+class TorchBackend:
+    """Eager PyTorch (``torch``) or the exported TorchScript graphs (``torchscript``)."""
+
+    def __init__(self, model_dir: Path, graphs_dir: Path | None, kind: str, threads: int):
+        import torch
+
+        if threads:
+            torch.set_num_threads(threads)
+        self.torch = torch
+        self.name = kind
+        self.provider = "cuda" if torch.cuda.is_available() else "cpu"
+        self.files = ModelFiles.load(model_dir)
+        if kind == "torchscript":
+            from cmal.inference import read_manifest
+
+            graphs = graphs_dir or model_dir / "export"
+            read_manifest(model_dir, graphs)
+            self.detector = torch.jit.load(str(graphs / "detector.ts"))
+            self.fusion = torch.jit.load(str(graphs / "fusion.ts"))
+        else:
+            from cmal.detector.io import load_detector
+            from cmal.model.io import load_cmal
+
+            self.detector, _, _ = load_detector(model_dir)
+            self.fusion, _, _ = load_cmal(model_dir)
+
+    def detect(self, images: Sequence[Image.Image]) -> Regions:
+        batch = self.torch.from_numpy(preprocess(images, self.files.image_size))
+        with self.torch.no_grad():
+            out = [t.numpy() for t in self.detector(batch)]
+        return Regions.from_outputs(out, [im.size for im in images])
+
+    def fuse(self, texts: Sequence[str], regions: Regions) -> dict[str, np.ndarray]:
+        feeds = encode_batch(self.files, texts, regions)
+        with self.torch.no_grad():
+            out = self.fusion(*(self.torch.from_numpy(feeds[n]) for n in FUSION_INPUTS))
+        return {n: t.numpy() for n, t in zip(FUSION_OUTPUTS, out, strict=True)}
+
+
+def load_backend(model_dir: Path, graphs_dir: Path | None, kind: str, variant: str, threads: int) -> Backend:
+    if kind == "onnx":
+        return OnnxBackend(model_dir, graphs_dir, variant, threads)
+    if kind in ("torch", "torchscript"):
+        return TorchBackend(model_dir, graphs_dir, kind, threads)
+    raise ValueError(f"unknown backend {kind!r}")
+
+
+__all__ = ["DETECTOR_OUTPUTS", "Backend", "load_backend"]

@@ -1,0 +1,102 @@
+"""Request and response bodies (typed, with examples for the OpenAPI docs)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+IMAGE_DOC = "the image, base64-encoded (PNG, JPEG, WebP, BMP or GIF; a data: URL is accepted)"
+EXAMPLE_IMAGE = "iVBORw0KGgo...(base64 PNG)"
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    image: str = Field(..., description=IMAGE_DOC, min_length=1)
+
+
+class EntailmentRequest(_Request):
+    hypothesis: str = Field(..., description="a statement about the image")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"image": EXAMPLE_IMAGE, "hypothesis": "there are two circles."}]},
+    )
+
+
+class GroundingRequest(_Request):
+    expression: str = Field(..., description="a phrase naming exactly one object")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"image": EXAMPLE_IMAGE, "expression": "the big red circle"}]},
+    )
+
+
+class VqaRequest(_Request):
+    question: str = Field(..., description="a question about the image")
+    top_k: int = Field(5, ge=1, le=50, description="how many ranked answers to return")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"image": EXAMPLE_IMAGE, "question": "how many circles are there?"}]},
+    )
+
+
+class MatchingRequest(_Request):
+    texts: list[str] = Field(
+        ..., min_length=1, description="candidate descriptions to score against the image"
+    )
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"image": EXAMPLE_IMAGE, "texts": ["a red circle is visible.", "there is no cross."]}
+            ]
+        },
+    )
+
+
+class _Response(BaseModel):
+    request_id: str
+    model_version: str
+
+
+class EntailmentResponse(_Response):
+    label: str = Field(..., examples=["entailment"])
+    scores: dict[str, float] = Field(
+        ..., description="probabilities of entailment, neutral, contradiction (sum 1)"
+    )
+
+
+class GroundingResponse(_Response):
+    box: list[float] | None = Field(
+        ..., description="[x1, y1, x2, y2] in the original image's pixels; null if no object"
+    )
+    score: float = Field(..., description="probability of the chosen region")
+
+
+class Answer(BaseModel):
+    answer: str
+    score: float
+
+
+class VqaResponse(_Response):
+    answer: str
+    score: float
+    top_k: list[Answer]
+
+
+class MatchingResponse(_Response):
+    scores: list[float] = Field(..., description="match probability in [0, 1], one per text")
+    best: int = Field(..., description="index of the best-matching text")
+
+
+class ModelInfo(BaseModel):
+    name: str
+    version: str
+    backend: str
+    execution_provider: str
+    tasks: list[str]
+    answers: int
+    max_batch_size: int
+
+
+class ErrorBody(BaseModel):
+    error: dict[str, str]
+    request_id: str | None = None

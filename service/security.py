@@ -1,0 +1,19 @@
+"""Optional bearer-token auth (``CMAL_API_KEY``); health endpoints stay open."""
+
+from __future__ import annotations
+
+import hmac
+
+from fastapi import Request
+
+from service.errors import ApiError
+
+
+async def require_api_key(request: Request) -> None:
+    key = request.app.state.settings.api_key
+    if not key:
+        return
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), key.encode()):
+        raise ApiError(401, "unauthorized", "missing or wrong bearer token", {"WWW-Authenticate": "Bearer"})

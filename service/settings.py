@@ -1,0 +1,31 @@
+"""Service settings, all from ``CMAL_*`` environment variables (pydantic-settings)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CMAL_", protected_namespaces=())
+
+    model_dir: Path = Field(Path("models/shapes-demo"), description="model directory to serve")
+    graphs_dir: Path | None = Field(None, description="exported graphs (default MODEL_DIR/export)")
+    backend: str = Field(
+        "onnx", pattern="^(onnx|torchscript|torch)$", description="onnx, torchscript or torch"
+    )
+    variant: str = Field("fp32", pattern="^(fp32|fp16|int8)$", description="ONNX graph variant")
+    max_batch_size: int = Field(32, ge=1, le=1024, description="a batch closes at this many requests")
+    max_batch_delay_ms: float = Field(5.0, ge=0, description="… or this long after its first request")
+    max_queue: int = Field(256, ge=1, description="queued requests beyond this are rejected with 429")
+    request_timeout_ms: float = Field(10_000, gt=0, description="per-request deadline (504 after it)")
+    api_key: str | None = Field(None, description="if set, requests need 'Authorization: Bearer <key>'")
+    max_body_bytes: int = Field(10 * 2**20, description="larger request bodies get 413")
+    max_image_bytes: int = Field(8 * 2**20, description="larger encoded images get 413")
+    max_image_pixels: int = Field(16_000_000, description="larger images (decompression bombs) get 413")
+    max_text_chars: int = Field(300, description="longer texts get 422")
+    max_texts: int = Field(32, description="most texts in one /v1/matching request")
+    cache_size: int = Field(256, ge=0, description="detector results kept by image content hash")
+    threads: int = Field(0, ge=0, description="inference threads (0 = runtime default)")

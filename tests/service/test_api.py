@@ -1,0 +1,255 @@
+"""The service in-process (httpx ASGITransport): endpoints, contract, errors and limits."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+from service.app import create_app
+from service.settings import Settings
+
+
+def png(size: tuple[int, int] = (128, 128), colour: tuple[int, int, int] = (210, 210, 210)) -> bytes:
+    image = Image.new("RGB", size, colour)
+    image.paste((220, 30, 30), (20, 20, 50, 50))
+    buf = io.BytesIO()
+    image.save(buf, "PNG")
+    return buf.getvalue()
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+async def with_client(settings: Settings, fn):  # type: ignore[no-untyped-def]
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            return await fn(client, app)
+
+
+@pytest.fixture
+def settings(tiny_exported: Path) -> Settings:
+    return Settings(model_dir=tiny_exported, max_batch_size=8, max_batch_delay_ms=2)
+
+
+def run(settings: Settings, fn):  # type: ignore[no-untyped-def]
+    return asyncio.run(with_client(settings, fn))
+
+
+def test_four_endpoints_follow_the_contract(settings: Settings) -> None:
+    image = b64(png())
+
+    async def go(client: httpx.AsyncClient, app) -> None:  # type: ignore[no-untyped-def]
+        r = await client.post("/v1/entailment", json={"image": image, "hypothesis": "there is a red box."})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["label"] in ("entailment", "neutral", "contradiction")
+        assert set(body["scores"]) == {"entailment", "neutral", "contradiction"}
+        assert abs(sum(body["scores"].values()) - 1) < 1e-6
+        assert r.headers["x-request-id"] == body["request_id"] and len(body["model_version"]) == 12
+
+        big = b64(png((512, 256)))
+        r = await client.post("/v1/grounding", json={"image": big, "expression": "the red square"})
+        assert r.status_code == 200, r.text
+        box = r.json()["box"]
+        if box is not None:  # pixels of the original 512x256 image
+            assert 0 <= box[0] < box[2] <= 512 and 0 <= box[1] < box[3] <= 256
+
+        r = await client.post(
+            "/v1/vqa", json={"image": image, "question": "what colour is the box?", "top_k": 3}
+        )
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert len(body["top_k"]) == 3 and body["answer"] == body["top_k"][0]["answer"]
+        assert body["answer"] in app.state.backend.files.answers
+
+        r = await client.post(
+            "/v1/matching", json={"image": image, "texts": ["a red box.", "a blue circle.", "x"]}
+        )
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert len(body["scores"]) == 3 and all(0 <= s <= 1 for s in body["scores"])
+        assert body["best"] == max(range(3), key=lambda i: body["scores"][i])
+
+        r = await client.post(
+            "/v1/vqa",
+            files={"image": ("a.png", png(), "image/png")},
+            data={"question": "how many boxes are there?"},
+        )
+        assert r.status_code == 200, r.text
+
+        r = await client.get("/v1/models")
+        info = r.json()[0]
+        assert info["backend"] == "onnx" and info["execution_provider"] == "CPUExecutionProvider"
+        assert info["tasks"] == ["entailment", "grounding", "vqa", "matching"]
+        assert (await client.get("/healthz")).status_code == 200
+        assert (await client.get("/readyz")).status_code == 200
+        metrics = (await client.get("/metrics")).text
+        names = ("cmal_requests_total", "cmal_batch_size_bucket", "cmal_queue_wait_seconds")
+        names += ("cmal_inference_seconds", "cmal_queue_depth", "cmal_model_info", "http_requests_total")
+        for name in names:
+            assert name in metrics, name
+        assert 'stage="detector"' in metrics and 'stage="fusion"' in metrics
+        docs = (await client.get("/openapi.json")).json()
+        assert "multipart/form-data" in docs["paths"]["/v1/vqa"]["post"]["requestBody"]["content"]
+        assert (await client.get("/")).status_code == 200
+
+    run(settings, go)
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status", "message"),
+    [
+        ("/v1/vqa", {"image": "not base64!", "question": "q?"}, 422, "not valid base64"),
+        ("/v1/vqa", {"image": b64(b"hello world"), "question": "q?"}, 422, "could not be decoded"),
+        ("/v1/vqa", {"image": b64(png()[:60]), "question": "q?"}, 422, "could not be decoded"),
+        ("/v1/vqa", {"image": b64(png()), "question": ""}, 422, "must not be empty"),
+        ("/v1/vqa", {"image": b64(png()), "question": "x" * 301}, 422, "the limit is 300"),
+        ("/v1/vqa", {"image": b64(png()), "question": 5}, 422, "question"),
+        ("/v1/vqa", {"image": b64(png())}, 422, "question: Field required"),
+        ("/v1/vqa", {"image": b64(png()), "question": "q?", "extra": 1}, 422, "extra"),
+        ("/v1/matching", {"image": b64(png()), "texts": []}, 422, "texts"),
+        ("/v1/matching", {"image": b64(png()), "texts": ["a"] * 33}, 422, "the limit is 32"),
+        ("/v1/entailment", [1, 2], 422, "Input should be a valid dictionary"),
+    ],
+)
+def test_bad_inputs_get_clear_4xx(
+    settings: Settings, path: str, body: object, status: int, message: str
+) -> None:
+    async def go(client: httpx.AsyncClient, app) -> None:  # type: ignore[no-untyped-def]
+        r = await client.post(path, json=body)
+        assert r.status_code == status, r.text
+        assert message in r.json()["error"]["message"]
+        assert r.json()["request_id"]
+
+    run(settings, go)
+
+
+def test_limits(tiny_exported: Path) -> None:
+    settings = Settings(
+        model_dir=tiny_exported, max_body_bytes=200_000, max_image_bytes=50_000, max_image_pixels=300 * 300
+    )
+
+    async def go(client: httpx.AsyncClient, app) -> None:  # type: ignore[no-untyped-def]
+        r = await client.post(
+            "/v1/vqa", content=b"{" + b" " * 300_000 + b"}", headers={"content-type": "application/json"}
+        )
+        assert r.status_code == 413 and "exceeds" in r.json()["error"]["message"]
+        r = await client.post("/v1/vqa", json={"image": b64(png((400, 400))), "question": "q?"})
+        assert r.status_code == 413 and "pixels" in r.json()["error"]["message"]
+        noisy = Image.fromarray(np.random.default_rng(0).integers(0, 256, (200, 200, 3), dtype=np.uint8))
+        buf = io.BytesIO()
+        noisy.save(buf, "PNG")
+        r = await client.post("/v1/vqa", json={"image": b64(buf.getvalue()), "question": "q?"})
+        assert r.status_code == 413 and "bytes" in r.json()["error"]["message"]
+        buf = io.BytesIO()
+        Image.new("RGB", (10, 10)).save(buf, "TIFF")
+        r = await client.post("/v1/vqa", json={"image": b64(buf.getvalue()), "question": "q?"})
+        assert r.status_code == 422 and "unsupported image format TIFF" in r.json()["error"]["message"]
+        r = await client.post("/v1/vqa", content=b"question=x", headers={"content-type": "text/plain"})
+        assert r.status_code == 415
+
+    run(settings, go)
+
+
+def test_api_key(tiny_exported: Path) -> None:
+    settings = Settings(model_dir=tiny_exported, api_key="s3cret")
+
+    async def go(client: httpx.AsyncClient, app) -> None:  # type: ignore[no-untyped-def]
+        body = {"image": b64(png()), "question": "q?"}
+        assert (await client.post("/v1/vqa", json=body)).status_code == 401
+        assert (
+            await client.post("/v1/vqa", json=body, headers={"Authorization": "Bearer nope"})
+        ).status_code == 401
+        assert (
+            await client.post("/v1/vqa", json=body, headers={"Authorization": "Bearer s3cret"})
+        ).status_code == 200
+        assert (await client.get("/v1/models")).status_code == 401
+        assert (await client.get("/healthz")).status_code == 200
+        assert (await client.get("/readyz")).status_code == 200
+
+    run(settings, go)
+
+
+def test_concurrent_requests_form_batches_and_share_detection(settings: Settings) -> None:
+    image = b64(png())
+
+    async def go(client: httpx.AsyncClient, app) -> None:  # type: ignore[no-untyped-def]
+        before = app.state.backend
+        calls = {"detect": 0}
+        original = before.detect
+
+        def counting(images):  # type: ignore[no-untyped-def]
+            calls["detect"] += len(images)
+            return original(images)
+
+        before.detect = counting
+        rs = await asyncio.gather(
+            *(client.post("/v1/vqa", json={"image": image, "question": f"q {i}?"}) for i in range(40))
+        )
+        assert all(r.status_code == 200 for r in rs)
+        assert calls["detect"] == 1  # one image, detected once, then served from the cache
+        metrics = (await client.get("/metrics")).text
+        sizes = [line for line in metrics.splitlines() if line.startswith("cmal_batch_size_bucket")]
+        le1 = next(float(line.split()[-1]) for line in sizes if 'le="1.0"' in line)
+        total = next(float(line.split()[-1]) for line in sizes if 'le="+Inf"' in line)
+        assert total > le1  # some batches held more than one request
+
+    run(settings, go)
+
+
+def test_full_queue_rejects_with_retry_after_and_keeps_accepted(tiny_exported: Path) -> None:
+    settings = Settings(model_dir=tiny_exported, max_queue=4, max_batch_size=2, max_batch_delay_ms=20)
+    image = b64(png())
+
+    async def go(client: httpx.AsyncClient, app) -> None:  # type: ignore[no-untyped-def]
+        rs = await asyncio.gather(
+            *(client.post("/v1/vqa", json={"image": image, "question": f"q {i}?"}) for i in range(30))
+        )
+        codes = [r.status_code for r in rs]
+        assert set(codes) <= {200, 429} and 429 in codes and 200 in codes
+        rejected = next(r for r in rs if r.status_code == 429)
+        assert rejected.headers["retry-after"] == "1"
+
+    run(settings, go)
+
+
+def test_deadline_and_failing_batch(tiny_exported: Path) -> None:
+    settings = Settings(model_dir=tiny_exported, request_timeout_ms=200)
+    image = b64(png())
+
+    async def go(client: httpx.AsyncClient, app) -> None:  # type: ignore[no-untyped-def]
+        backend = app.state.backend
+        original = backend.fuse
+
+        def slow(texts, regions):  # type: ignore[no-untyped-def]
+            import time
+
+            time.sleep(0.5)
+            return original(texts, regions)
+
+        backend.fuse = slow
+        r = await client.post("/v1/vqa", json={"image": image, "question": "q?"})
+        assert r.status_code == 504 and "no result within" in r.json()["error"]["message"]
+        await asyncio.sleep(0.5)  # the slow batch finishes in the worker thread
+
+        def broken(texts, regions):  # type: ignore[no-untyped-def]
+            raise RuntimeError("injected fault")
+
+        backend.fuse = broken
+        r = await client.post("/v1/vqa", json={"image": image, "question": "q?"})
+        assert r.status_code == 500 and "injected fault" in r.json()["error"]["message"]
+        backend.fuse = original
+        r = await client.post("/v1/vqa", json={"image": image, "question": "q?"})
+        assert r.status_code == 200  # the server keeps serving
+
+    run(settings, go)
