@@ -5,7 +5,6 @@ VENV := .venv
 BIN := $(VENV)/bin
 # One stamp per install flavour, remade when pyproject.toml changes.
 DEV_STAMP := $(VENV)/.stamp-dev
-SERVE_STAMP := $(VENV)/.stamp-serve
 
 .PHONY: help venv test lint serve demo-model clean
 
@@ -23,10 +22,6 @@ $(DEV_STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[train,serve,dev]'
 	@touch $@
 
-$(SERVE_STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[serve]'
-	@touch $@
-
 venv: $(DEV_STAMP)
 
 test: $(DEV_STAMP)
@@ -37,10 +32,13 @@ lint: $(DEV_STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-serve: $(SERVE_STAMP)
-	@echo "The inference service is not built yet (issue: 'The inference service')." >&2
-	@echo "Nothing is served; see README.md for what works today." >&2
-	@exit 1
+DEMO := models/shapes-demo
+# exported graphs are build outputs: made (with torch) on first use and after the weights change
+$(DEMO)/export/manifest.json: $(DEV_STAMP) $(DEMO)/cmal.safetensors $(DEMO)/detector.safetensors
+	$(BIN)/cmal export --model $(DEMO) --format onnx
+
+serve: $(DEMO)/export/manifest.json
+	CMAL_MODEL_DIR=$(DEMO) $(BIN)/python -m service --host 127.0.0.1 --port 8000
 
 demo-model: $(DEV_STAMP)
 	bash scripts/demo_model.sh

@@ -6,7 +6,9 @@ SIGTERM / SIGINT: readiness turns 503 at once, in-flight requests finish, then t
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+from collections.abc import Iterator
 from types import FrameType
 
 import uvicorn
@@ -24,6 +26,14 @@ class DrainingServer(uvicorn.Server):
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         self._app.state.draining = True  # type: ignore[attr-defined]
         super().handle_exit(sig, frame)
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        # uvicorn re-raises a captured SIGTERM after its graceful shutdown, so the process would end
+        # "killed by SIGTERM"; the drain completed, so report success (exit status 0) instead
+        with super().capture_signals():
+            yield
+            self._captured_signals.clear()
 
 
 def main() -> None:

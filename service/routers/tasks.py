@@ -107,10 +107,10 @@ def _check_texts(request: Request, texts: list[str], field: str) -> list[str]:
 async def _run(request: Request, task: str, raw: bytes, texts: list[str]) -> JobResult:
     state = request.app.state
     settings = state.settings
-    if not state.ready or state.draining:
-        raise ApiError(
-            503, "not_ready", "the model is not ready (starting or shutting down)", {"Retry-After": "1"}
-        )
+    # while draining (SIGTERM) only /readyz says 503, so load balancers stop sending; requests
+    # that still arrive before the listener closes are served: nothing accepted is lost
+    if not state.ready:
+        raise ApiError(503, "not_ready", "the model is not ready yet", {"Retry-After": "1"})
     try:
         image = await asyncio.to_thread(open_image, raw, settings.max_image_bytes, settings.max_image_pixels)
     except ImageError as e:
