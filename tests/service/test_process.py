@@ -34,7 +34,7 @@ def start(model_dir: Path, **env: str) -> tuple[subprocess.Popen[str], str]:
     port = free_port()
     environment = {**os.environ, "CMAL_MODEL_DIR": str(model_dir), **env}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "service", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
+        [sys.executable, "-m", "service", "--host", "127.0.0.1", "--port", str(port), "--log-level", "error"],
         env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
