@@ -90,9 +90,16 @@ async def _reject(send: Send, limit: int) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+def _count_failure(request: Request, status: int) -> None:
+    task = request.url.path.removeprefix("/v1/")
+    if task in metrics.TASKS:
+        metrics.REQUESTS.labels(task, metrics.outcome_of(status)).inc()
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app; the model loads in the lifespan (``/readyz`` is 503 until it is warm)."""
     settings = settings or Settings()  # type: ignore[call-arg]  # every field has a default
+    metrics.initialise()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -162,16 +169,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> Response:
+        _count_failure(request, exc.status)
         return error_response(request, exc.status, exc.code, exc.message, exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> Response:
+        _count_failure(request, 422)
         details = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         return error_response(request, 422, "invalid_request", details)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error")
+        _count_failure(request, 500)
         return error_response(request, 500, "internal_error", f"{type(exc).__name__}: {exc}")
 
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)

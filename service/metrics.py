@@ -22,3 +22,26 @@ INFERENCE = Histogram(
 QUEUE_DEPTH = Gauge("cmal_queue_depth", "Requests waiting for a batch")
 MODEL_INFO = Gauge("cmal_model_info", "The served model", ["name", "version", "backend", "provider"])
 CACHE = Counter("cmal_detector_cache_total", "Detector cache lookups", ["result"])
+
+TASKS = ("entailment", "grounding", "vqa", "matching")
+OUTCOMES = ("ok", "bad_request", "rejected", "timeout", "dropped", "error")
+
+
+def outcome_of(status: int) -> str:
+    """The ``outcome`` label of a failed request's HTTP status."""
+    if status == 429:
+        return "rejected"
+    if status == 504:
+        return "timeout"
+    return "error" if status >= 500 else "bad_request"
+
+
+def initialise() -> None:
+    """Create every label combination at zero, so dashboards show 0 rather than no data."""
+    for task in TASKS:
+        for outcome in OUTCOMES:
+            REQUESTS.labels(task, outcome)
+    for stage in ("detector", "fusion"):
+        INFERENCE.labels(stage)
+    for result in ("hit", "miss"):
+        CACHE.labels(result)

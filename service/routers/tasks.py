@@ -114,14 +114,12 @@ async def _run(request: Request, task: str, raw: bytes, texts: list[str]) -> Job
     try:
         image = await asyncio.to_thread(open_image, raw, settings.max_image_bytes, settings.max_image_pixels)
     except ImageError as e:
-        metrics.REQUESTS.labels(task, "bad_request").inc()
         raise ApiError(e.status, "invalid_image", e.message) from None
     try:
         job = await state.batcher.submit(
             task, content_hash(raw), image, texts, settings.request_timeout_ms / 1000
         )
     except QueueFull:
-        metrics.REQUESTS.labels(task, "rejected").inc()
         raise ApiError(
             429, "queue_full", "too many requests queued; retry shortly", {"Retry-After": "1"}
         ) from None
@@ -131,12 +129,10 @@ async def _run(request: Request, task: str, raw: bytes, texts: list[str]) -> Job
         result: JobResult = await asyncio.wait_for(asyncio.shield(job.future), timeout=remaining)
     except (TimeoutError, DeadlineExceeded):
         job.abandoned = True
-        metrics.REQUESTS.labels(task, "timeout").inc()
         raise ApiError(
             504, "deadline_exceeded", f"no result within {settings.request_timeout_ms:.0f} ms"
         ) from None
     except BatchFailed as e:
-        metrics.REQUESTS.labels(task, "error").inc()
         raise ApiError(500, "inference_failed", str(e)) from None
     finally:
         watcher.cancel()

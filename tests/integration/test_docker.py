@@ -1,0 +1,89 @@
+"""The container stack, checked without a Docker engine: compose file, Dockerfiles, Prometheus
+config, and the runtime image's install list (no torch)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+
+
+def tool(name: str) -> str:
+    path = shutil.which(name) or (str(BIN / name) if (BIN / name).exists() else None)
+    if path:
+        return path
+    message = f"{name} is not installed (see .ci/run for how CI installs it)"
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def test_compose_file_is_valid() -> None:
+    result = subprocess.run(
+        [tool("docker-compose"), "-f", "docker-compose.yml", "config"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    config = result.stdout
+    for service in ("api:", "api-gpu:", "prometheus:", "grafana:"):
+        assert service in config
+    assert "GF_AUTH_ANONYMOUS_ENABLED" in config and "condition: service_healthy" in config
+    gpu = subprocess.run(
+        [tool("docker-compose"), "-f", "docker-compose.yml", "--profile", "gpu", "config", "--services"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert gpu.returncode == 0 and "api-gpu" in gpu.stdout.split()
+
+
+def test_dockerfiles_pass_hadolint() -> None:
+    result = subprocess.run(
+        [tool("hadolint"), "docker/Dockerfile", "docker/Dockerfile.gpu"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_prometheus_config_passes_promtool() -> None:
+    result = subprocess.run(
+        [tool("promtool"), "check", "config", "docker/prometheus/prometheus.yml"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_runtime_image_installs_no_torch(tmp_path: Path) -> None:
+    dockerfile = (ROOT / "docker" / "Dockerfile").read_text()
+    runtime = dockerfile.split("AS runtime", 1)[1]
+    installs = re.findall(r"pip install[^\n]*", runtime)
+    assert installs == [
+        "pip install --no-cache-dir -r requirements-serve.txt",
+        "pip install --no-cache-dir --no-deps . \\",
+    ]
+    lines = (ROOT / "docker" / "requirements-serve.txt").read_text().lower().splitlines()
+    assert not [line for line in lines if "torch" in line and not line.startswith("#")]
+    report = tmp_path / "report.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet",
+         "--report", str(report), "-r", str(ROOT / "docker" / "requirements-serve.txt")],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    names = {item["metadata"]["name"].lower() for item in json.loads(report.read_text())["install"]}
+    assert {"onnxruntime", "fastapi", "tokenizers", "pillow"} <= names
+    assert not {n for n in names if n == "torch" or n.startswith("nvidia-") or n == "triton"}, names
