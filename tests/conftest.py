@@ -77,12 +77,12 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, tiny_world) -> Path
 
 @pytest.fixture(scope="session")
 def tiny_exported(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny model directory with its ONNX graphs exported (fp32 only)."""
+    """The tiny model directory with its graphs exported (ONNX fp32 and TorchScript)."""
     import shutil
 
     from export.api import export_model
 
     model = tmp_path_factory.mktemp("tiny_exported") / "tiny-model"
     shutil.copytree(tiny_model_dir, model)
-    export_model(model, "onnx", log=lambda *_: None)
+    export_model(model, "all", log=lambda *_: None)
     return model

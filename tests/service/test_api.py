@@ -253,3 +253,47 @@ def test_deadline_and_failing_batch(tiny_exported: Path) -> None:
         assert r.status_code == 200  # the server keeps serving
 
     run(settings, go)
+
+
+@pytest.mark.parametrize("backend", ["torchscript", "torch"])
+def test_torch_backends_serve_the_same_answers(tiny_exported: Path, backend: str) -> None:
+    image = b64(png())
+    body = {"image": image, "texts": ["a red box.", "there is no circle.", "two crosses."]}
+
+    async def scores(client: httpx.AsyncClient, app) -> list[float]:  # type: ignore[no-untyped-def]
+        r = await client.post("/v1/matching", json=body)
+        assert r.status_code == 200, r.text
+        info = (await client.get("/v1/models")).json()[0]
+        assert info["backend"] == app.state.settings.backend
+        return list(r.json()["scores"])
+
+    onnx = run(Settings(model_dir=tiny_exported), scores)
+    other = run(Settings(model_dir=tiny_exported, backend=backend), scores)
+    assert np.allclose(onnx, other, atol=1e-4)
+
+
+def test_onnx_service_path_never_imports_torch(tiny_exported: Path) -> None:
+    import subprocess
+    import sys
+
+    script = f"""
+import asyncio, base64, io, sys
+import httpx
+from PIL import Image
+from service.app import create_app
+from service.settings import Settings
+
+async def main():
+    app = create_app(Settings(model_dir={str(tiny_exported)!r}))
+    async with app.router.lifespan_context(app):
+        buf = io.BytesIO(); Image.new("RGB", (64, 64), (9, 9, 9)).save(buf, "PNG")
+        body = {{"image": base64.b64encode(buf.getvalue()).decode(), "question": "q?"}}
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+            assert (await c.post("/v1/vqa", json=body)).status_code == 200
+    print("TORCH", "torch" in sys.modules)
+
+asyncio.run(main())
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "TORCH False" in result.stdout
