@@ -76,6 +76,8 @@ def test_page_grounds_an_expression_and_draws_the_box(tiny_exported: Path, tmp_p
         )
         assert pixel[:3] == [255, 0, 255]
         driver.save_screenshot(str(tmp_path / "page.png"))
+        if os.environ.get("CMAL_SCREENSHOT"):
+            shutil.copyfile(tmp_path / "page.png", os.environ["CMAL_SCREENSHOT"])
         assert (tmp_path / "page.png").stat().st_size > 1000
     finally:
         driver.quit()
