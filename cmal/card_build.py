@@ -30,7 +30,7 @@ def _json(path: Path) -> Any:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def build(run: Path, out: Path, seconds: int | None) -> Path:
+def build(run: Path, out: Path, seconds: int | None, extra: str = "") -> Path:
     out.mkdir(parents=True, exist_ok=True)
     for name in MODEL_FILES:
         shutil.copyfile(run / "final" / name, out / name)
@@ -96,6 +96,8 @@ def build(run: Path, out: Path, seconds: int | None) -> Path:
             results_table(cols),
             "",
         ]
+    if extra:
+        notes += [extra.strip(), ""]
     notes += [
         "## Limits",
         "",
@@ -116,8 +118,10 @@ def main() -> None:
     parser.add_argument("--run", required=True)
     parser.add_argument("--out", required=True)
     parser.add_argument("--seconds", type=int)
+    parser.add_argument("--notes", help="a markdown file appended to the card (measurements, caveats)")
     args = parser.parse_args()
-    print(f"wrote {build(Path(args.run), Path(args.out), args.seconds)}")
+    extra = Path(args.notes).read_text() if args.notes else ""
+    print(f"wrote {build(Path(args.run), Path(args.out), args.seconds, extra)}")
 
 
 if __name__ == "__main__":

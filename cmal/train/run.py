@@ -33,7 +33,7 @@ from cmal.model.io import (
 )
 from cmal.regions import RegionTable, detect_folder
 from cmal.text.tokenizer import load_tokenizer, train_tokenizer
-from cmal.train.distributed import barrier, init_distributed, shutdown
+from cmal.train.distributed import DistInfo, barrier, init_distributed, shutdown
 from cmal.train.examples import TASK_FIELD, Example, Masking, answer_vocabulary, collate, load_examples
 from cmal.train.steps import FinetuneStep, PretrainStep
 from cmal.train.trainer import TrainSettings, fit
@@ -57,6 +57,16 @@ def _copy_detector(src: Path, dst: Path) -> None:
     dst_labels = read_json(dst / DET_LABELS) if (dst / DET_LABELS).is_file() else {}
     dst_labels.update({"tags": labels["tags"], "attributes": labels["attributes"]})
     (dst / DET_LABELS).write_text(json.dumps(dst_labels, indent=2) + "\n")
+
+
+def _start(detector_src: Path, out_dir: Path, seed: int) -> tuple[DistInfo, DetectorConfig, dict[str, Any]]:
+    """Join the process group, seed, put the detector into ``out_dir`` (main process) and read it back."""
+    dist = init_distributed()
+    torch.manual_seed(seed)
+    if dist.main:
+        _copy_detector(detector_src, out_dir)
+    barrier(dist)
+    return dist, DetectorConfig.load(out_dir / DET_CONFIG), read_json(out_dir / DET_LABELS)
 
 
 def _corpus(folder: Path) -> list[str]:
@@ -129,13 +139,7 @@ def pretrain(
 ) -> dict[str, Any]:
     """Pre-train CMAL (MLM + ITM + AMC, or CMCL) on captions and ITM pairs of ``data_dir``."""
     s = settings or TrainSettings()
-    dist = init_distributed()
-    torch.manual_seed(s.seed)
-    if dist.main:
-        _copy_detector(detector_dir, out_dir)
-    barrier(dist)
-    det = DetectorConfig.load(out_dir / DET_CONFIG)
-    labels = read_json(out_dir / DET_LABELS)
+    dist, det, labels = _start(detector_dir, out_dir, s.seed)
     tokenizer = train_tokenizer(
         _corpus(data_dir), vocab_size=vocab_size, max_length=(config or demo_config()).max_tokens
     )
@@ -218,13 +222,7 @@ def finetune(
         raise ValueError(f"tasks must be a non-empty subset of {', '.join(TASKS)}; got {', '.join(tasks)}")
     tasks = tuple(t for t in TASKS if t in tasks)
     s = settings or TrainSettings()
-    dist = init_distributed()
-    torch.manual_seed(s.seed)
-    if dist.main:
-        _copy_detector(init_dir, out_dir)
-    barrier(dist)
-    det = DetectorConfig.load(out_dir / DET_CONFIG)
-    labels = read_json(out_dir / DET_LABELS)
+    dist, det, labels = _start(init_dir, out_dir, s.seed)
     pretrained = has_cmal(init_dir)
     if pretrained:
         tokenizer: Tokenizer = load_tokenizer(init_dir)
