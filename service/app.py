@@ -10,7 +10,6 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -43,6 +42,32 @@ def warm_up(backend: Backend, max_batch_size: int) -> None:
         if n >= max_batch_size:
             break
         size *= 2
+
+
+class RequestId:
+    """Give every request an id (the client's ``X-Request-ID`` if sane) and echo it in the response.
+
+    Pure ASGI (not BaseHTTPMiddleware, which hides client disconnects from the endpoints).
+    """
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = dict(scope.get("headers") or []).get(b"x-request-id", b"").decode("latin-1")
+        rid = given if REQUEST_ID.match(given) else uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = rid
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"x-request-id"]
+                message = {**message, "headers": [*headers, (b"x-request-id", rid.encode())]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
 
 
 class BodyLimit:
@@ -159,14 +184,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def index() -> FileResponse:
         return FileResponse(STATIC / "index.html")
 
-    @app.middleware("http")
-    async def request_id(request: Request, call_next: Any) -> Response:
-        given = request.headers.get("x-request-id", "")
-        request.state.request_id = given if REQUEST_ID.match(given) else uuid.uuid4().hex
-        response: Response = await call_next(request)
-        response.headers["X-Request-ID"] = request.state.request_id
-        return response
-
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> Response:
         _count_failure(request, exc.status)
@@ -185,4 +202,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return error_response(request, 500, "internal_error", f"{type(exc).__name__}: {exc}")
 
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(RequestId)
     return app

@@ -113,3 +113,25 @@ def test_python_client_against_a_real_process(tiny_exported: Path) -> None:
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
+
+
+@pytest.mark.slow
+def test_requests_whose_client_left_are_dropped_before_running(tiny_exported: Path) -> None:
+    proc, url = start(tiny_exported, CMAL_MAX_BATCH_DELAY_MS="1500", CMAL_MAX_BATCH_SIZE="64")
+    try:
+        body = {"image": image_b64(), "question": "q?"}
+        for _ in range(3):
+            with pytest.raises(httpx.TimeoutException):
+                httpx.post(f"{url}/v1/vqa", json=body, timeout=0.4)  # the client gives up and hangs up
+        time.sleep(2.5)  # the batch closes after 1.5 s
+        metrics = httpx.get(f"{url}/metrics").text
+        dropped = next(
+            float(line.split()[-1])
+            for line in metrics.splitlines()
+            if line.startswith("cmal_requests_total") and 'outcome="dropped"' in line and 'task="vqa"' in line
+        )
+        assert dropped == 3
+        assert httpx.post(f"{url}/v1/vqa", json=body, timeout=30).status_code == 200
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
