@@ -4,6 +4,7 @@ subset), resume, evaluate to JSON, and fine-tune onto a new VQA answer vocabular
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -88,12 +89,16 @@ def test_pretrain_finetune_evaluate(splits: tuple[Path, Path], demo_dir: Path, t
     assert "vqa" in result.stdout and "accuracy" in result.stdout  # the printed table
 
     # a task subset, from scratch (a folder with only a detector): the no-pre-training baseline
+    detector_only = tmp_path / "detector-only"
+    detector_only.mkdir()
+    for name in ("detector.safetensors", "detector.json", "labels.json"):
+        shutil.copyfile(demo_dir / name, detector_only / name)
     sub = tmp_path / "sub"
     cmal(
         "train",
         "finetune",
         "--init",
-        str(demo_dir),
+        str(detector_only),
         "--tasks",
         "rec",
         "--train",
