@@ -6,13 +6,14 @@ BIN := $(VENV)/bin
 # One stamp per install flavour, remade when pyproject.toml changes.
 DEV_STAMP := $(VENV)/.stamp-dev
 
-.PHONY: help venv test lint serve demo-model clean
+.PHONY: help venv test lint serve demo-model demo-ablation clean
 
 help:
 	@echo "make serve   set up and serve the bundled demo model on 127.0.0.1:8000"
 	@echo "make test    set up and run the test suite"
 	@echo "make lint    ruff and mypy"
 	@echo "make demo-model  rebuild models/shapes-demo from scratch (fixed seeds, about an hour on 2 cores)"
+	@echo "make demo-ablation  then the same fine-tuning without pre-training, for the card"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +43,9 @@ serve: $(DEMO)/export/manifest.json
 
 demo-model: $(DEV_STAMP)
 	bash scripts/demo_model.sh
+
+demo-ablation: $(DEV_STAMP)
+	bash scripts/demo_model.sh ablation
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,8 +1,9 @@
 """Assemble a served model directory from a demo run: weights, vocabularies, metrics, card.
 
-Usage: python -m cmal.card_build --run runs/demo --out models/shapes-demo --seconds N
+Usage: python -m cmal.card_build --run runs/demo --data data/demo --out models/shapes-demo --seconds N
 Reads RUN/final (the fine-tuned model), RUN/detector, RUN/test.json, RUN/compositional.json and,
-if present, RUN/ablation/*.json (fine-tuning from other initialisations, same data and settings).
+if present, RUN/ablation/*.json (fine-tuning from other initialisations, same data and settings);
+DATA/{train,val,test,compositional}/dataset.json say which seeds and how many images.
 """
 
 from __future__ import annotations
@@ -30,7 +31,18 @@ def _json(path: Path) -> Any:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def build(run: Path, out: Path, seconds: int | None, extra: str = "") -> Path:
+SPLITS = ("train", "val", "test", "compositional")
+
+
+def _split(data: Path, name: str) -> dict[str, int]:
+    """Seed and image count of one generated split (from its dataset.json)."""
+    info = _json(data / name / "dataset.json")
+    if not info:
+        raise FileNotFoundError(f"{data / name / 'dataset.json'} is missing: pass the demo run's --data folder")
+    return {"seed": int(info["seed"]), "images": int(info["num_images"])}
+
+
+def build(run: Path, data: Path, out: Path, seconds: int | None, extra: str = "") -> Path:
     out.mkdir(parents=True, exist_ok=True)
     for name in MODEL_FILES:
         shutil.copyfile(run / "final" / name, out / name)
@@ -48,12 +60,7 @@ def build(run: Path, out: Path, seconds: int | None, extra: str = "") -> Path:
         },
         "pretrain": final.get("pretrain") or (_json(run / "pretrain" / "metrics.json") or {}).get("pretrain"),
         "finetune": final.get("finetune"),
-        "data": {
-            "train": "seed 1000, 4000 images",
-            "val": "seed 1001, 400 images",
-            "test": "seed 3000, 1000 images",
-            "compositional": "seed 3001, 500 images",
-        },
+        "data": {name: _split(data, name) for name in SPLITS},
     }
     ablation = (
         {p.stem: _json(p) for p in sorted((run / "ablation").glob("*.json"))}
@@ -65,13 +72,17 @@ def build(run: Path, out: Path, seconds: int | None, extra: str = "") -> Path:
     if seconds is not None:
         metrics["demo_model_seconds"] = seconds
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    d = metrics["data"]
     notes = [
         "## Data and training",
         "",
-        "Everything is generated and trained here; nothing is downloaded. Training used Shapes seeds 1000",
-        "(train, 4,000 images) and 1001 (validation, 400 images); the results above are on seeds 3000",
-        "(i.i.d. test, 1,000 images) and 3001 (compositional: colour–shape pairs never seen in training,",
-        "500 images), which no training step saw.",
+        "Everything is generated and trained here; nothing is downloaded. Training used Shapes seeds"
+        f" {d['train']['seed']}",
+        f"(train, {d['train']['images']:,} images) and {d['val']['seed']} (validation,"
+        f" {d['val']['images']:,} images); the results above are on seeds {d['test']['seed']}",
+        f"(i.i.d. test, {d['test']['images']:,} images) and {d['compositional']['seed']} (compositional:"
+        " colour–shape pairs never seen in",
+        f"training, {d['compositional']['images']:,} images), which no training step saw.",
         "",
         "```bash",
         "make demo-model   # data, detector, pre-training, fine-tuning, evaluation, this card",
@@ -91,7 +102,7 @@ def build(run: Path, out: Path, seconds: int | None, extra: str = "") -> Path:
             "## Does pre-training earn its place?",
             "",
             "The same fine-tuning (data, epochs, seed) from different starting points, on the i.i.d.",
-            "test split:",
+            "test split (`make demo-ablation` runs the one without pre-training, from the detector alone):",
             "",
             results_table(cols),
             "",
@@ -116,12 +127,13 @@ def build(run: Path, out: Path, seconds: int | None, extra: str = "") -> Path:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--run", required=True)
+    parser.add_argument("--data", required=True, help="the run's data folder (train/val/test/compositional)")
     parser.add_argument("--out", required=True)
     parser.add_argument("--seconds", type=int)
     parser.add_argument("--notes", help="a markdown file appended to the card (measurements, caveats)")
     args = parser.parse_args()
     extra = Path(args.notes).read_text() if args.notes else ""
-    print(f"wrote {build(Path(args.run), Path(args.out), args.seconds, extra)}")
+    print(f"wrote {build(Path(args.run), Path(args.data), Path(args.out), args.seconds, extra)}")
 
 
 if __name__ == "__main__":
