@@ -38,7 +38,8 @@ def _split(data: Path, name: str) -> dict[str, int]:
     """Seed and image count of one generated split (from its dataset.json)."""
     info = _json(data / name / "dataset.json")
     if not info:
-        raise FileNotFoundError(f"{data / name / 'dataset.json'} is missing: pass the demo run's --data folder")
+        missing = data / name / "dataset.json"
+        raise FileNotFoundError(f"{missing} is missing: pass the demo run's --data folder")
     return {"seed": int(info["seed"]), "images": int(info["num_images"])}
 
 

@@ -31,7 +31,8 @@ def run_and_data(tmp_path: Path, tiny_model_dir: Path) -> tuple[Path, Path]:
     (run / "compositional.json").write_text(json.dumps(_metrics(0.85, 0.7)))
     (run / "ablation").mkdir()
     (run / "ablation" / "no CMAL pre-training.json").write_text(json.dumps(_metrics(0.88, 0.6)))
-    for name, seed, n in (("train", 1000, 40), ("val", 1001, 8), ("test", 3000, 20), ("compositional", 3001, 10)):
+    splits = (("train", 1000, 40), ("val", 1001, 8), ("test", 3000, 20), ("compositional", 3001, 10))
+    for name, seed, n in splits:
         (data / name).mkdir(parents=True)
         (data / name / "dataset.json").write_text(json.dumps({"seed": seed, "num_images": n}))
     return run, data
@@ -59,5 +60,5 @@ def test_build_writes_weights_metrics_and_card(tmp_path: Path, run_and_data: tup
 
 def test_build_names_a_missing_data_folder(tmp_path: Path, run_and_data: tuple[Path, Path]) -> None:
     run, _ = run_and_data
-    with pytest.raises(FileNotFoundError, match="dataset.json"):
+    with pytest.raises(FileNotFoundError, match=r"dataset\.json is missing"):
         build(run, tmp_path / "nowhere", tmp_path / "model", seconds=None)
