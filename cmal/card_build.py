@@ -2,7 +2,8 @@
 
 Usage: python -m cmal.card_build --run runs/demo --data data/demo --out models/shapes-demo --seconds N
 Reads RUN/final (the fine-tuned model), RUN/detector, RUN/test.json, RUN/compositional.json and,
-if present, RUN/ablation/*.json (fine-tuning from other initialisations, same data and settings);
+if present, RUN/kinds.json (accuracy by question kind, from scripts/errors_by_kind.py) and
+RUN/ablation/*.json (fine-tuning from other initialisations, same data and settings);
 DATA/{train,val,test,compositional}/dataset.json say which seeds and how many images.
 """
 
@@ -14,7 +15,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from cmal.card import results_table, write_card
+from cmal.card import TASK_NAMES, results_table, write_card
 
 MODEL_FILES = (
     "cmal.json",
@@ -32,6 +33,7 @@ def _json(path: Path) -> Any:
 
 
 SPLITS = ("train", "val", "test", "compositional")
+TARGETS = {"ve": 0.90, "rec": 0.90, "vqa": 0.85, "itm": 0.90}  # the demo model's i.i.d. test targets
 
 
 def _split(data: Path, name: str) -> dict[str, int]:
@@ -41,6 +43,34 @@ def _split(data: Path, name: str) -> dict[str, int]:
         missing = data / name / "dataset.json"
         raise FileNotFoundError(f"{missing} is missing: pass the demo run's --data folder")
     return {"seed": int(info["seed"]), "images": int(info["num_images"])}
+
+
+def _status(test: dict[str, Any], kinds: dict[str, dict[str, dict[str, float]]] | None) -> list[str]:
+    """The card's target check and, when measured, the accuracy by kind of example."""
+    short = [t for t, goal in TARGETS.items() if test.get(t, {}).get("accuracy", 0.0) < goal]
+    goals = ", ".join(f"{TASK_NAMES[t]} ≥ {g:.2f}" for t, g in TARGETS.items())
+    lines = ["## Status", ""]
+    if short:
+        missed = ", ".join(TASK_NAMES[t] for t in short)
+        lines.append(f"Below its targets ({goals} on the i.i.d. test split) on: {missed}.")
+    else:
+        lines.append(f"Meets its targets ({goals} on the i.i.d. test split).")
+    lines.append("")
+    if kinds:
+        lines += [
+            "Accuracy by kind of example on the test split"
+            " (`scripts/errors_by_kind.py`; ITM `-pos`/`-neg` = matching / non-matching texts):",
+            "",
+            "| task | kind | accuracy | n |",
+            "| --- | --- | --- | --- |",
+        ]
+        lines += [
+            f"| {task} | {kind} | {r['accuracy']:.2f} | {r['n']} |"
+            for task, by in kinds.items()
+            for kind, r in by.items()
+        ]
+        lines.append("")
+    return lines
 
 
 def build(run: Path, data: Path, out: Path, seconds: int | None, extra: str = "") -> Path:
@@ -74,7 +104,8 @@ def build(run: Path, data: Path, out: Path, seconds: int | None, extra: str = ""
         metrics["demo_model_seconds"] = seconds
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     d = metrics["data"]
-    notes = [
+    notes = _status(metrics["test"], _json(run / "kinds.json"))
+    notes += [
         "## Data and training",
         "",
         "Everything is generated and trained here; nothing is downloaded. Training used Shapes seeds"

@@ -53,6 +53,7 @@ stage "evaluation"
 $BIN/cmal evaluate --model "$RUNS/final" --data "$DATA/test" --task all --output "$RUNS/test.json" --quiet
 $BIN/cmal evaluate --model "$RUNS/final" --data "$DATA/compositional" --task all \
   --output "$RUNS/compositional.json" --quiet
+$BIN/python scripts/errors_by_kind.py "$RUNS/final" "$DATA/test" --output "$RUNS/kinds.json"
 
 stage "model directory"
 echo "$(( $(date +%s) - start ))" > "$RUNS/seconds"

@@ -1,14 +1,16 @@
 """Accuracy broken down by question / statement / expression kind, to see what a model has not learned.
 
-Usage: .venv/bin/python scripts/errors_by_kind.py MODEL_DIR DATA_DIR
-Reads the Shapes files' extra ``kind`` fields (itm, vqa) and classifies referring expressions as
-plain, relational or superlative.
+Usage: .venv/bin/python scripts/errors_by_kind.py MODEL_DIR DATA_DIR [--output FILE]
+Reads the Shapes files' extra ``kind`` fields (itm, vqa; ITM kinds split into matching ``-pos``
+and non-matching ``-neg`` pairs) and classifies referring expressions as plain, relational or
+superlative. Prints one line per task; ``--output`` also writes
+``{task: {kind: {"accuracy": a, "n": n}}}`` (the demo model's card shows it).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
-import sys
 from collections import defaultdict
 from pathlib import Path
 
@@ -20,9 +22,18 @@ from cmal.regions import detect_folder
 from cmal.train.examples import load_examples
 
 
-def main(model_dir: Path, data: Path) -> None:
+def rec_kind(expression: str) -> str:
+    if any(w in expression for w in ("most", "highest", "lowest")):
+        return "superlative"
+    if any(w in expression for w in (" of the ", " above the ", " below the ", " under the ")):
+        return "relational"
+    return "plain"
+
+
+def by_kind(model_dir: Path, data: Path) -> dict[str, dict[str, dict[str, float]]]:
     model, tok, vocab = load_cmal(model_dir)
     table = detect_folder(model_dir, data, progress=False)
+    results: dict[str, dict[str, dict[str, float]]] = {}
     for task in ("itm", "vqa", "rec"):
         records = [json.loads(line) for line in (data / f"{task}.jsonl").read_text().splitlines()]
         examples = load_examples(data, (task,), table, tok, vocab.tags, vocab.synonyms)
@@ -34,17 +45,26 @@ def main(model_dir: Path, data: Path) -> None:
             elif task == "vqa":
                 key, ok = r["kind"], vocab.answers[int(out["vqa"][i].argmax())] in e.answers
             else:
-                text = r["expression"]
-                if any(w in text for w in ("most", "highest", "lowest")):
-                    key = "superlative"
-                elif any(w in text for w in (" of the ", " above the ", " below the ", " under the ")):
-                    key = "relational"
-                else:
-                    key = "plain"
-                ok = int(out["rec"][i].argmax()) == e.label
+                key, ok = rec_kind(r["expression"]), int(out["rec"][i].argmax()) == e.label
             acc[key].append(bool(ok))
-        print(task, "  ".join(f"{k} {np.mean(v):.2f} ({len(v)})" for k, v in sorted(acc.items())))
+        results[task] = {k: {"accuracy": float(np.mean(v)), "n": len(v)} for k, v in sorted(acc.items())}
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("model", type=Path)
+    parser.add_argument("data", type=Path)
+    parser.add_argument("--output", type=Path, help="write the breakdown as JSON")
+    args = parser.parse_args()
+    results = by_kind(args.model, args.data)
+    for task, kinds in results.items():
+        print(task, "  ".join(f"{k} {r['accuracy']:.2f} ({r['n']})" for k, r in kinds.items()))
+    if args.output:
+        args.output.write_text(json.dumps(results, indent=2) + "\n")
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]), Path(sys.argv[2]))
+    main()

@@ -29,6 +29,8 @@ def run_and_data(tmp_path: Path, tiny_model_dir: Path) -> tuple[Path, Path]:
     (run / "final" / "metrics.json").write_text(json.dumps({"finetune": {"epoch": 3, "score": 0.6}}))
     (run / "test.json").write_text(json.dumps(_metrics(0.91, 0.8)))
     (run / "compositional.json").write_text(json.dumps(_metrics(0.85, 0.7)))
+    kinds = {"vqa": {"relation": {"accuracy": 0.5, "n": 12}, "shape": {"accuracy": 1.0, "n": 9}}}
+    (run / "kinds.json").write_text(json.dumps(kinds))
     (run / "ablation").mkdir()
     (run / "ablation" / "no CMAL pre-training.json").write_text(json.dumps(_metrics(0.88, 0.6)))
     splits = (("train", 1000, 40), ("val", 1001, 8), ("test", 3000, 20), ("compositional", 3001, 10))
@@ -56,6 +58,18 @@ def test_build_writes_weights_metrics_and_card(tmp_path: Path, run_and_data: tup
     header = next(line for line in card.splitlines() if line.startswith("| task | CMAL pre-training"))
     assert "no CMAL pre-training" in header
     assert "| visual entailment | 0.910 | 0.880 |" in card
+    # the target check names exactly the tasks below target (ve 0.91 and itm 0.75 vs 0.90, ...)
+    status = next(line for line in card.splitlines() if line.startswith("Below its targets"))
+    assert status.endswith("on: grounding (IoU ≥ 0.5), VQA, image-text matching.")
+    assert "| vqa | relation | 0.50 | 12 |" in card
+
+
+def test_build_says_when_targets_are_met(tmp_path: Path, run_and_data: tuple[Path, Path]) -> None:
+    run, data = run_and_data
+    good = {t: {"accuracy": 0.95, "n": 10} for t in ("ve", "rec", "vqa", "itm")}
+    (run / "test.json").write_text(json.dumps(good))
+    card = (build(run, data, tmp_path / "model", seconds=None) / "README.md").read_text()
+    assert "Meets its targets" in card and "Below its targets" not in card
 
 
 def test_build_names_a_missing_data_folder(tmp_path: Path, run_and_data: tuple[Path, Path]) -> None:
