@@ -38,10 +38,10 @@ TARGETS = {"ve": 0.90, "rec": 0.90, "vqa": 0.85, "itm": 0.90}  # the demo model'
 
 def _split(data: Path, name: str) -> dict[str, int]:
     """Seed and image count of one generated split (from its dataset.json)."""
-    info = _json(data / name / "dataset.json")
+    path = data / name / "dataset.json"
+    info = _json(path)
     if not info:
-        missing = data / name / "dataset.json"
-        raise FileNotFoundError(f"{missing} is missing: pass the demo run's --data folder")
+        raise FileNotFoundError(f"{path} is missing: pass the demo run's --data folder")
     return {"seed": int(info["seed"]), "images": int(info["num_images"])}
 
 
@@ -147,7 +147,7 @@ def build(run: Path, data: Path, out: Path, seconds: int | None, extra: str = ""
             better = [t for t in TARGETS if _accuracy(metrics["test"], t) > _accuracy(other, t)]
             verdict = "earns its place" if len(better) >= 3 else "does not earn its place yet"
             notes += [
-                f"Against {name}, pre-training is better on {len(better)} of 4 tasks"
+                f"Against {name}, pre-training is better on {len(better)} of {len(TARGETS)} tasks"
                 f"{' (' + ', '.join(TASK_NAMES[t] for t in better) + ')' if better else ''}: it {verdict}"
                 " (the bar: at least 3 of 4).",
                 "",
