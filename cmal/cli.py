@@ -22,6 +22,17 @@ if TYPE_CHECKING:
     from cmal.train.trainer import TrainSettings
 
 
+def _fraction(text: str) -> float:
+    """argparse type: a number in [0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {value}")
+    return value
+
+
 def _data_shapes(args: argparse.Namespace) -> int:
     from cmal.data.generate import generate_split
 
@@ -90,6 +101,9 @@ def _settings(args: argparse.Namespace) -> TrainSettings:
         max_steps=args.max_steps,
         resume=args.resume,
         amc_weight=getattr(args, "amc_weight", 1.0),
+        swap_fraction=getattr(args, "swap_fraction", 0.5),
+        false_swap=getattr(args, "false_swap", 0.2),
+        plain_pass=getattr(args, "plain_pass", False),
     )
 
 
@@ -250,6 +264,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--objective", choices=("amc", "cmcl"), default="amc", help="alignment objective (default amc)"
     )
     pre.add_argument("--amc-weight", type=float, default=1.0, help="λ in MLM + ITM + λ·AMC (default 1)")
+    pre.add_argument(
+        "--swap-fraction", type=_fraction, default=0.5, help="share of anchor pairs swapped (default 0.5)"
+    )
+    pre.add_argument(
+        "--false-swap", type=_fraction, default=0.2, help="share of swaps that are false (default 0.2)"
+    )
+    pre.add_argument(
+        "--plain-pass",
+        action="store_true",
+        help="MLM and ITM on a second, unswapped pass (AMC keeps the swapped one)",
+    )
     loop_options(pre, 10)
     pre.set_defaults(func=_train_pretrain)
 

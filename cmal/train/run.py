@@ -156,8 +156,8 @@ def pretrain(
     table, examples, val_table, val = _datasets(
         out_dir, data_dir, val_dir, PRETRAIN_TASKS, tokenizer, vocab, progress and dist.main
     )
-    step = PretrainStep(model, s.amc_weight)
-    masking = Masking()
+    step = PretrainStep(model, s.amc_weight, s.plain_pass)
+    masking = Masking(swap_fraction=s.swap_fraction, false_swap=s.false_swap)
 
     def make_batch(batch: Sequence[Example], epoch: int) -> dict[str, torch.Tensor]:
         return collate(
@@ -199,7 +199,18 @@ def pretrain(
         out_dir, s, dist, "pretrain", progress,
     )  # fmt: skip
     if dist.main:
-        update_metrics(out_dir, "pretrain", {**best, "objective": config.objective, "data": str(data_dir)})
+        update_metrics(
+            out_dir,
+            "pretrain",
+            {
+                **best,
+                "objective": config.objective,
+                "swap_fraction": s.swap_fraction,
+                "false_swap": s.false_swap,
+                "plain_pass": s.plain_pass,
+                "data": str(data_dir),
+            },
+        )
     shutdown(dist)
     return best
 

@@ -34,18 +34,26 @@ def encode_batch(model: CMAL, batch: dict[str, torch.Tensor], mode: str | None =
 
 
 class PretrainStep(nn.Module):
-    """MLM + ITM + λ·AMC (or the contrastive CMCL in place of AMC)."""
+    """MLM + ITM + λ·AMC (or the contrastive CMCL in place of AMC).
 
-    def __init__(self, model: CMAL, amc_weight: float = 1.0):
+    ``plain_pass``: MLM and ITM read a second, unswapped pass of the same batch, so a masked word
+    must be recovered through cross-modal attention rather than from a swapped slot next to it;
+    AMC keeps the swapped pass.
+    """
+
+    def __init__(self, model: CMAL, amc_weight: float = 1.0, plain_pass: bool = False):
         super().__init__()
         self.model = model
         self.amc_weight = amc_weight
+        self.plain_pass = plain_pass
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         m = self.model
         contrastive = m.config.objective == "cmcl"
         enc = encode_batch(m, batch, mode="off" if contrastive else "swap")
         seq = enc.sequence
+        if self.plain_pass and not contrastive:
+            seq = encode_batch(m, batch, mode="off").sequence
         length = batch["input_ids"].shape[1]
         positions = torch.arange(length, device=seq.device).expand(seq.shape[0], length)
         losses = {
@@ -62,7 +70,7 @@ class PretrainStep(nn.Module):
             )
             align = losses["cmcl"]
         else:
-            logits = m.amc_head(seq, batch["amc_positions"])
+            logits = m.amc_head(enc.sequence, batch["amc_positions"])
             losses["amc"] = amc_loss(logits, batch["amc_labels"], batch["amc_valid"])
             align = losses["amc"]
         return {"total": losses["mlm"] + losses["itm"] + self.amc_weight * align, **losses}

@@ -112,6 +112,25 @@ def test_pretrain_finetune_evaluate(splits: tuple[Path, Path], demo_dir: Path, t
 
 
 @pytest.mark.slow
+def test_pretraining_swap_options_are_used_and_recorded(
+    splits: tuple[Path, Path], demo_dir: Path, tmp_path: Path
+) -> None:
+    train, val = splits
+    common = ["train", "pretrain", "--data", str(train), "--val", str(val), "--detector", str(demo_dir)]
+    out = tmp_path / "pre"
+    cmal(*common, "--out", str(out), "--swap-fraction", "1", "--false-swap", "0", "--plain-pass", *TINY)
+    recorded = json.loads((out / "metrics.json").read_text())["pretrain"]
+    assert (recorded["swap_fraction"], recorded["false_swap"], recorded["plain_pass"]) == (1.0, 0.0, True)
+    for bad in ("1.5", "-0.1", "half"):
+        result = subprocess.run(
+            [CMAL, *common, "--out", str(tmp_path / "bad"), "--false-swap", bad, *TINY],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert result.returncode == 2 and "--false-swap" in result.stderr, result.stderr
+        assert not (tmp_path / "bad").exists()
+
+
+@pytest.mark.slow
 def test_resume_continues_after_the_last_epoch(
     splits: tuple[Path, Path], demo_dir: Path, tmp_path: Path
 ) -> None:

@@ -12,7 +12,8 @@ import torch
 from cmal.model.cmal import CMAL
 from cmal.model.config import CMALConfig, demo_config, paper_config
 from cmal.model.io import load_cmal, save_cmal
-from cmal.train.examples import collate, load_examples
+from cmal.objectives.tasks import itm_loss
+from cmal.train.examples import TASK_IDS, collate, load_examples
 from cmal.train.steps import FinetuneStep, PretrainStep, encode_batch
 
 TINY = dict(umse_hidden=32, umse_heads=2, hidden=32, heads=2, layers=1, intermediate=64, dropout=0.0)
@@ -86,6 +87,21 @@ def test_each_pretraining_objective_overfits_a_small_batch(tiny_world, objective
     pre, _ = batches(tiny_world)
     first, last = _overfit(model, PretrainStep(model), pre, objective)
     assert last < first / 10, (objective, first, last)
+
+
+def test_plain_pass_reads_mlm_and_itm_from_the_unswapped_prompt(tiny_world) -> None:  # type: ignore[no-untyped-def]
+    model = tiny_model(tiny_world).eval()
+    pre, _ = batches(tiny_world)
+    with torch.no_grad():
+        swapped = PretrainStep(model)(pre)
+        plain = PretrainStep(model, plain_pass=True)(pre)
+        off = encode_batch(model, pre, mode="off").sequence
+        itm = itm_loss(model.itm_head(off).squeeze(-1), pre["match"], pre["task"] == TASK_IDS["itm"])
+    assert pre["swap_valid"].any()
+    torch.testing.assert_close(plain["amc"], swapped["amc"])  # AMC keeps the swapped pass
+    torch.testing.assert_close(plain["itm"], itm)
+    assert not torch.isclose(plain["mlm"], swapped["mlm"])
+    torch.testing.assert_close(plain["total"], plain["mlm"] + plain["itm"] + plain["amc"])
 
 
 @pytest.mark.parametrize("head", ["ve", "itm", "vqa", "rec"])
