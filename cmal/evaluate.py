@@ -118,5 +118,5 @@ def evaluate_dir(
     if missing:
         raise FileNotFoundError(f"{data_dir} has no {', '.join(m + '.jsonl' for m in missing)}")
     table = detect_folder(model_dir, data_dir, progress=progress)
-    examples = load_examples(data_dir, present, table, tokenizer, vocab.tags, vocab.synonyms)
+    examples = load_examples(data_dir, present, table, tokenizer, vocab)
     return evaluate_examples(model, examples, table, vocab, present)

@@ -91,6 +91,7 @@ class ModelFiles:
     attributes: list[str]
     answers: list[str]
     synonyms: dict[str, str]
+    attribute_words: dict[str, str]  # surface word -> attribute; empty: tag-only anchors
     tokenizer: Tokenizer
 
     @classmethod
@@ -106,6 +107,7 @@ class ModelFiles:
             attributes=labels["attributes"],
             answers=labels["answers"],
             synonyms=synonyms,
+            attribute_words=labels.get("attribute_words", {}),
             tokenizer=Tokenizer.from_file(str(model_dir / "tokenizer.json")),
         )
 
@@ -118,8 +120,10 @@ def preprocess(images: Sequence[Image.Image], size: int) -> np.ndarray:
 def encode_batch(files: ModelFiles, texts: Sequence[str], regions: Regions) -> dict[str, np.ndarray]:
     """All fusion-graph inputs for texts paired row by row with ``regions``."""
     encoded = tokenize(files.tokenizer, texts)
-    tags = [region_tag_names(regions.tags[i], regions.valid[i], files.tags) for i in range(len(texts))]
-    feeds = fusion_inputs(encoded, tags, files.tags, files.synonyms)
+    rows = range(len(texts))
+    tags = [region_tag_names(regions.tags[i], regions.valid[i], files.tags) for i in rows]
+    attributes = [region_tag_names(regions.attributes[i], regions.valid[i], files.attributes) for i in rows]
+    feeds = fusion_inputs(encoded, tags, files.tags, files.synonyms, attributes, files.attribute_words)
     feeds["region_boxes"] = regions.boxes.astype(np.float32)
     feeds["region_features"] = regions.features.astype(np.float32)
     feeds["region_valid"] = regions.valid.astype(bool)

@@ -36,7 +36,7 @@ def by_kind(model_dir: Path, data: Path) -> dict[str, dict[str, dict[str, float]
     results: dict[str, dict[str, dict[str, float]]] = {}
     for task in ("itm", "vqa", "rec"):
         records = [json.loads(line) for line in (data / f"{task}.jsonl").read_text().splitlines()]
-        examples = load_examples(data, (task,), table, tok, vocab.tags, vocab.synonyms)
+        examples = load_examples(data, (task,), table, tok, vocab)
         out = predict(model, examples, table)
         acc: dict[str, list[bool]] = defaultdict(list)
         for i, (r, e) in enumerate(zip(records, examples, strict=True)):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,8 @@ class Vocabularies:
     attributes: list[str]
     answers: list[str]  # VQA answer vocabulary
     synonyms: dict[str, str]  # surface word -> concept
+    # surface word -> attribute, for attribute-aware anchors (empty: models trained without them)
+    attribute_words: dict[str, str] = field(default_factory=dict)
 
 
 def read_json(path: Path) -> Any:
@@ -43,7 +45,13 @@ def write_json(path: Path, data: Any) -> None:
 def load_vocabularies(folder: Path) -> Vocabularies:
     labels = read_json(folder / LABELS)
     synonyms = read_json(folder / SYNONYMS) if (folder / SYNONYMS).is_file() else {}
-    return Vocabularies(labels["tags"], labels["attributes"], labels.get("answers", []), synonyms)
+    return Vocabularies(
+        labels["tags"],
+        labels["attributes"],
+        labels.get("answers", []),
+        synonyms,
+        labels.get("attribute_words", {}),
+    )
 
 
 def save_cmal(model: CMAL, folder: Path, tokenizer: Tokenizer, vocab: Vocabularies) -> None:
@@ -55,6 +63,8 @@ def save_cmal(model: CMAL, folder: Path, tokenizer: Tokenizer, vocab: Vocabulari
     tokenizer.save(str(folder / TOKENIZER))
     labels = read_json(folder / LABELS) if (folder / LABELS).is_file() else {}
     labels.update({"tags": vocab.tags, "attributes": vocab.attributes, "answers": vocab.answers})
+    if vocab.attribute_words:
+        labels["attribute_words"] = vocab.attribute_words
     write_json(folder / LABELS, labels)
     write_json(folder / SYNONYMS, vocab.synonyms)
 

@@ -3,7 +3,10 @@
 ``A = {(k, j, c) : norm(tag_k) = norm(word_j) = c}``. ``norm`` maps plurals and synonyms to a
 canonical concept of the detector's tag vocabulary via the synonym table shipped with the model.
 A word split into several word pieces anchors at its first piece; matches are many-to-many.
-Runs on the host (numpy, no torch); its output is index arrays.
+With an attribute table (surface word -> detector attribute, shipped in the model's labels.json),
+a noun whose phrase names an attribute ("the violet box") anchors only to the regions whose
+detected attribute matches, when any does; otherwise, or without the table, to every region of
+its concept. Runs on the host (numpy, no torch); its output is index arrays.
 """
 
 from __future__ import annotations
@@ -48,11 +51,33 @@ def word_starts(encoding: Encoding, text: str) -> list[tuple[int, str]]:
     return [(first[w], text[span[w][0] : span[w][1]]) for w in sorted(first)]
 
 
+MODIFIER_WINDOW = 3  # words before a noun searched for its attribute ("a large violet box")
+
+
+def phrase_attribute(
+    words: Sequence[tuple[int, str]],
+    index: int,
+    synonyms: Mapping[str, str],
+    attribute_words: Mapping[str, str],
+) -> str | None:
+    """The attribute named in the noun phrase ending at ``words[index]``: the nearest attribute word
+    among the MODIFIER_WINDOW words before it, not looking past another noun or punctuation."""
+    for _, word in reversed(words[max(0, index - MODIFIER_WINDOW) : index]):
+        w = word.lower()
+        if w in attribute_words:
+            return attribute_words[w]
+        if not w.isalpha() or normalise(w, synonyms) is not None:
+            return None
+    return None
+
+
 def find_anchors(
     words: Sequence[tuple[int, str]],
     region_tags: Sequence[str | None],
     concepts: Sequence[str],
     synonyms: Mapping[str, str],
+    region_attributes: Sequence[str | None] | None = None,
+    attribute_words: Mapping[str, str] | None = None,
 ) -> list[Anchor]:
     """All anchor points of one example.
 
@@ -61,20 +86,27 @@ def find_anchors(
         region_tags: the tag name of each region slot; None for an invalid slot.
         concepts: the concept (tag) vocabulary; concept ids index it.
         synonyms: surface word -> concept.
+        region_attributes: the detected attribute name of each region slot (with ``attribute_words``).
+        attribute_words: surface word -> attribute; empty or None: attributes are not used.
 
     Returns:
         Anchors sorted by (token, region).
     """
     concept_id = {c: i for i, c in enumerate(concepts)}
     tag_concepts = [normalise(t, synonyms) if t is not None else None for t in region_tags]
+    use_attributes = bool(attribute_words) and region_attributes is not None
     anchors = []
-    for token, word in words:
+    for index, (token, word) in enumerate(words):
         c = normalise(word, synonyms)
         if c is None or c not in concept_id:
             continue
-        for k, tc in enumerate(tag_concepts):
-            if tc == c:
-                anchors.append(Anchor(k, token, concept_id[c]))
+        regions = [k for k, tc in enumerate(tag_concepts) if tc == c]
+        if use_attributes and len(regions) > 1:
+            assert region_attributes is not None and attribute_words is not None
+            named = phrase_attribute(words, index, synonyms, attribute_words)
+            matching = [k for k in regions if named is not None and region_attributes[k] == named]
+            regions = matching or regions
+        anchors += [Anchor(k, token, concept_id[c]) for k in regions]
     return sorted(anchors, key=lambda a: (a.token, a.region))
 
 

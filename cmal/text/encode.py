@@ -48,11 +48,14 @@ def inference_anchors(
     region_tags: Sequence[Sequence[str | None]],
     concepts: Sequence[str],
     synonyms: Mapping[str, str],
+    region_attributes: Sequence[Sequence[str | None]] | None = None,
+    attribute_words: Mapping[str, str] | None = None,
 ) -> list[list[Anchor]]:
     """All anchors of each example, reduced one-to-one (each slot swapped at most once)."""
+    attributes = region_attributes if region_attributes is not None else [None] * len(texts)
     return [
-        one_to_one(find_anchors(t.words, tags, concepts, synonyms))
-        for t, tags in zip(texts, region_tags, strict=True)
+        one_to_one(find_anchors(t.words, tags, concepts, synonyms, attrs, attribute_words))
+        for t, tags, attrs in zip(texts, region_tags, attributes, strict=True)
     ]
 
 
@@ -61,6 +64,8 @@ def fusion_inputs(
     region_tags: Sequence[Sequence[str | None]],
     concepts: Sequence[str],
     synonyms: Mapping[str, str],
+    region_attributes: Sequence[Sequence[str | None]] | None = None,
+    attribute_words: Mapping[str, str] | None = None,
 ) -> dict[str, np.ndarray]:
     """The text-side inputs of the fusion graph for a batch (regions are added by the caller).
 
@@ -69,7 +74,9 @@ def fusion_inputs(
         int64; ``anchor_valid`` (B, S) bool.
     """
     ids, mask = pad_ids([t.ids for t in texts])
-    arrays = anchors_to_arrays(inference_anchors(texts, region_tags, concepts, synonyms))
+    arrays = anchors_to_arrays(
+        inference_anchors(texts, region_tags, concepts, synonyms, region_attributes, attribute_words)
+    )
     return {
         "input_ids": ids,
         "attention_mask": mask,

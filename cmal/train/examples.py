@@ -18,6 +18,7 @@ from tokenizers import Tokenizer
 
 from cmal.data.formats import VE_LABELS, load
 from cmal.imaging import iou
+from cmal.model.io import Vocabularies
 from cmal.regions import RegionTable
 from cmal.text.anchors import Anchor, find_anchors, one_to_one
 from cmal.text.encode import pad_ids, region_tag_names, tokenize
@@ -89,24 +90,27 @@ def load_examples(
     tasks: Sequence[str],
     table: RegionTable,
     tokenizer: Tokenizer,
-    concepts: Sequence[str],
-    synonyms: Mapping[str, str],
+    vocab: Vocabularies,
     uid_offset: int = 0,
 ) -> list[Example]:
-    """Read the task files of ``folder`` into examples (anchors from the detected tags)."""
+    """Read the task files of ``folder`` into examples (anchors from the detected tags and, when
+    ``vocab`` has attribute words, attributes)."""
     examples: list[Example] = []
     for task in tasks:
         records = load(folder / f"{task}.jsonl", task)
         encoded = tokenize(tokenizer, [getattr(r, TASK_FIELD[task]) for r in records])
         for r, enc in zip(records, encoded, strict=True):
             row = table.row(r.image)
-            tags = region_tag_names(table.tags[row], table.valid[row], concepts)
+            tags = region_tag_names(table.tags[row], table.valid[row], vocab.tags)
+            attributes = region_tag_names(table.attributes[row], table.valid[row], vocab.attributes)
             ex = Example(
                 uid=uid_offset + len(examples),
                 task=task,
                 row=row,
                 ids=enc.ids,
-                anchors=find_anchors(enc.words, tags, concepts, synonyms),
+                anchors=find_anchors(
+                    enc.words, tags, vocab.tags, vocab.synonyms, attributes, vocab.attribute_words
+                ),
             )
             if task == "itm":
                 ex.match = float(r.match)

@@ -13,7 +13,7 @@ import torch
 from tokenizers import Tokenizer
 
 from cmal.data.formats import load
-from cmal.data.vocab import synonym_table
+from cmal.data.vocab import COLOUR_WORDS, synonym_table
 from cmal.detector.config import DetectorConfig
 from cmal.detector.io import CONFIG as DET_CONFIG
 from cmal.detector.io import LABELS as DET_LABELS
@@ -84,6 +84,11 @@ def _synonyms(tags: Sequence[str]) -> dict[str, str]:
     return dict(sorted(table.items()))
 
 
+def _attribute_words(attributes: Sequence[str]) -> dict[str, str]:
+    """Surface word -> attribute for the detector's attributes (e.g. "violet" -> "purple")."""
+    return dict(sorted((w, a) for a in attributes for w in COLOUR_WORDS.get(a, (a,))))
+
+
 def _split_off(examples: list[Example], fraction: float) -> tuple[list[Example], list[Example]]:
     n_val = max(1, int(len(examples) * fraction))
     order = np.random.default_rng(1234).permutation(len(examples))
@@ -115,12 +120,10 @@ def _datasets(
     """Training and validation examples with their region tables (validation: ``val_dir``, or 5%
     held out of the training folder), validation capped at VAL_CAP examples per task."""
     table = detect_folder(model_dir, train_dir, progress=progress)
-    examples = load_examples(train_dir, tasks, table, tokenizer, vocab.tags, vocab.synonyms)
+    examples = load_examples(train_dir, tasks, table, tokenizer, vocab)
     if val_dir is not None:
         val_table = detect_folder(model_dir, val_dir, progress=progress)
-        val = load_examples(
-            val_dir, tasks, val_table, tokenizer, vocab.tags, vocab.synonyms, uid_offset=10**8
-        )
+        val = load_examples(val_dir, tasks, val_table, tokenizer, vocab, uid_offset=10**8)
     else:
         val_table = table
         examples, val = _split_off(examples, 0.05)
@@ -144,7 +147,13 @@ def pretrain(
         _corpus(data_dir), vocab_size=vocab_size, max_length=(config or demo_config()).max_tokens
     )
     answers = answer_vocabulary(data_dir) if (data_dir / "vqa.jsonl").is_file() else []
-    vocab = Vocabularies(labels["tags"], labels["attributes"], answers, _synonyms(labels["tags"]))
+    vocab = Vocabularies(
+        labels["tags"],
+        labels["attributes"],
+        answers,
+        _synonyms(labels["tags"]),
+        _attribute_words(labels["attributes"]),
+    )
     config = (config or demo_config()).replace(
         vocab_size=tokenizer.get_vocab_size(),
         num_concepts=len(vocab.tags),
@@ -239,13 +248,14 @@ def finetune(
         tokenizer: Tokenizer = load_tokenizer(init_dir)
         base = CMALConfig.load(init_dir / CONFIG)
         old = load_vocabularies(init_dir)
-        synonyms = old.synonyms
+        synonyms, attribute_words = old.synonyms, old.attribute_words
     else:
         base = demo_config()
         tokenizer = train_tokenizer(_corpus(train_dir), vocab_size=vocab_size, max_length=base.max_tokens)
         synonyms = _synonyms(labels["tags"])
+        attribute_words = _attribute_words(labels["attributes"])
     answers = answer_vocabulary(train_dir) if "vqa" in tasks else (old.answers if pretrained else [])
-    vocab = Vocabularies(labels["tags"], labels["attributes"], answers, synonyms)
+    vocab = Vocabularies(labels["tags"], labels["attributes"], answers, synonyms, attribute_words)
     config = base.replace(
         vocab_size=tokenizer.get_vocab_size(),
         num_concepts=len(vocab.tags),

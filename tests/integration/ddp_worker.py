@@ -15,6 +15,7 @@ from safetensors.torch import save_file
 from cmal.data.vocab import COLOURS, SHAPES
 from cmal.model.cmal import CMAL
 from cmal.model.config import demo_config
+from cmal.model.io import Vocabularies
 from cmal.regions import detect_folder
 from cmal.text.tokenizer import train_tokenizer
 from cmal.train.distributed import init_distributed, shutdown
@@ -32,7 +33,9 @@ def main() -> None:
     dist = init_distributed()
     table = detect_folder(DEMO, data, progress=False)
     tokenizer = train_tokenizer(_corpus(data), vocab_size=300)
-    examples = load_examples(data, ("ve",), table, tokenizer, list(SHAPES), _synonyms(SHAPES))
+    examples = load_examples(
+        data, ("ve",), table, tokenizer, Vocabularies(list(SHAPES), [], [], _synonyms(SHAPES))
+    )
     config = demo_config(
         umse_hidden=32, umse_heads=2, hidden=32, heads=2, layers=1, intermediate=64, dropout=0.0,
         vocab_size=tokenizer.get_vocab_size(), num_concepts=len(SHAPES), num_answers=1,

@@ -59,6 +59,8 @@ def test_pretrain_finetune_evaluate(splits: tuple[Path, Path], demo_dir: Path, t
         assert (pre / name).is_file(), name
     metrics = json.loads((pre / "metrics.json").read_text())
     assert {"val_mlm", "val_itm", "val_amc"} <= set(metrics["pretrain"])
+    labels = json.loads((pre / "labels.json").read_text())  # new models anchor by colour as well
+    assert labels["attribute_words"]["violet"] == "purple" and labels["attribute_words"]["red"] == "red"
 
     ft = tmp_path / "ft"
     cmal(
@@ -204,6 +206,6 @@ def test_finetune_on_a_new_answer_vocabulary(
 
     model, tokenizer, vocab = load_cmal(out)
     table = detect_folder(out, data, progress=False)
-    examples = load_examples(data, ("vqa",), table, tokenizer, vocab.tags, vocab.synonyms)
+    examples = load_examples(data, ("vqa",), table, tokenizer, vocab)
     top = predict(model, examples, table)["vqa"].argmax(-1)
     assert {vocab.answers[int(i)] for i in top} <= set(answers)  # predictions speak the new vocabulary

@@ -88,3 +88,39 @@ def test_arrays_and_one_to_one() -> None:
     assert arrays["anchor_valid"].tolist() == [[True, True, True], [False, False, False]]
     assert arrays["anchor_concept"].dtype == np.int64
     assert one_to_one(batch[0]) == [Anchor(0, 2, 0), Anchor(1, 7, 1)]  # token 2 used once
+
+
+COLOUR_WORDS = {"red": "red", "green": "green", "purple": "purple", "violet": "purple"}
+
+
+def test_a_named_colour_picks_the_matching_regions() -> None:
+    tags = ["circle", "square", "circle", "circle"]
+    colours = ["red", "green", "purple", "red"]
+    text = words("the big violet disc is left of a red circle and a circle")
+    got = find_anchors(text, tags, SHAPES, SYN, colours, COLOUR_WORDS)
+    assert got == [
+        Anchor(region=2, token=4, concept=0),  # "big violet disc" -> the purple circle only
+        Anchor(region=0, token=10, concept=0),  # "red circle" -> both red circles
+        Anchor(region=3, token=10, concept=0),
+        Anchor(region=0, token=13, concept=0),  # no colour named -> every circle
+        Anchor(region=2, token=13, concept=0),
+        Anchor(region=3, token=13, concept=0),
+    ]
+    # greedy one-to-one now swaps the violet disc with the purple circle, not the first circle
+    assert one_to_one(got)[0] == Anchor(region=2, token=4, concept=0)
+    # without the attribute table (models trained before it) anchors are by tag alone
+    assert find_anchors(text, tags, SHAPES, SYN) == find_anchors(text, tags, SHAPES, SYN, colours, {})
+    assert [a.region for a in find_anchors(text, tags, SHAPES, SYN)[:3]] == [0, 2, 3]
+
+
+def test_a_colour_no_region_has_or_one_beyond_the_phrase_is_ignored() -> None:
+    tags = ["circle", "circle", "square"]
+    colours = ["red", "green", "purple"]
+    # "green" names no square, so the square anchors as before; a colour is not read across the
+    # noun "box" or outside the three words before the noun
+    text = words("a purple box beside a green box and a red box , circle")
+    got = find_anchors(text, tags, SHAPES, SYN, colours, COLOUR_WORDS)
+    assert {a.region for a in got if a.concept == 1} == {2}
+    assert [a.region for a in got if a.concept == 0] == [0, 1]  # "red box , circle": not red
+    far = words("the red one is bigger than this circle")
+    assert [a.region for a in find_anchors(far, tags, SHAPES, SYN, colours, COLOUR_WORDS)] == [0, 1]

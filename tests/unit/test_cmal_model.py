@@ -35,9 +35,7 @@ def tiny_model(tiny_world, **changes) -> CMAL:  # type: ignore[no-untyped-def]
 
 def batches(tiny_world, n: int = 8):  # type: ignore[no-untyped-def]
     folder, table, tokenizer, vocab = tiny_world
-    ex = load_examples(
-        folder, ("captions", "itm", "ve", "rec", "vqa"), table, tokenizer, vocab.tags, vocab.synonyms
-    )
+    ex = load_examples(folder, ("captions", "itm", "ve", "rec", "vqa"), table, tokenizer, vocab)
     by_task = {t: [e for e in ex if e.task == t] for t in ("captions", "itm", "ve", "rec", "vqa")}
     by_task["rec"] = [e for e in by_task["rec"] if e.label >= 0]
     by_task["itm"] = by_task["itm"][:n]
