@@ -8,7 +8,7 @@
 #                                    detector alone), evaluated, and the card rebuilt with both
 #                                    columns (make demo-ablation). It needs only the detector stage,
 #                                    so it may run beside the main run once that stage is done.
-# THREADS=N sets torch threads per training process (default: torch's); with two runs side by
+# THREADS=N sets torch threads per CMAL training process (default: torch's); with two runs side by
 # side on two cores, THREADS=1 each is fastest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,7 +18,7 @@ RUNS=${RUNS:-runs/demo}
 OUT=${OUT:-models/shapes-demo}
 PRE_EPOCHS=${PRE_EPOCHS:-8}
 DET_EPOCHS=${DET_EPOCHS:-8}
-FT_EPOCHS=${FT_EPOCHS:-24}
+FT_EPOCHS=${FT_EPOCHS:-20}
 THREADS=${THREADS:-0}
 FT_ARGS=(--tasks ve,rec,vqa,itm --train "$DATA/train" --val "$DATA/val" --epochs "$FT_EPOCHS" --seed 0
   --threads "$THREADS" --quiet)
@@ -48,7 +48,7 @@ $BIN/cmal data shapes --out "$DATA/compositional" --seed 3001 --num-images 500 -
 
 stage "detector"
 $BIN/cmal train detector --data "$DATA/train" --val "$DATA/val" --out "$RUNS/detector" --seed 0 \
-  --epochs "$DET_EPOCHS" --threads "$THREADS" --quiet
+  --epochs "$DET_EPOCHS" --quiet  # all cores: nothing else can run before the detector exists
 
 stage "pre-training"
 $BIN/cmal train pretrain --data "$DATA/train" --val "$DATA/val" --detector "$RUNS/detector" \

@@ -145,13 +145,13 @@ def _swaps(
     n = max(1, round(m.swap_fraction * len(pairs)))
     chosen = [pairs[int(i)] for i in rng.permutation(len(pairs))[:n]]
     anchored_concept = {a.token: a.concept for a in ex.anchors}
-    region_concept = {a.region: a.concept for a in ex.anchors}
+    region_concept = table.tags[ex.row]  # detector tag ids = concept ids (same vocabulary)
     out = []
     for a in chosen:
         t_src, r_src = a.region, a.token
         if rng.random() < m.false_swap:
             other_regions = [
-                k for k in np.flatnonzero(table.valid[ex.row]) if region_concept.get(int(k), -2) != a.concept
+                k for k in np.flatnonzero(table.valid[ex.row]) if int(region_concept[k]) != a.concept
             ]
             other_tokens = [
                 j
