@@ -104,6 +104,7 @@ def _settings(args: argparse.Namespace) -> TrainSettings:
         swap_fraction=getattr(args, "swap_fraction", 0.5),
         false_swap=getattr(args, "false_swap", 0.2),
         plain_pass=getattr(args, "plain_pass", False),
+        init_blend=getattr(args, "init_blend", 1.0),
     )
 
 
@@ -288,6 +289,12 @@ def build_parser() -> argparse.ArgumentParser:
     fin.add_argument("--out", required=True, help="model directory to write")
     fin.add_argument(
         "--cmap-mode", choices=("swap", "mix", "off"), help="CMAP mode (default: the init model's)"
+    )
+    fin.add_argument(
+        "--init-blend",
+        type=_fraction,
+        default=1.0,
+        help="start from λ·pre-trained + (1-λ)·fresh weights (default 1: the pre-trained weights)",
     )
     loop_options(fin, 10)
     fin.set_defaults(func=_train_finetune)

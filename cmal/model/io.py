@@ -88,12 +88,22 @@ def load_cmal(folder: Path) -> tuple[CMAL, Tokenizer, Vocabularies]:
     return model, load_tokenizer(folder / TOKENIZER), vocab
 
 
-def load_partial(model: CMAL, folder: Path) -> list[str]:
+def load_partial(model: CMAL, folder: Path, blend: float = 1.0) -> list[str]:
     """Initialise ``model`` from a checkpoint, skipping tensors whose shape differs (e.g. a new
-    answer vocabulary or tokenizer); returns the names skipped."""
+    answer vocabulary or tokenizer); returns the names skipped.
+
+    ``blend`` < 1 starts from ``blend · checkpoint + (1 − blend) · model's own (fresh) weights``:
+    a warm start shrunk towards a fresh initialisation.
+    """
+    if not 0.0 <= blend <= 1.0:
+        raise ValueError(f"blend must be in [0, 1], got {blend}")
     state = load_file(str(folder / WEIGHTS))
     own = model.state_dict()
-    usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    usable = {
+        k: blend * v + (1.0 - blend) * own[k] if v.is_floating_point() else v
+        for k, v in state.items()
+        if k in own and own[k].shape == v.shape
+    }
     skipped = sorted(set(own) - set(usable))
     own.update(usable)
     model.load_state_dict(own)

@@ -266,7 +266,7 @@ def finetune(
     )
     model = CMAL(config)
     if pretrained:
-        skipped = load_partial(model, init_dir)
+        skipped = load_partial(model, init_dir, s.init_blend)
         if dist.main and skipped and progress:
             fresh = sorted({".".join(k.split(".")[:2]) for k in skipped})
             print(f"initialised from {init_dir}; new (randomly initialised): {', '.join(fresh)}")
@@ -299,6 +299,7 @@ def finetune(
                 "tasks": list(tasks),
                 "pretrained": pretrained,
                 "init": str(init_dir),
+                "init_blend": s.init_blend if pretrained else None,
                 "data": str(train_dir),
             },
         )

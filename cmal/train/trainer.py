@@ -39,6 +39,7 @@ class TrainSettings:
     swap_fraction: float = 0.5  # pre-training: share of one-to-one anchors swapped
     false_swap: float = 0.2  # pre-training: share of swaps filled from a non-matching slot
     plain_pass: bool = False  # pre-training: MLM and ITM on an unswapped pass (see PretrainStep)
+    init_blend: float = 1.0  # fine-tuning: weight of the pre-trained weights against a fresh init
     threads: int = 0  # torch threads per process; 0 = default
     max_steps: int = 0  # stop after this many steps (0 = no limit); for smoke tests
     optimizer: str = "adamw"  # adamw, or sgd (momentum 0.9): no update normalisation, for exact checks

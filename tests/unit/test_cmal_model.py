@@ -11,7 +11,7 @@ import torch
 
 from cmal.model.cmal import CMAL
 from cmal.model.config import CMALConfig, demo_config, paper_config
-from cmal.model.io import load_cmal, save_cmal
+from cmal.model.io import load_cmal, load_partial, save_cmal
 from cmal.objectives.tasks import itm_loss
 from cmal.train.examples import TASK_IDS, collate, load_examples
 from cmal.train.steps import FinetuneStep, PretrainStep, encode_batch
@@ -158,3 +158,21 @@ def test_forward_matches_encode_then_tasks(tiny_world) -> None:  # type: ignore[
     for x, y in zip(direct, staged, strict=True):
         assert torch.allclose(x, y)
     assert direct.rec_logits[~fine["region_valid"]].max() <= -1e4 + 1
+
+
+def test_load_partial_blends_towards_the_fresh_weights(tiny_world, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    _, _, tokenizer, vocab = tiny_world
+    trained = tiny_model(tiny_world)
+    with torch.no_grad():
+        for p in trained.parameters():
+            p.add_(1.0)
+    save_cmal(trained, tmp_path, tokenizer, vocab)
+    saved = {k: v.clone() for k, v in trained.state_dict().items()}
+    for blend in (1.0, 0.25, 0.0):
+        model = tiny_model(tiny_world)  # the same fresh initialisation each time (seed 0)
+        fresh = {k: v.clone() for k, v in model.state_dict().items()}
+        assert load_partial(model, tmp_path, blend) == []
+        for k, v in model.state_dict().items():
+            torch.testing.assert_close(v, blend * saved[k] + (1 - blend) * fresh[k])
+    with pytest.raises(ValueError, match="blend"):
+        load_partial(tiny_model(tiny_world), tmp_path, 1.5)
