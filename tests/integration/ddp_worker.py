@@ -34,7 +34,7 @@ def main() -> None:
     table = detect_folder(DEMO, data, progress=False)
     tokenizer = train_tokenizer(_corpus(data), vocab_size=300)
     examples = load_examples(
-        data, ("ve",), table, tokenizer, Vocabularies(list(SHAPES), [], [], _synonyms(SHAPES))
+        data, ("ve",), table, tokenizer, Vocabularies(list(SHAPES), list(COLOURS), [], _synonyms(SHAPES))
     )
     config = demo_config(
         umse_hidden=32, umse_heads=2, hidden=32, heads=2, layers=1, intermediate=64, dropout=0.0,
