@@ -12,8 +12,8 @@ help:
 	@echo "make serve   set up and serve the bundled demo model on 127.0.0.1:8000"
 	@echo "make test    set up and run the test suite"
 	@echo "make lint    ruff and mypy"
-	@echo "make demo-model  rebuild models/shapes-demo from scratch (fixed seeds, about an hour on 2 cores)"
-	@echo "make demo-ablation  then the same fine-tuning without pre-training, for the card"
+	@echo "make demo-model  rebuild models/shapes-demo from scratch (fixed seeds, about 75 min on 2 cores)"
+	@echo "make demo-ablation  the same fine-tuning without pre-training, for the card (may run beside demo-model once its detector exists)"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
