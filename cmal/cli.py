@@ -92,6 +92,8 @@ def _train_detector(args: argparse.Namespace) -> int:
 def _settings(args: argparse.Namespace) -> TrainSettings:
     from cmal.train.trainer import TrainSettings
 
+    # options only one of pretrain / finetune has; absent ones keep TrainSettings' defaults
+    specific = ("amc_weight", "swap_fraction", "false_swap", "plain_pass", "init_blend")
     return TrainSettings(
         epochs=args.epochs,
         batch_size=args.batch_size,
@@ -100,11 +102,7 @@ def _settings(args: argparse.Namespace) -> TrainSettings:
         threads=args.threads,
         max_steps=args.max_steps,
         resume=args.resume,
-        amc_weight=getattr(args, "amc_weight", 1.0),
-        swap_fraction=getattr(args, "swap_fraction", 0.5),
-        false_swap=getattr(args, "false_swap", 0.2),
-        plain_pass=getattr(args, "plain_pass", False),
-        init_blend=getattr(args, "init_blend", 1.0),
+        **{k: getattr(args, k) for k in specific if hasattr(args, k)},
     )
 
 

@@ -100,7 +100,7 @@ def load_partial(model: CMAL, folder: Path, blend: float = 1.0) -> list[str]:
     state = load_file(str(folder / WEIGHTS))
     own = model.state_dict()
     usable = {
-        k: blend * v + (1.0 - blend) * own[k] if v.is_floating_point() else v
+        k: blend * v + (1.0 - blend) * own[k] if blend < 1.0 and v.is_floating_point() else v
         for k, v in state.items()
         if k in own and own[k].shape == v.shape
     }

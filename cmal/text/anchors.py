@@ -94,18 +94,15 @@ def find_anchors(
     """
     concept_id = {c: i for i, c in enumerate(concepts)}
     tag_concepts = [normalise(t, synonyms) if t is not None else None for t in region_tags]
-    use_attributes = bool(attribute_words) and region_attributes is not None
     anchors = []
     for index, (token, word) in enumerate(words):
         c = normalise(word, synonyms)
         if c is None or c not in concept_id:
             continue
         regions = [k for k, tc in enumerate(tag_concepts) if tc == c]
-        if use_attributes and len(regions) > 1:
-            assert region_attributes is not None and attribute_words is not None
+        if attribute_words and region_attributes is not None and len(regions) > 1:
             named = phrase_attribute(words, index, synonyms, attribute_words)
-            matching = [k for k in regions if named is not None and region_attributes[k] == named]
-            regions = matching or regions
+            regions = [k for k in regions if named is not None and region_attributes[k] == named] or regions
         anchors += [Anchor(k, token, concept_id[c]) for k in regions]
     return sorted(anchors, key=lambda a: (a.token, a.region))
 
