@@ -93,7 +93,7 @@ def _settings(args: argparse.Namespace) -> TrainSettings:
     from cmal.train.trainer import TrainSettings
 
     # options only one of pretrain / finetune has; absent ones keep TrainSettings' defaults
-    specific = ("amc_weight", "swap_fraction", "false_swap", "plain_pass", "init_blend")
+    specific = ("amc_weight", "swap_fraction", "false_swap", "geometry_mlm", "plain_pass", "init_blend")
     return TrainSettings(
         epochs=args.epochs,
         batch_size=args.batch_size,
@@ -268,6 +268,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pre.add_argument(
         "--false-swap", type=_fraction, default=0.2, help="share of swaps that are false (default 0.2)"
+    )
+    pre.add_argument(
+        "--geometry-mlm",
+        type=_fraction,
+        default=0.15,
+        help="MLM masking probability of size and position words such as 'tiny' or 'left' "
+        "(other words: 0.15; default 0.15)",
     )
     pre.add_argument(
         "--plain-pass",

@@ -41,6 +41,14 @@ SUPERLATIVES: dict[str, tuple[str, ...]] = {
     "above": ("topmost", "highest"),
     "below": ("bottommost", "lowest"),
 }
+GEOMETRY_WORDS: frozenset[str] = frozenset(
+    w
+    for phrases in (*SIZE_WORDS.values(), *RELATION_PHRASES.values(), *SUPERLATIVES.values())
+    for phrase in phrases
+    for w in phrase.split()
+    if w not in ("of", "to", "the")
+)
+"""Words whose meaning is a size or a position: a model can only tell them apart by box geometry."""
 MATERIALS = ("wood", "metal", "glass", "plastic", "paper", "stone", "rubber")
 PROPERTIES = ("heavy", "hot", "cold", "soft", "fragile", "expensive", "wet", "smooth")
 """Things a picture cannot show: hypotheses about them are `neutral`."""

@@ -132,6 +132,8 @@ class Masking:
     swap_fraction: float = 0.5  # share of one-to-one anchors swapped (at least one when any)
     false_swap: float = 0.2  # share of swaps filled from a non-matching slot
     mlm_probability: float = 0.15  # non-anchor tokens masked for MLM
+    focus_probability: float = 0.15  # MLM probability of the tokens in ``focus_ids`` instead
+    focus_ids: frozenset[int] = frozenset()
 
 
 def _swaps(
@@ -199,7 +201,9 @@ def collate(
             if ex.task == "captions":
                 anchored = {a.token for a in ex.anchors}
                 for j in range(1, len(ex.ids) - 1):
-                    if j in anchored or rng.random() >= masking.mlm_probability:
+                    focus = int(ids[i, j]) in masking.focus_ids
+                    p = masking.focus_probability if focus else masking.mlm_probability
+                    if j in anchored or rng.random() >= p:
                         continue
                     mlm_labels[i, j] = ids[i, j]
                     mlm_valid[i, j] = True

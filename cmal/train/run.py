@@ -13,6 +13,7 @@ import torch
 from tokenizers import Tokenizer
 
 from cmal.data.formats import load
+from cmal.data.language import GEOMETRY_WORDS
 from cmal.data.vocab import COLOUR_WORDS, synonym_table
 from cmal.detector.config import DetectorConfig
 from cmal.detector.io import CONFIG as DET_CONFIG
@@ -166,7 +167,12 @@ def pretrain(
         out_dir, data_dir, val_dir, PRETRAIN_TASKS, tokenizer, vocab, progress and dist.main
     )
     step = PretrainStep(model, s.amc_weight, s.plain_pass)
-    masking = Masking(swap_fraction=s.swap_fraction, false_swap=s.false_swap)
+    masking = Masking(
+        swap_fraction=s.swap_fraction,
+        false_swap=s.false_swap,
+        focus_probability=s.geometry_mlm,
+        focus_ids=frozenset(i for i in (tokenizer.token_to_id(w) for w in GEOMETRY_WORDS) if i is not None),
+    )
 
     def make_batch(batch: Sequence[Example], epoch: int) -> dict[str, torch.Tensor]:
         return collate(
@@ -216,6 +222,7 @@ def pretrain(
                 "objective": config.objective,
                 "swap_fraction": s.swap_fraction,
                 "false_swap": s.false_swap,
+                "geometry_mlm": s.geometry_mlm,
                 "plain_pass": s.plain_pass,
                 "data": str(data_dir),
             },

@@ -38,6 +38,7 @@ class TrainSettings:
     amc_weight: float = 1.0  # λ in MLM + ITM + λ·AMC
     swap_fraction: float = 0.5  # pre-training: share of one-to-one anchors swapped
     false_swap: float = 0.2  # pre-training: share of swaps filled from a non-matching slot
+    geometry_mlm: float = 0.15  # pre-training: MLM probability of size and position words
     plain_pass: bool = False  # pre-training: MLM and ITM on an unswapped pass (see PretrainStep)
     init_blend: float = 1.0  # fine-tuning: weight of the pre-trained weights against a fresh init
     threads: int = 0  # torch threads per process; 0 = default

@@ -120,9 +120,11 @@ def test_pretraining_swap_options_are_used_and_recorded(
     train, val = splits
     common = ["train", "pretrain", "--data", str(train), "--val", str(val), "--detector", str(demo_dir)]
     out = tmp_path / "pre"
-    cmal(*common, "--out", str(out), "--swap-fraction", "1", "--false-swap", "0", "--plain-pass", *TINY)
+    cmal(*common, "--out", str(out), "--swap-fraction", "1", "--false-swap", "0", "--plain-pass",
+        "--geometry-mlm", "0.6", *TINY)  # fmt: skip
     recorded = json.loads((out / "metrics.json").read_text())["pretrain"]
     assert (recorded["swap_fraction"], recorded["false_swap"], recorded["plain_pass"]) == (1.0, 0.0, True)
+    assert recorded["geometry_mlm"] == 0.6
     for bad in ("1.5", "-0.1", "half"):
         result = subprocess.run(
             [CMAL, *common, "--out", str(tmp_path / "bad"), "--false-swap", bad, *TINY],

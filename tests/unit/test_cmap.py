@@ -128,6 +128,20 @@ def test_mlm_masks_only_non_anchor_caption_tokens(tiny_world) -> None:  # type: 
     assert torch.equal(b["mlm_labels"][0][b["mlm_valid"][0]], torch.tensor(ids)[b["mlm_valid"][0]])
 
 
+def test_focus_words_are_masked_at_their_own_rate(tiny_world) -> None:  # type: ignore[no-untyped-def]
+    _, table, _, _ = tiny_world
+    focus = frozenset({11, 12})
+    examples = [
+        Example(uid=u, task="captions", row=0, ids=[2, 10, 11, 12, 13, 3], anchors=[]) for u in range(400)
+    ]
+    masking = Masking(mlm_probability=0.0, focus_probability=0.5, focus_ids=focus)
+    b = collate(examples, table, pretrain=True, masking=masking, vocab_size=50)
+    labels = b["mlm_labels"][b["mlm_valid"]]
+    assert set(labels.tolist()) == set(focus)  # other words are never masked at probability 0
+    share = b["mlm_valid"][:, 2:4].float().mean().item()
+    assert 0.4 < share < 0.6  # 800 draws at 0.5
+
+
 def test_batches_are_reproducible_per_example(tiny_world) -> None:  # type: ignore[no-untyped-def]
     _, table, _, _ = tiny_world
     ex = Example(uid=3, task="captions", row=1, ids=[2, *range(10, 30), 3], anchors=[])
