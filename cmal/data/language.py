@@ -41,14 +41,20 @@ SUPERLATIVES: dict[str, tuple[str, ...]] = {
     "above": ("topmost", "highest"),
     "below": ("bottommost", "lowest"),
 }
-GEOMETRY_WORDS: frozenset[str] = frozenset(
-    w
-    for phrases in (*SIZE_WORDS.values(), *RELATION_PHRASES.values(), *SUPERLATIVES.values())
-    for phrase in phrases
-    for w in phrase.split()
-    if w not in ("of", "to", "the")
-)
-"""Words whose meaning is a size or a position: a model can only tell them apart by box geometry."""
+GEOMETRY_CONCEPTS: dict[str, str] = {
+    **{w: f"size:{size}" for size, words in SIZE_WORDS.items() for w in words},
+    **{
+        w: f"{kind}:{rel}"
+        for kind, table in (("relation", RELATION_PHRASES), ("superlative", SUPERLATIVES))
+        for rel, phrases in table.items()
+        for phrase in phrases
+        for w in phrase.split()
+        if w not in ("of", "to", "the")
+    },
+}
+"""Words whose meaning is a size or a position, and what they mean ("tiny" -> "size:small", "under"
+-> "relation:below"): a model can tell them apart only by box geometry."""
+GEOMETRY_WORDS: frozenset[str] = frozenset(GEOMETRY_CONCEPTS)
 MATERIALS = ("wood", "metal", "glass", "plastic", "paper", "stone", "rubber")
 PROPERTIES = ("heavy", "hot", "cold", "soft", "fragile", "expensive", "wet", "smooth")
 """Things a picture cannot show: hypotheses about them are `neutral`."""

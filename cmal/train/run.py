@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ import torch
 from tokenizers import Tokenizer
 
 from cmal.data.formats import load
-from cmal.data.language import GEOMETRY_WORDS
+from cmal.data.language import GEOMETRY_CONCEPTS
 from cmal.data.vocab import COLOUR_WORDS, synonym_table
 from cmal.detector.config import DetectorConfig
 from cmal.detector.io import CONFIG as DET_CONFIG
@@ -36,7 +37,7 @@ from cmal.regions import RegionTable, detect_folder
 from cmal.text.tokenizer import load_tokenizer, train_tokenizer
 from cmal.train.distributed import DistInfo, barrier, init_distributed, shutdown
 from cmal.train.examples import TASK_FIELD, Example, Masking, answer_vocabulary, collate, load_examples
-from cmal.train.steps import FinetuneStep, PretrainStep
+from cmal.train.steps import FinetuneStep, PretrainStep, geometry_word_hits
 from cmal.train.trainer import TrainSettings, fit
 
 PRETRAIN_TASKS = ("captions", "itm")
@@ -167,12 +168,16 @@ def pretrain(
         out_dir, data_dir, val_dir, PRETRAIN_TASKS, tokenizer, vocab, progress and dist.main
     )
     step = PretrainStep(model, s.amc_weight, s.plain_pass)
+    geometry = {i: c for w, c in GEOMETRY_CONCEPTS.items() if (i := tokenizer.token_to_id(w)) is not None}
     masking = Masking(
         swap_fraction=s.swap_fraction,
         false_swap=s.false_swap,
         focus_probability=s.geometry_mlm,
-        focus_ids=frozenset(i for i in (tokenizer.token_to_id(w) for w in GEOMETRY_WORDS) if i is not None),
+        focus_ids=frozenset(geometry),
     )
+    # the geometry probe masks every size / position word of the validation captions, nothing else
+    probe = replace(masking, mlm_probability=0.0, focus_probability=1.0)
+    val_captions = [ex for ex in val if ex.task == "captions"]
 
     def make_batch(batch: Sequence[Example], epoch: int) -> dict[str, torch.Tensor]:
         return collate(
@@ -206,6 +211,20 @@ def pretrain(
             n += len(part)
         metrics: dict[str, Any] = {k: v / max(n, 1) for k, v in sums.items()}
         metrics["score"] = -metrics["val_total"]
+        hits: dict[str, tuple[int, int]] = {}
+        for start in range(0, len(val_captions), 128):
+            batch = collate(
+                val_captions[start : start + 128],
+                val_table,
+                pretrain=True,
+                seed=s.seed,
+                epoch=0,
+                masking=probe,
+                vocab_size=config.vocab_size,
+            )
+            for kind, (right, total) in geometry_word_hits(step, batch, geometry).items():
+                hits[kind] = (hits.get(kind, (0, 0))[0] + right, hits.get(kind, (0, 0))[1] + total)
+        metrics.update({f"val_{kind}_word_accuracy": r / t for kind, (r, t) in hits.items()})
         return metrics
 
     best = fit(

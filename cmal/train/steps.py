@@ -101,3 +101,30 @@ class FinetuneStep(nn.Module):
                 out.rec_logits, batch["label"].clamp(min=0), (task == TASK_IDS["rec"]) & (batch["label"] >= 0)
             )
         return {"total": sum(losses.values(), torch.zeros(())), **losses}
+
+
+@torch.no_grad()
+def geometry_word_hits(
+    step: PretrainStep, batch: dict[str, torch.Tensor], concepts: dict[int, str]
+) -> dict[str, tuple[int, int]]:
+    """(right, total) per kind ("size", "relation", "superlative") of masked geometry words.
+
+    ``concepts`` maps token ids to meanings (`GEOMETRY_CONCEPTS`); a prediction, taken over the
+    geometry words only, is right when it means the same ("tiny" for "small"). Reads the pass that
+    MLM trains on. These words are told apart only by box geometry, so this measures whether
+    pre-training has learned to read it: language alone gets about half right.
+    """
+    m = step.model
+    plain = step.plain_pass or m.config.objective == "cmcl"
+    seq = encode_batch(m, batch, mode="off" if plain else "swap").sequence
+    length = batch["input_ids"].shape[1]
+    positions = torch.arange(length, device=seq.device).expand(seq.shape[0], length)
+    valid = batch["mlm_valid"]
+    ids = torch.tensor(sorted(concepts), device=seq.device)
+    predicted = ids[m.mlm_head(seq, positions)[valid][:, ids].argmax(-1)]
+    out: dict[str, tuple[int, int]] = {}
+    for label, guess in zip(batch["mlm_labels"][valid].tolist(), predicted.tolist(), strict=True):
+        kind = concepts[label].split(":")[0]
+        right, total = out.get(kind, (0, 0))
+        out[kind] = (right + (concepts[label] == concepts[guess]), total + 1)
+    return out

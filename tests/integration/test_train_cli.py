@@ -125,6 +125,7 @@ def test_pretraining_swap_options_are_used_and_recorded(
     recorded = json.loads((out / "metrics.json").read_text())["pretrain"]
     assert (recorded["swap_fraction"], recorded["false_swap"], recorded["plain_pass"]) == (1.0, 0.0, True)
     assert recorded["geometry_mlm"] == 0.6
+    assert 0.0 <= recorded["val_size_word_accuracy"] <= 1.0  # the geometry probe ran
     for bad in ("1.5", "-0.1", "half"):
         result = subprocess.run(
             [CMAL, *common, "--out", str(tmp_path / "bad"), "--false-swap", bad, *TINY],

@@ -149,3 +149,42 @@ def test_batches_are_reproducible_per_example(tiny_world) -> None:  # type: igno
     a = collate([ex], table, pretrain=True, seed=5, epoch=2, vocab_size=50)
     b = collate([other, ex], table, pretrain=True, seed=5, epoch=2, vocab_size=50)
     assert torch.equal(a["input_ids"][0], b["input_ids"][1])  # same example, same corruption
+
+
+def test_geometry_probe_counts_synonyms_as_right() -> None:
+    from types import SimpleNamespace
+
+    from cmal.train.steps import geometry_word_hits
+
+    # ids 20 "tiny", 21 "small", 22 "large", 23 "left": the stub predicts 21 everywhere
+    concepts = {20: "size:small", 21: "size:small", 22: "size:large", 23: "relation:left"}
+
+    class Stub(torch.nn.Module):
+        config = SimpleNamespace(objective="amc")
+
+        def encode(self, ids, *args, **kwargs):  # type: ignore[no-untyped-def]
+            return SimpleNamespace(sequence=torch.zeros(ids.shape[0], ids.shape[1] + 2, 4))
+
+        def mlm_head(self, seq, positions):  # type: ignore[no-untyped-def]
+            logits = torch.zeros(*positions.shape, 30)
+            logits[..., 21] = 1.0
+            return logits
+
+    ids = torch.tensor([[2, 20, 22, 23, 3]])
+    batch = {
+        "input_ids": ids,
+        "attention_mask": torch.ones_like(ids),
+        "region_boxes": torch.zeros(1, 2, 4),
+        "region_features": torch.zeros(1, 2, 8),
+        "region_valid": torch.ones(1, 2, dtype=torch.bool),
+        "swap_token": torch.zeros(1, 1, dtype=torch.long),
+        "swap_region": torch.zeros(1, 1, dtype=torch.long),
+        "swap_valid": torch.zeros(1, 1, dtype=torch.bool),
+        "text_source": torch.zeros(1, 1, dtype=torch.long),
+        "region_source": torch.zeros(1, 1, dtype=torch.long),
+        "mlm_labels": ids.clone(),
+        "mlm_valid": torch.tensor([[False, True, True, True, False]]),
+    }
+    step = SimpleNamespace(model=Stub(), plain_pass=False)
+    hits = geometry_word_hits(step, batch, concepts)  # type: ignore[arg-type]
+    assert hits == {"size": (1, 2), "relation": (0, 1)}  # "small" for "tiny" is right
