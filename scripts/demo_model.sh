@@ -52,7 +52,7 @@ $BIN/cmal train detector --data "$DATA/train" --val "$DATA/val" --out "$RUNS/det
 
 stage "pre-training"
 $BIN/cmal train pretrain --data "$DATA/train" --val "$DATA/val" --detector "$RUNS/detector" \
-  --out "$RUNS/pretrain" --epochs "$PRE_EPOCHS" --seed 0 --threads "$THREADS" --quiet
+  --out "$RUNS/pretrain" --epochs "$PRE_EPOCHS" --seed 0 --threads "$THREADS" --geometry-mlm 0.5 --quiet
 
 stage "fine-tuning"
 $BIN/cmal train finetune --init "$RUNS/pretrain" "${FT_ARGS[@]}" --out "$RUNS/final"
