@@ -93,7 +93,15 @@ def _settings(args: argparse.Namespace) -> TrainSettings:
     from cmal.train.trainer import TrainSettings
 
     # options only one of pretrain / finetune has; absent ones keep TrainSettings' defaults
-    specific = ("amc_weight", "swap_fraction", "false_swap", "geometry_mlm", "plain_pass", "init_blend")
+    specific = (
+        "amc_weight",
+        "swap_fraction",
+        "false_swap",
+        "geometry_mlm",
+        "plain_pass",
+        "init_blend",
+        "skip_ambiguous",
+    )
     return TrainSettings(
         epochs=args.epochs,
         batch_size=args.batch_size,
@@ -294,6 +302,13 @@ def build_parser() -> argparse.ArgumentParser:
     fin.add_argument("--out", required=True, help="model directory to write")
     fin.add_argument(
         "--cmap-mode", choices=("swap", "mix", "off"), help="CMAP mode (default: the init model's)"
+    )
+    fin.add_argument(
+        "--swap-ambiguous",
+        dest="skip_ambiguous",
+        action="store_false",
+        help="swap a word that matches several regions (two circles) with the first of them, as "
+        "models fine-tuned before this option did (default: leave such words unswapped)",
     )
     fin.add_argument(
         "--init-blend",

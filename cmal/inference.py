@@ -92,6 +92,7 @@ class ModelFiles:
     answers: list[str]
     synonyms: dict[str, str]
     attribute_words: dict[str, str]  # surface word -> attribute; empty: tag-only anchors
+    skip_ambiguous: bool  # words matching several regions are not swapped
     tokenizer: Tokenizer
 
     @classmethod
@@ -108,6 +109,7 @@ class ModelFiles:
             answers=labels["answers"],
             synonyms=synonyms,
             attribute_words=labels.get("attribute_words", {}),
+            skip_ambiguous=bool(labels.get("skip_ambiguous_anchors", False)),
             tokenizer=Tokenizer.from_file(str(model_dir / "tokenizer.json")),
         )
 
@@ -123,7 +125,9 @@ def encode_batch(files: ModelFiles, texts: Sequence[str], regions: Regions) -> d
     rows = range(len(texts))
     tags = [region_tag_names(regions.tags[i], regions.valid[i], files.tags) for i in rows]
     attributes = [region_tag_names(regions.attributes[i], regions.valid[i], files.attributes) for i in rows]
-    feeds = fusion_inputs(encoded, tags, files.tags, files.synonyms, attributes, files.attribute_words)
+    feeds = fusion_inputs(
+        encoded, tags, files.tags, files.synonyms, attributes, files.attribute_words, files.skip_ambiguous
+    )
     feeds["region_boxes"] = regions.boxes.astype(np.float32)
     feeds["region_features"] = regions.features.astype(np.float32)
     feeds["region_valid"] = regions.valid.astype(bool)

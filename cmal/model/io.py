@@ -32,6 +32,9 @@ class Vocabularies:
     synonyms: dict[str, str]  # surface word -> concept
     # surface word -> attribute, for attribute-aware anchors (empty: models trained without them)
     attribute_words: dict[str, str] = field(default_factory=dict)
+    # a word matching several regions is left unswapped (False: it swaps with the first; models
+    # fine-tuned before this option)
+    skip_ambiguous: bool = False
 
 
 def read_json(path: Path) -> Any:
@@ -51,6 +54,7 @@ def load_vocabularies(folder: Path) -> Vocabularies:
         labels.get("answers", []),
         synonyms,
         labels.get("attribute_words", {}),
+        bool(labels.get("skip_ambiguous_anchors", False)),
     )
 
 
@@ -65,6 +69,7 @@ def save_cmal(model: CMAL, folder: Path, tokenizer: Tokenizer, vocab: Vocabulari
     labels.update({"tags": vocab.tags, "attributes": vocab.attributes, "answers": vocab.answers})
     if vocab.attribute_words:
         labels["attribute_words"] = vocab.attribute_words
+    labels["skip_ambiguous_anchors"] = vocab.skip_ambiguous
     write_json(folder / LABELS, labels)
     write_json(folder / SYNONYMS, vocab.synonyms)
 

@@ -11,6 +11,7 @@ its concept. Runs on the host (numpy, no torch); its output is index arrays.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -128,6 +129,16 @@ def anchors_to_arrays(batch: Sequence[Sequence[Anchor]], width: int | None = Non
             out["anchor_concept"][i, n] = a.concept
             out["anchor_valid"][i, n] = True
     return out
+
+
+def unambiguous(anchors: Sequence[Anchor]) -> list[Anchor]:
+    """The anchors of words that match exactly one region.
+
+    "the leftmost circle" with two circles in view anchors to both; swapping the word with either
+    one would tell the model that this is the circle meant, which the word alone does not say.
+    """
+    regions_per_token = Counter(a.token for a in anchors)
+    return [a for a in anchors if regions_per_token[a.token] == 1]
 
 
 def one_to_one(anchors: Sequence[Anchor]) -> list[Anchor]:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 from tokenizers import Tokenizer
 
-from cmal.text.anchors import Anchor, anchors_to_arrays, find_anchors, one_to_one, word_starts
+from cmal.text.anchors import Anchor, anchors_to_arrays, find_anchors, one_to_one, unambiguous, word_starts
 from cmal.text.tokenizer import PAD_ID
 
 
@@ -50,11 +50,14 @@ def inference_anchors(
     synonyms: Mapping[str, str],
     region_attributes: Sequence[Sequence[str | None]] | None = None,
     attribute_words: Mapping[str, str] | None = None,
+    skip_ambiguous: bool = False,
 ) -> list[list[Anchor]]:
-    """All anchors of each example, reduced one-to-one (each slot swapped at most once)."""
+    """All anchors of each example (only words matching one region when ``skip_ambiguous``),
+    reduced one-to-one (each slot swapped at most once)."""
     attributes = region_attributes if region_attributes is not None else [None] * len(texts)
+    keep = unambiguous if skip_ambiguous else list
     return [
-        one_to_one(find_anchors(t.words, tags, concepts, synonyms, attrs, attribute_words))
+        one_to_one(keep(find_anchors(t.words, tags, concepts, synonyms, attrs, attribute_words)))
         for t, tags, attrs in zip(texts, region_tags, attributes, strict=True)
     ]
 
@@ -66,6 +69,7 @@ def fusion_inputs(
     synonyms: Mapping[str, str],
     region_attributes: Sequence[Sequence[str | None]] | None = None,
     attribute_words: Mapping[str, str] | None = None,
+    skip_ambiguous: bool = False,
 ) -> dict[str, np.ndarray]:
     """The text-side inputs of the fusion graph for a batch (regions are added by the caller).
 
@@ -75,7 +79,9 @@ def fusion_inputs(
     """
     ids, mask = pad_ids([t.ids for t in texts])
     arrays = anchors_to_arrays(
-        inference_anchors(texts, region_tags, concepts, synonyms, region_attributes, attribute_words)
+        inference_anchors(
+            texts, region_tags, concepts, synonyms, region_attributes, attribute_words, skip_ambiguous
+        )
     )
     return {
         "input_ids": ids,

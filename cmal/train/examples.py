@@ -20,7 +20,7 @@ from cmal.data.formats import VE_LABELS, load
 from cmal.imaging import iou
 from cmal.model.io import Vocabularies
 from cmal.regions import RegionTable
-from cmal.text.anchors import Anchor, find_anchors, one_to_one
+from cmal.text.anchors import Anchor, find_anchors, one_to_one, unambiguous
 from cmal.text.encode import pad_ids, region_tag_names, tokenize
 from cmal.text.tokenizer import MASK_ID, SEP_ID
 
@@ -94,7 +94,9 @@ def load_examples(
     uid_offset: int = 0,
 ) -> list[Example]:
     """Read the task files of ``folder`` into examples (anchors from the detected tags and, when
-    ``vocab`` has attribute words, attributes)."""
+    ``vocab`` has attribute words, attributes; only words that match one region when ``vocab``
+    says to skip ambiguous ones)."""
+    keep = unambiguous if vocab.skip_ambiguous else list
     examples: list[Example] = []
     for task in tasks:
         records = load(folder / f"{task}.jsonl", task)
@@ -108,8 +110,10 @@ def load_examples(
                 task=task,
                 row=row,
                 ids=enc.ids,
-                anchors=find_anchors(
-                    enc.words, tags, vocab.tags, vocab.synonyms, attributes, vocab.attribute_words
+                anchors=keep(
+                    find_anchors(
+                        enc.words, tags, vocab.tags, vocab.synonyms, attributes, vocab.attribute_words
+                    )
                 ),
             )
             if task == "itm":

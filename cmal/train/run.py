@@ -281,7 +281,9 @@ def finetune(
         synonyms = _synonyms(labels["tags"])
         attribute_words = _attribute_words(labels["attributes"])
     answers = answer_vocabulary(train_dir) if "vqa" in tasks else (old.answers if pretrained else [])
-    vocab = Vocabularies(labels["tags"], labels["attributes"], answers, synonyms, attribute_words)
+    vocab = Vocabularies(
+        labels["tags"], labels["attributes"], answers, synonyms, attribute_words, s.skip_ambiguous
+    )
     config = base.replace(
         vocab_size=tokenizer.get_vocab_size(),
         num_concepts=len(vocab.tags),
@@ -326,6 +328,7 @@ def finetune(
                 "pretrained": pretrained,
                 "init": str(init_dir),
                 "init_blend": s.init_blend if pretrained else None,
+                "skip_ambiguous_anchors": s.skip_ambiguous,
                 "data": str(train_dir),
             },
         )

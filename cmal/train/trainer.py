@@ -40,6 +40,7 @@ class TrainSettings:
     false_swap: float = 0.2  # pre-training: share of swaps filled from a non-matching slot
     geometry_mlm: float = 0.15  # pre-training: MLM probability of size and position words
     plain_pass: bool = False  # pre-training: MLM and ITM on an unswapped pass (see PretrainStep)
+    skip_ambiguous: bool = True  # fine-tuning: words that match several regions are not swapped
     init_blend: float = 1.0  # fine-tuning: weight of the pre-trained weights against a fresh init
     threads: int = 0  # torch threads per process; 0 = default
     max_steps: int = 0  # stop after this many steps (0 = no limit); for smoke tests

@@ -89,6 +89,9 @@ def test_pretrain_finetune_evaluate(splits: tuple[Path, Path], demo_dir: Path, t
     assert results["ve"]["n"] == 24 and results["rec"]["n"] == 16 and results["vqa"]["n"] == 32
     assert 0.0 <= results["itm"]["auc"] <= 1.0
     assert "vqa" in result.stdout and "accuracy" in result.stdout  # the printed table
+    # fine-tuned models leave words that match several regions unswapped, and say so
+    assert json.loads((ft / "labels.json").read_text())["skip_ambiguous_anchors"] is True
+    assert json.loads((pre / "labels.json").read_text())["skip_ambiguous_anchors"] is False
 
     # a task subset, from scratch (a folder with only a detector): the no-pre-training baseline
     detector_only = tmp_path / "detector-only"
@@ -107,9 +110,12 @@ def test_pretrain_finetune_evaluate(splits: tuple[Path, Path], demo_dir: Path, t
         str(train),
         "--out",
         str(sub),
+        "--swap-ambiguous",
         *TINY,
     )
     assert json.loads((sub / "metrics.json").read_text())["finetune"]["tasks"] == ["rec"]
+    assert json.loads((sub / "metrics.json").read_text())["finetune"]["skip_ambiguous_anchors"] is False
+    assert json.loads((sub / "labels.json").read_text())["skip_ambiguous_anchors"] is False
     assert json.loads((sub / "metrics.json").read_text())["finetune"]["pretrained"] is False
 
 

@@ -6,7 +6,16 @@ import numpy as np
 import pytest
 
 from cmal.data.vocab import SHAPES, synonym_table
-from cmal.text.anchors import Anchor, anchors_to_arrays, find_anchors, normalise, one_to_one, word_starts
+from cmal.text.anchors import (
+    Anchor,
+    anchors_to_arrays,
+    find_anchors,
+    normalise,
+    one_to_one,
+    unambiguous,
+    word_starts,
+)
+from cmal.text.encode import EncodedText, inference_anchors
 from cmal.text.tokenizer import CLS_ID, PAD_ID, SEP_ID, load_tokenizer, train_tokenizer
 
 SYN = synonym_table()
@@ -124,3 +133,18 @@ def test_a_colour_no_region_has_or_one_beyond_the_phrase_is_ignored() -> None:
     assert [a.region for a in got if a.concept == 0] == [0, 1]  # "red box , circle": not red
     far = words("the red one is bigger than this circle")
     assert [a.region for a in find_anchors(far, tags, SHAPES, SYN, colours, COLOUR_WORDS)] == [0, 1]
+
+
+def test_ambiguous_words_can_be_left_unswapped() -> None:
+    tags = ["circle", "square", "circle", "circle"]
+    colours = ["red", "green", "purple", "red"]
+    text = words("the leftmost circle is right of the violet disc and the box")
+    got = find_anchors(text, tags, SHAPES, SYN, colours, COLOUR_WORDS)
+    # "circle" matches three regions: which one is meant only the whole expression says
+    assert unambiguous(got) == [Anchor(region=2, token=9, concept=0), Anchor(region=1, token=12, concept=1)]
+    assert one_to_one(got)[0] == Anchor(region=0, token=3, concept=0)  # the old rule: the first circle
+    texts = [EncodedText([0] * 14, text)]
+    plain = inference_anchors(texts, [tags], SHAPES, SYN, [colours], COLOUR_WORDS)
+    skipped = inference_anchors(texts, [tags], SHAPES, SYN, [colours], COLOUR_WORDS, skip_ambiguous=True)
+    assert [a.token for a in plain[0]] == [3, 9, 12]
+    assert [a.token for a in skipped[0]] == [9, 12]
