@@ -54,7 +54,6 @@ GEOMETRY_CONCEPTS: dict[str, str] = {
 }
 """Words whose meaning is a size or a position, and what they mean ("tiny" -> "size:small", "under"
 -> "relation:below"): a model can tell them apart only by box geometry."""
-GEOMETRY_WORDS: frozenset[str] = frozenset(GEOMETRY_CONCEPTS)
 MATERIALS = ("wood", "metal", "glass", "plastic", "paper", "stone", "rubber")
 PROPERTIES = ("heavy", "hot", "cold", "soft", "fragile", "expensive", "wet", "smooth")
 """Things a picture cannot show: hypotheses about them are `neutral`."""

@@ -205,9 +205,10 @@ def collate(
             if ex.task == "captions":
                 anchored = {a.token for a in ex.anchors}
                 for j in range(1, len(ex.ids) - 1):
+                    if j in anchored:
+                        continue
                     focus = int(ids[i, j]) in masking.focus_ids
-                    p = masking.focus_probability if focus else masking.mlm_probability
-                    if j in anchored or rng.random() >= p:
+                    if rng.random() >= (masking.focus_probability if focus else masking.mlm_probability):
                         continue
                     mlm_labels[i, j] = ids[i, j]
                     mlm_valid[i, j] = True

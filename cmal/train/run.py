@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -190,41 +191,42 @@ def pretrain(
             vocab_size=config.vocab_size,
         )
 
+    def val_batches(
+        part: Sequence[Example], m: Masking
+    ) -> Iterator[tuple[Sequence[Example], dict[str, torch.Tensor]]]:
+        for start in range(0, len(part), 128):
+            chunk = part[start : start + 128]
+            yield (
+                chunk,
+                collate(
+                    chunk,
+                    val_table,
+                    pretrain=True,
+                    seed=s.seed,
+                    epoch=0,
+                    masking=m,
+                    vocab_size=config.vocab_size,
+                ),
+            )
+
     @torch.no_grad()
     def validate() -> dict[str, Any]:
         step.eval()
         sums: dict[str, float] = {}
         n = 0
-        for start in range(0, len(val), 128):
-            part = val[start : start + 128]
-            batch = collate(
-                part,
-                val_table,
-                pretrain=True,
-                seed=s.seed,
-                epoch=0,
-                masking=masking,
-                vocab_size=config.vocab_size,
-            )
+        for part, batch in val_batches(val, masking):
             for k, v in step(batch).items():
                 sums[f"val_{k}"] = sums.get(f"val_{k}", 0.0) + float(v) * len(part)
             n += len(part)
         metrics: dict[str, Any] = {k: v / max(n, 1) for k, v in sums.items()}
         metrics["score"] = -metrics["val_total"]
-        hits: dict[str, tuple[int, int]] = {}
-        for start in range(0, len(val_captions), 128):
-            batch = collate(
-                val_captions[start : start + 128],
-                val_table,
-                pretrain=True,
-                seed=s.seed,
-                epoch=0,
-                masking=probe,
-                vocab_size=config.vocab_size,
-            )
-            for kind, (right, total) in geometry_word_hits(step, batch, geometry).items():
-                hits[kind] = (hits.get(kind, (0, 0))[0] + right, hits.get(kind, (0, 0))[1] + total)
-        metrics.update({f"val_{kind}_word_accuracy": r / t for kind, (r, t) in hits.items()})
+        right: Counter[str] = Counter()
+        total: Counter[str] = Counter()
+        for _, batch in val_batches(val_captions, probe):
+            for kind, (r, t) in geometry_word_hits(step, batch, geometry).items():
+                right[kind] += r
+                total[kind] += t
+        metrics.update({f"val_{kind}_word_accuracy": right[kind] / t for kind, t in total.items()})
         return metrics
 
     best = fit(
