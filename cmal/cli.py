@@ -22,6 +22,17 @@ if TYPE_CHECKING:
     from cmal.train.trainer import TrainSettings
 
 
+def _positive(text: str) -> int:
+    """argparse type: a whole number ≥ 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def _fraction(text: str) -> float:
     """argparse type: a number in [0, 1]."""
     try:
@@ -118,7 +129,8 @@ def _train_pretrain(args: argparse.Namespace) -> int:
     from cmal.model.config import demo_config, paper_config
     from cmal.train.run import pretrain
 
-    config = (paper_config if args.preset == "paper" else demo_config)(objective=args.objective)
+    changes = {"layers": args.layers} if args.layers else {}
+    config = (paper_config if args.preset == "paper" else demo_config)(objective=args.objective, **changes)
     best = pretrain(
         Path(args.data),
         Path(args.out),
@@ -135,7 +147,9 @@ def _train_pretrain(args: argparse.Namespace) -> int:
 def _train_finetune(args: argparse.Namespace) -> int:
     from cmal.train.run import finetune
 
-    changes = {"cmap_mode": args.cmap_mode} if args.cmap_mode else {}
+    changes: dict[str, object] = {"cmap_mode": args.cmap_mode} if args.cmap_mode else {}
+    if args.layers:
+        changes["layers"] = args.layers
     best = finetune(
         Path(args.init),
         [t.strip() for t in args.tasks.split(",") if t.strip()],
@@ -268,6 +282,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--preset", choices=("demo", "paper"), default="demo", help="architecture (default demo)"
     )
     pre.add_argument(
+        "--layers", type=_positive, help="unified encoder layers (default: the preset's; demo 2)"
+    )
+    pre.add_argument(
         "--objective", choices=("amc", "cmcl"), default="amc", help="alignment objective (default amc)"
     )
     pre.add_argument("--amc-weight", type=float, default=1.0, help="λ in MLM + ITM + λ·AMC (default 1)")
@@ -309,6 +326,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_false",
         help="swap a word that matches several regions (two circles) with the first of them, as "
         "models fine-tuned before this option did (default: leave such words unswapped)",
+    )
+    fin.add_argument(
+        "--layers",
+        type=_positive,
+        help="unified encoder layers when --init holds no CMAL model (default: the demo preset's); "
+        "a pre-trained model keeps its own",
     )
     fin.add_argument(
         "--init-blend",

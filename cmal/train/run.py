@@ -252,6 +252,19 @@ def pretrain(
     return best
 
 
+def _check_fixed_architecture(init_dir: Path, changes: dict[str, Any]) -> None:
+    """A pre-trained model's shape is fixed: fine-tuning may change only its CMAP mode."""
+    base = CMALConfig.load(init_dir / CONFIG)
+    reshaped = {k: v for k, v in changes.items() if k != "cmap_mode" and getattr(base, k) != v}
+    if reshaped:
+        raise ValueError(
+            f"{init_dir} is a pre-trained model with "
+            f"{', '.join(f'{k}={getattr(base, k)}' for k in reshaped)}; it cannot be fine-tuned with "
+            f"{', '.join(f'{k}={v}' for k, v in reshaped.items())} "
+            " (to change it, start from a folder holding only a detector)"
+        )
+
+
 def finetune(
     init_dir: Path,
     tasks: Sequence[str],
@@ -270,8 +283,10 @@ def finetune(
         raise ValueError(f"tasks must be a non-empty subset of {', '.join(TASKS)}; got {', '.join(tasks)}")
     tasks = tuple(t for t in TASKS if t in tasks)
     s = settings or TrainSettings()
-    dist, det, labels = _start(init_dir, out_dir, s.seed)
     pretrained = has_cmal(init_dir)
+    if pretrained:
+        _check_fixed_architecture(init_dir, config_changes or {})
+    dist, det, labels = _start(init_dir, out_dir, s.seed)
     if pretrained:
         tokenizer: Tokenizer = load_tokenizer(init_dir)
         base = CMALConfig.load(init_dir / CONFIG)

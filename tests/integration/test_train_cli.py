@@ -111,8 +111,11 @@ def test_pretrain_finetune_evaluate(splits: tuple[Path, Path], demo_dir: Path, t
         "--out",
         str(sub),
         "--swap-ambiguous",
+        "--layers",
+        "1",
         *TINY,
     )
+    assert json.loads((sub / "cmal.json").read_text())["layers"] == 1  # from scratch: any depth
     assert json.loads((sub / "metrics.json").read_text())["finetune"]["tasks"] == ["rec"]
     assert json.loads((sub / "metrics.json").read_text())["finetune"]["skip_ambiguous_anchors"] is False
     assert json.loads((sub / "labels.json").read_text())["skip_ambiguous_anchors"] is False
@@ -127,18 +130,29 @@ def test_pretraining_swap_options_are_used_and_recorded(
     common = ["train", "pretrain", "--data", str(train), "--val", str(val), "--detector", str(demo_dir)]
     out = tmp_path / "pre"
     cmal(*common, "--out", str(out), "--swap-fraction", "1", "--false-swap", "0", "--plain-pass",
-        "--geometry-mlm", "0.6", *TINY)  # fmt: skip
+        "--geometry-mlm", "0.6", "--layers", "3", *TINY)  # fmt: skip
+    assert json.loads((out / "cmal.json").read_text())["layers"] == 3
     recorded = json.loads((out / "metrics.json").read_text())["pretrain"]
     assert (recorded["swap_fraction"], recorded["false_swap"], recorded["plain_pass"]) == (1.0, 0.0, True)
     assert recorded["geometry_mlm"] == 0.6
     assert 0.0 <= recorded["val_size_word_accuracy"] <= 1.0  # the geometry probe ran
-    for bad in ("1.5", "-0.1", "half"):
+    for option, bad in (("--false-swap", "1.5"), ("--false-swap", "-0.1"), ("--false-swap", "half"),
+                        ("--layers", "0"), ("--layers", "two")):  # fmt: skip
         result = subprocess.run(
-            [CMAL, *common, "--out", str(tmp_path / "bad"), "--false-swap", bad, *TINY],
+            [CMAL, *common, "--out", str(tmp_path / "bad"), option, bad, *TINY],
             capture_output=True, text=True, timeout=120,
         )  # fmt: skip
-        assert result.returncode == 2 and "--false-swap" in result.stderr, result.stderr
+        assert result.returncode == 2 and option in result.stderr, result.stderr
         assert not (tmp_path / "bad").exists()
+
+    # a pre-trained model's depth is fixed: asking fine-tuning for another is a clear error
+    ft = ["train", "finetune", "--init", str(out), "--tasks", "ve", "--train", str(train), *TINY]
+    deeper = [CMAL, *ft, "--out", str(tmp_path / "deeper"), "--layers", "4"]
+    result = subprocess.run(deeper, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert "layers=3" in result.stderr and "layers=4" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "deeper").exists()
+    cmal(*ft, "--out", str(tmp_path / "same"), "--layers", "3")  # the same depth is fine
 
 
 @pytest.mark.slow
