@@ -19,6 +19,7 @@ OUT=${OUT:-models/shapes-demo}
 PRE_EPOCHS=${PRE_EPOCHS:-8}
 DET_EPOCHS=${DET_EPOCHS:-8}
 FT_EPOCHS=${FT_EPOCHS:-20}
+LAYERS=${LAYERS:-3}  # unified encoder depth (demo preset: 2; the card says why 3)
 THREADS=${THREADS:-0}
 FT_ARGS=(--tasks ve,rec,vqa,itm --train "$DATA/train" --val "$DATA/val" --epochs "$FT_EPOCHS" --seed 0
   --threads "$THREADS" --quiet)
@@ -30,7 +31,7 @@ if [[ "${1:-}" == "ablation" ]]; then
   [[ -f "$RUNS/detector/detector.safetensors" ]] ||
     { echo "no detector in $RUNS: run scripts/demo_model.sh (make demo-model) first" >&2; exit 2; }
   stage "fine-tuning without pre-training"
-  $BIN/cmal train finetune --init "$RUNS/detector" "${FT_ARGS[@]}" --out "$RUNS/no-pretraining"
+  $BIN/cmal train finetune --init "$RUNS/detector" --layers "$LAYERS" "${FT_ARGS[@]}" --out "$RUNS/no-pretraining"
   stage "evaluation"
   mkdir -p "$RUNS/ablation"
   $BIN/cmal evaluate --model "$RUNS/no-pretraining" --data "$DATA/test" --task all \
@@ -52,7 +53,7 @@ $BIN/cmal train detector --data "$DATA/train" --val "$DATA/val" --out "$RUNS/det
 
 stage "pre-training"
 $BIN/cmal train pretrain --data "$DATA/train" --val "$DATA/val" --detector "$RUNS/detector" \
-  --out "$RUNS/pretrain" --epochs "$PRE_EPOCHS" --seed 0 --threads "$THREADS" --geometry-mlm 0.5 --quiet
+  --out "$RUNS/pretrain" --epochs "$PRE_EPOCHS" --seed 0 --threads "$THREADS" --geometry-mlm 0.5 --layers "$LAYERS" --quiet
 
 stage "fine-tuning"
 $BIN/cmal train finetune --init "$RUNS/pretrain" "${FT_ARGS[@]}" --out "$RUNS/final"
