@@ -260,7 +260,7 @@ def _check_fixed_architecture(init_dir: Path, changes: dict[str, Any]) -> None:
         raise ValueError(
             f"{init_dir} is a pre-trained model with "
             f"{', '.join(f'{k}={getattr(base, k)}' for k in reshaped)}; it cannot be fine-tuned with "
-            f"{', '.join(f'{k}={v}' for k, v in reshaped.items())} "
+            f"{', '.join(f'{k}={v}' for k, v in reshaped.items())}"
             " (to change it, start from a folder holding only a detector)"
         )
 
