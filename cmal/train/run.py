@@ -252,9 +252,8 @@ def pretrain(
     return best
 
 
-def _check_fixed_architecture(init_dir: Path, changes: dict[str, Any]) -> None:
-    """A pre-trained model's shape is fixed: fine-tuning may change only its CMAP mode."""
-    base = CMALConfig.load(init_dir / CONFIG)
+def _check_fixed_architecture(init_dir: Path, base: CMALConfig, changes: dict[str, Any]) -> None:
+    """A pre-trained model's shape (``base``) is fixed: fine-tuning may change only its CMAP mode."""
     reshaped = {k: v for k, v in changes.items() if k != "cmap_mode" and getattr(base, k) != v}
     if reshaped:
         raise ValueError(
@@ -284,16 +283,15 @@ def finetune(
     tasks = tuple(t for t in TASKS if t in tasks)
     s = settings or TrainSettings()
     pretrained = has_cmal(init_dir)
+    base = CMALConfig.load(init_dir / CONFIG) if pretrained else demo_config()
     if pretrained:
-        _check_fixed_architecture(init_dir, config_changes or {})
+        _check_fixed_architecture(init_dir, base, config_changes or {})
     dist, det, labels = _start(init_dir, out_dir, s.seed)
     if pretrained:
         tokenizer: Tokenizer = load_tokenizer(init_dir)
-        base = CMALConfig.load(init_dir / CONFIG)
         old = load_vocabularies(init_dir)
         synonyms, attribute_words = old.synonyms, old.attribute_words
     else:
-        base = demo_config()
         tokenizer = train_tokenizer(_corpus(train_dir), vocab_size=vocab_size, max_length=base.max_tokens)
         synonyms = _synonyms(labels["tags"])
         attribute_words = _attribute_words(labels["attributes"])
