@@ -1,17 +1,29 @@
-# Quick start: `make serve` and `make test`. Each sets up .venv (idempotent: it reinstalls only
-# when pyproject.toml changed) and then does its job.
+# Quick start: `make serve` and `make test`. Each sets up .venv from the lock file
+# (requirements/dev.txt) and then does its job; the venv is reinstalled only when the lock or
+# pyproject.toml changed. `make lock` refreshes the lock files (see README, "Dependencies").
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-# One stamp per install flavour, remade when pyproject.toml changes.
+LOCKS := requirements
+DEV_LOCK := $(LOCKS)/dev.txt
+# One stamp per install flavour, remade when the lock or pyproject.toml changes.
 DEV_STAMP := $(VENV)/.stamp-dev
+# Where pip finds the CPU build of torch (2.13.0+cpu): this machine's wheel folder when it has
+# one (pip's find-links already points there), else PyTorch's CPU wheel index.
+TORCH_WHEELS ?= $(if $(wildcard /opt/wheels/torch-*),/opt/wheels,https://download.pytorch.org/whl/cpu/torch/)
+PIP_INSTALL := $(BIN)/python -m pip install --quiet --find-links $(TORCH_WHEELS)
+# uv resolves; the same platform for every flavour so the three files agree
+COMPILE := $(BIN)/uv pip compile pyproject.toml --quiet --python-version 3.11 \
+	--python-platform x86_64-manylinux_2_28 --find-links $(TORCH_WHEELS) \
+	--override $(LOCKS)/overrides.txt --no-header --annotation-style line
 
-.PHONY: help venv test lint serve demo-model demo-ablation clean
+.PHONY: help venv test lint lock serve demo-model demo-ablation clean
 
 help:
 	@echo "make serve   set up and serve the bundled demo model on 127.0.0.1:8000"
 	@echo "make test    set up and run the test suite"
-	@echo "make lint    ruff and mypy"
+	@echo "make lint    ruff and mypy (pinned in the lock)"
+	@echo "make lock    re-resolve requirements/{dev,train,serve}.txt from pyproject.toml"
 	@echo "make demo-model  rebuild models/shapes-demo from scratch (fixed seeds, about 75 min on 2 cores)"
 	@echo "make demo-ablation  the same fine-tuning without pre-training, for the card (may run beside demo-model once its detector exists)"
 
@@ -19,8 +31,9 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(DEV_STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[train,serve,dev]'
+$(DEV_STAMP): $(DEV_LOCK) pyproject.toml | $(BIN)/python
+	$(PIP_INSTALL) -r $(DEV_LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	@touch $@
 
 venv: $(DEV_STAMP)
@@ -32,6 +45,15 @@ lint: $(DEV_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+
+# dev (everything `make test` needs) is resolved first; train and serve are resolved under it as
+# constraints, so a package has the same version in every flavour
+lock: | $(BIN)/python
+	test -x $(BIN)/uv || $(BIN)/python -m pip install --quiet uv
+	$(COMPILE) --upgrade --extra train --extra serve --extra dev -o $(DEV_LOCK)
+	$(COMPILE) --extra train -c $(DEV_LOCK) -o $(LOCKS)/train.txt
+	$(COMPILE) --extra serve -c $(DEV_LOCK) -o $(LOCKS)/serve.txt
+	@echo "wrote $(LOCKS)/{dev,train,serve}.txt; run make test before committing them"
 
 DEMO := models/shapes-demo
 # exported graphs are build outputs: made (with torch) on first use and after the weights change
