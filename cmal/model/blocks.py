@@ -67,13 +67,18 @@ class Hypersphere(nn.Module):
 
 
 class MLP(nn.Module):
-    """Two-layer head: Linear, GELU, LayerNorm, Linear."""
+    """Two-layer head: Linear, GELU, LayerNorm, Linear.
 
-    def __init__(self, width: int, out: int, hidden: int | None = None):
+    ``out_bias=False`` drops the last layer's bias, for heads whose outputs only matter relative to
+    each other (a softmax over them): there a bias adds the same constant to every output, its
+    gradient is exactly zero, and an optimiser would turn float noise into steps.
+    """
+
+    def __init__(self, width: int, out: int, hidden: int | None = None, out_bias: bool = True):
         super().__init__()
         hidden = hidden or width
         self.net = nn.Sequential(
-            nn.Linear(width, hidden), nn.GELU(), nn.LayerNorm(hidden), nn.Linear(hidden, out)
+            nn.Linear(width, hidden), nn.GELU(), nn.LayerNorm(hidden), nn.Linear(hidden, out, bias=out_bias)
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -21,11 +21,17 @@ class ClsHead(nn.Module):
 
 
 class GroundingHead(nn.Module):
-    """A score per region slot; invalid slots get -1e4 so a softmax over slots ignores them."""
+    """A score per region slot; invalid slots get -1e4 so a softmax over slots ignores them.
+
+    Grounding is a softmax over slots, so the scorer has no output bias (it would shift every slot
+    alike and never learn); `RETIRED_KEYS` lists that bias for checkpoints written before.
+    """
+
+    RETIRED_KEYS = ("rec_head.mlp.net.3.bias",)
 
     def __init__(self, c: CMALConfig):
         super().__init__()
-        self.mlp = MLP(c.hidden, 1)
+        self.mlp = MLP(c.hidden, 1, out_bias=False)
 
     def forward(self, regions: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         """regions (B, K, H), valid (B, K) -> logits (B, K)."""

@@ -13,6 +13,7 @@ from tokenizers import Tokenizer
 
 from cmal.model.cmal import CMAL
 from cmal.model.config import CMALConfig
+from cmal.model.heads import GroundingHead
 from cmal.text.tokenizer import load_tokenizer
 
 CONFIG = "cmal.json"
@@ -88,9 +89,21 @@ def load_cmal(folder: Path) -> tuple[CMAL, Tokenizer, Vocabularies]:
     if len(vocab.answers) != config.num_answers or len(vocab.tags) != config.num_concepts:
         raise ValueError(f"{folder}: labels.json does not match {CONFIG} (answers or concepts)")
     model = CMAL(config)
-    model.load_state_dict(load_file(str(folder / WEIGHTS)))
+    model.load_state_dict(read_weights(folder))
     model.eval()
     return model, load_tokenizer(folder / TOKENIZER), vocab
+
+
+def drop_retired(state: dict[str, torch.Tensor], prefix: str = "") -> dict[str, torch.Tensor]:
+    """``state`` without tensors that older versions of CMAL had and this one dropped (e.g. the
+    grounding scorer's bias, which a softmax over regions cancels); ``prefix`` precedes each key."""
+    retired = {prefix + key for key in GroundingHead.RETIRED_KEYS}
+    return {k: v for k, v in state.items() if k not in retired}
+
+
+def read_weights(folder: Path) -> dict[str, torch.Tensor]:
+    """A model directory's CMAL weights, older checkpoints included (see `drop_retired`)."""
+    return drop_retired(load_file(str(folder / WEIGHTS)))
 
 
 def load_partial(model: CMAL, folder: Path, blend: float = 1.0) -> list[str]:
@@ -102,7 +115,7 @@ def load_partial(model: CMAL, folder: Path, blend: float = 1.0) -> list[str]:
     """
     if not 0.0 <= blend <= 1.0:
         raise ValueError(f"blend must be in [0, 1], got {blend}")
-    state = load_file(str(folder / WEIGHTS))
+    state = read_weights(folder)
     own = model.state_dict()
     usable = {
         k: blend * v + (1.0 - blend) * own[k] if blend < 1.0 and v.is_floating_point() else v

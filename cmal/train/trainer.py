@@ -23,6 +23,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from cmal.model.io import drop_retired
 from cmal.train.distributed import DistInfo, barrier
 from cmal.train.examples import Example
 
@@ -131,7 +132,7 @@ def fit(
     start_epoch, step, best, history = 1, 0, None, []
     if s.resume and (ckpt / "trainer.json").is_file():
         meta = json.loads((ckpt / "trainer.json").read_text())
-        tensors = load_file(str(ckpt / "state.safetensors"))
+        tensors = drop_retired(load_file(str(ckpt / "state.safetensors")), prefix="model.")
         model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
         _load_optimizer(opt, tensors, meta["optimizer"])
         start_epoch, step, best, history = meta["epoch"] + 1, meta["step"], meta["best"], meta["history"]

@@ -176,3 +176,24 @@ def test_load_partial_blends_towards_the_fresh_weights(tiny_world, tmp_path: Pat
             torch.testing.assert_close(v, blend * saved[k] + (1 - blend) * fresh[k])
     with pytest.raises(ValueError, match="blend"):
         load_partial(tiny_model(tiny_world), tmp_path, 1.5)
+
+
+def test_grounding_scorer_has_no_bias_and_older_checkpoints_with_one_still_load(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from cmal.model.io import WEIGHTS, load_cmal
+
+    fresh, _, _ = load_cmal(tiny_model_dir)
+    assert "rec_head.mlp.net.3.bias" not in fresh.state_dict()
+    older = tmp_path / "older"
+    shutil.copytree(tiny_model_dir, older)
+    state = load_file(str(older / WEIGHTS))
+    state["rec_head.mlp.net.3.bias"] = torch.tensor([-0.1085])  # as the demo model's checkpoint has
+    save_file(state, str(older / WEIGHTS))
+    loaded, _, _ = load_cmal(older)
+    for key, value in fresh.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value), key
