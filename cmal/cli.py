@@ -205,9 +205,12 @@ def _export(args: argparse.Namespace) -> int:
             worst = max(report["max_abs_diff"].values())
             print(f"parity {name:<14} max |diff| {worst:.2e}, mismatches {report['decision_mismatches']}")
         else:
-            agree, n = report["decision_agreement"], report["examples"]
+            agree, n = report["decision_agreement"], report["margin_examples"]
             change = report["accuracy_change_points"]
-            print(f"parity {name:<14} decisions agree {agree:.3f} on {n} examples, accuracy {change} points")
+            print(
+                f"parity {name:<14} decisions agree {agree:.3f} on {n} of {report['examples']} examples "
+                f"with a margin, accuracy {change} points"
+            )
     print(f"wrote {out}/manifest.json in {manifest['export_seconds']} s")
     return 0
 
