@@ -14,6 +14,7 @@ from types import FrameType
 import uvicorn
 
 from service.app import create_app
+from service.settings import Settings
 
 
 class DrainingServer(uvicorn.Server):
@@ -45,9 +46,15 @@ def main() -> None:
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    app = create_app()
+    settings = Settings()  # type: ignore[call-arg]  # every field has a default
+    app = create_app(settings)
     config = uvicorn.Config(
-        app, host=args.host, port=args.port, log_level=args.log_level, timeout_graceful_shutdown=30
+        app,
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+        timeout_graceful_shutdown=30,
+        timeout_keep_alive=settings.keep_alive_s,
     )
     DrainingServer(config, app).run()
 

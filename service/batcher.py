@@ -2,10 +2,10 @@
 
 A batch closes at ``max_batch_size`` fusion rows or ``max_batch_delay_ms`` after its first
 request. The queue is bounded (excess -> `QueueFull`, answered 429 with Retry-After); each request
-has a deadline (-> `DeadlineExceeded`, 504); requests whose client has gone are dropped before they
-run. The same image in several requests (or one /v1/matching request's texts) is detected once: a
-content-hash LRU cache keeps recent detector results. Inference runs in one worker thread, off
-the event loop; an exception fails only the batch it happened in.
+has a deadline (-> `DeadlineExceeded`, 504); a request whose client hangs up is withdrawn from the
+queue at once (`withdraw`). The same image in several requests (or one /v1/matching request's
+texts) is detected once: a content-hash LRU cache keeps recent detector results. Inference runs
+in one worker thread, off the event loop; an exception fails only the batch it happened in.
 """
 
 from __future__ import annotations
@@ -36,6 +36,10 @@ class DeadlineExceeded(Exception):
 
 class BatchFailed(Exception):
     pass
+
+
+class ClientGone(Exception):
+    """The client hung up before its request ran; the request was withdrawn from the queue."""
 
 
 @dataclass
@@ -91,6 +95,16 @@ class Batcher:
     def depth(self) -> int:
         return len(self.pending)
 
+    def withdraw(self, job: Job, reason: Exception) -> None:
+        """Take ``job`` out of the queue (its client left, or its deadline passed) and fail its
+        future with ``reason``; a job already running just has its result ignored."""
+        job.abandoned = True
+        if job in self.pending:
+            self.pending.remove(job)
+            metrics.QUEUE_DEPTH.set(len(self.pending))
+        if not job.future.done():
+            job.future.set_exception(reason)
+
     async def submit(
         self, task: str, image_key: str, image: Image.Image, texts: list[str], timeout_s: float
     ) -> Job:
@@ -138,14 +152,16 @@ class Batcher:
         return sum(len(j.texts) for j in self.pending)
 
     def _take(self) -> list[Job]:
-        """Pop up to max_batch_size rows of live jobs, dropping abandoned and expired ones."""
+        """Pop up to max_batch_size rows of live jobs, skipping settled ones and expiring late ones.
+
+        Outcomes are counted where each request is answered (the endpoint), never here.
+        """
         batch: list[Job] = []
         rows = 0
         now = time.perf_counter()
         while self.pending and (not batch or rows + len(self.pending[0].texts) <= self.max_batch_size):
             job = self.pending.popleft()
             if job.future.done() or job.abandoned:
-                metrics.REQUESTS.labels(job.task, "dropped").inc()
                 continue
             if now > job.deadline:
                 job.future.set_exception(DeadlineExceeded())
@@ -158,14 +174,20 @@ class Batcher:
     def _run(self, batch: list[Job]) -> list[JobResult]:
         """Detect uncached images once each, then fuse every text row in one call (worker thread)."""
         todo: dict[str, Image.Image] = {}
-        for job in batch:
-            if job.image_key in self.cache:
-                self.cache.move_to_end(job.image_key)
-                metrics.CACHE.labels("hit").inc()
-            elif job.image_key not in todo:
-                todo[job.image_key] = job.image
-                metrics.CACHE.labels("miss").inc()
+        # each image's regions are taken from the cache as it is looked up: inserting this batch's
+        # misses below may evict them when the cache is smaller than the batch
         found: dict[str, Regions] = {}
+        for job in batch:
+            key = job.image_key
+            if key in found or key in todo:
+                continue
+            if key in self.cache:
+                self.cache.move_to_end(key)
+                found[key] = self.cache[key]
+                metrics.CACHE.labels("hit").inc()
+            else:
+                todo[key] = job.image
+                metrics.CACHE.labels("miss").inc()
         if todo:
             start = time.perf_counter()
             regions = self.backend.detect(list(todo.values()))
@@ -176,7 +198,7 @@ class Batcher:
                     self.cache[key] = found[key]
                     if len(self.cache) > self.cache_size:
                         self.cache.popitem(last=False)
-        per_job = [found.get(j.image_key) or self.cache[j.image_key] for j in batch]
+        per_job = [found[j.image_key] for j in batch]
         texts = [t for j in batch for t in j.texts]
         rows = [i for i, j in enumerate(batch) for _ in j.texts]
         stacked = _stack(per_job)

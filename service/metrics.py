@@ -27,12 +27,19 @@ TASKS = ("entailment", "grounding", "vqa", "matching")
 OUTCOMES = ("ok", "bad_request", "rejected", "timeout", "dropped", "error")
 
 
+# nginx's status for "the client closed the connection before the answer": never reaches a
+# client, but counts the request (outcome "dropped") so every accepted request is accounted for
+CLIENT_CLOSED_REQUEST = 499
+
+
 def outcome_of(status: int) -> str:
     """The ``outcome`` label of a failed request's HTTP status."""
     if status == 429:
         return "rejected"
     if status == 504:
         return "timeout"
+    if status == CLIENT_CLOSED_REQUEST:
+        return "dropped"
     return "error" if status >= 500 else "bad_request"
 
 

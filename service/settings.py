@@ -29,3 +29,9 @@ class Settings(BaseSettings):
     max_texts: int = Field(32, description="most texts in one /v1/matching request")
     cache_size: int = Field(256, ge=0, description="detector results kept by image content hash")
     threads: int = Field(0, ge=0, description="inference threads (0 = runtime default)")
+    # uvicorn closes a keep-alive connection idle this long. Its default (5 s) equals httpx's pool
+    # expiry and is far below nginx's or a cloud load balancer's (60 s): a client reusing a
+    # connection at the moment the server closes it gets "connection reset" and the request is
+    # lost. The server must outlive its clients' idle timeouts (Kludex/uvicorn#2097,
+    # vllm-project/vllm#18472); 75 s is nginx's and gunicorn's customary value.
+    keep_alive_s: int = Field(75, ge=1, description="idle keep-alive connections close after this")

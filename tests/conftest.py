@@ -86,3 +86,16 @@ def tiny_exported(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
     shutil.copytree(tiny_model_dir, model)
     export_model(model, "all", log=lambda *_: None)
     return model
+
+
+@pytest.fixture(scope="session")
+def demo_exported(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the demo model with its ONNX graphs exported (the repo's own copy is left alone)."""
+    import shutil
+
+    from export.api import export_model
+
+    model = tmp_path_factory.mktemp("demo_exported") / "shapes-demo"
+    shutil.copytree(DEMO_DIR, model, ignore=shutil.ignore_patterns("export"))
+    export_model(model, "onnx", log=lambda *_: None)
+    return model

@@ -14,9 +14,10 @@ from pydantic import BaseModel, ValidationError
 
 from cmal.inference import entailment_result, grounding_result, sigmoid, vqa_result
 from service import metrics
-from service.batcher import BatchFailed, DeadlineExceeded, JobResult, QueueFull
+from service.batcher import Batcher, BatchFailed, ClientGone, DeadlineExceeded, Job, JobResult, QueueFull
 from service.errors import ApiError
 from service.images import ImageError, content_hash, decode_base64, open_image
+from service.metrics import CLIENT_CLOSED_REQUEST
 from service.schemas import (
     EntailmentRequest,
     EntailmentResponse,
@@ -52,6 +53,14 @@ def _body_doc(model: type[BaseModel]) -> dict[str, Any]:
             },
         }
     }
+
+
+def _admit(request: Request) -> None:
+    """Turn a request away before its body is read or its image decoded when the queue is already
+    full: under overload a 429 must cost next to nothing, or rejecting becomes the bottleneck."""
+    state = request.app.state
+    if state.ready and state.batcher.depth >= state.batcher.max_queue:
+        raise ApiError(429, "queue_full", "too many requests queued; retry shortly", {"Retry-After": "1"})
 
 
 async def _parse(request: Request, model: type[M]) -> tuple[M, bytes]:
@@ -123,15 +132,18 @@ async def _run(request: Request, task: str, raw: bytes, texts: list[str]) -> Job
         raise ApiError(
             429, "queue_full", "too many requests queued; retry shortly", {"Retry-After": "1"}
         ) from None
-    watcher = asyncio.create_task(_watch_disconnect(request, job))
+    watcher = asyncio.create_task(_withdraw_on_disconnect(request, job, state.batcher))
     try:
         remaining = max(0.0, job.deadline - time.perf_counter())
         result: JobResult = await asyncio.wait_for(asyncio.shield(job.future), timeout=remaining)
     except (TimeoutError, DeadlineExceeded):
-        job.abandoned = True
+        state.batcher.withdraw(job, DeadlineExceeded())
         raise ApiError(
             504, "deadline_exceeded", f"no result within {settings.request_timeout_ms:.0f} ms"
         ) from None
+    except ClientGone:
+        # nobody is left to read this answer; it is counted (outcome "dropped") like any other
+        raise ApiError(CLIENT_CLOSED_REQUEST, "client_closed_request", "the client hung up") from None
     except BatchFailed as e:
         raise ApiError(500, "inference_failed", str(e)) from None
     finally:
@@ -140,13 +152,13 @@ async def _run(request: Request, task: str, raw: bytes, texts: list[str]) -> Job
     return result
 
 
-async def _watch_disconnect(request: Request, job: Any) -> None:
+async def _withdraw_on_disconnect(request: Request, job: Job, batcher: Batcher) -> None:
+    """Wait for the client to hang up (the server sends ``http.disconnect`` when the connection is
+    lost; the body has been read already) and withdraw its job from the queue at once."""
     with contextlib.suppress(asyncio.CancelledError):
-        while not job.future.done():
-            if await request.is_disconnected():
-                job.abandoned = True
-                return
-            await asyncio.sleep(0.05)
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+        batcher.withdraw(job, ClientGone())
 
 
 def _meta(request: Request) -> dict[str, str]:
@@ -156,6 +168,7 @@ def _meta(request: Request) -> dict[str, str]:
 @router.post("/entailment", response_model=EntailmentResponse, openapi_extra=_body_doc(EntailmentRequest))
 async def entailment(request: Request) -> dict[str, Any]:
     """Visual entailment: does the image entail, contradict, or say nothing about the hypothesis?"""
+    _admit(request)
     body, raw = await _parse(request, EntailmentRequest)
     texts = _check_texts(request, [body.hypothesis], "hypothesis")
     result = await _run(request, "entailment", raw, texts)
@@ -165,6 +178,7 @@ async def entailment(request: Request) -> dict[str, Any]:
 @router.post("/grounding", response_model=GroundingResponse, openapi_extra=_body_doc(GroundingRequest))
 async def grounding(request: Request) -> dict[str, Any]:
     """Referring-expression grounding: the box of the object the expression names."""
+    _admit(request)
     body, raw = await _parse(request, GroundingRequest)
     texts = _check_texts(request, [body.expression], "expression")
     result = await _run(request, "grounding", raw, texts)
@@ -174,6 +188,7 @@ async def grounding(request: Request) -> dict[str, Any]:
 @router.post("/vqa", response_model=VqaResponse, openapi_extra=_body_doc(VqaRequest))
 async def vqa(request: Request) -> dict[str, Any]:
     """Visual question answering over the model's answer vocabulary."""
+    _admit(request)
     body, raw = await _parse(request, VqaRequest)
     texts = _check_texts(request, [body.question], "question")
     result = await _run(request, "vqa", raw, texts)
@@ -184,6 +199,7 @@ async def vqa(request: Request) -> dict[str, Any]:
 @router.post("/matching", response_model=MatchingResponse, openapi_extra=_body_doc(MatchingRequest))
 async def matching(request: Request) -> dict[str, Any]:
     """Image-text matching: a match probability for each candidate text (the image is detected once)."""
+    _admit(request)
     body, raw = await _parse(request, MatchingRequest)
     limit = request.app.state.settings.max_texts
     if len(body.texts) > limit:

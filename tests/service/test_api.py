@@ -14,6 +14,7 @@ from PIL import Image
 
 from service.app import create_app
 from service.settings import Settings
+from tests.service.sync import Gate, until
 
 
 def png(size: tuple[int, int] = (128, 128), colour: tuple[int, int, int] = (210, 210, 210)) -> bytes:
@@ -180,29 +181,37 @@ def test_api_key(tiny_exported: Path) -> None:
     run(settings, go)
 
 
-def test_concurrent_requests_form_batches_and_share_detection(settings: Settings) -> None:
+def test_queued_requests_form_batches_and_share_detection(settings: Settings) -> None:
     image = b64(png())
 
     async def go(client: httpx.AsyncClient, app) -> None:  # type: ignore[no-untyped-def]
-        before = app.state.backend
+        backend = app.state.backend
         calls = {"detect": 0}
-        original = before.detect
+        original = backend.detect
 
         def counting(images):  # type: ignore[no-untyped-def]
             calls["detect"] += len(images)
             return original(images)
 
-        before.detect = counting
-        rs = await asyncio.gather(
-            *(client.post("/v1/vqa", json={"image": image, "question": f"q {i}?"}) for i in range(40))
-        )
-        assert all(r.status_code == 200 for r in rs)
+        backend.detect = counting
+        before = (await client.get("/metrics")).text  # counters are process-wide: compare deltas
+        gate = Gate(backend)
+        first = asyncio.create_task(client.post("/v1/vqa", json={"image": image, "question": "q?"}))
+        await gate.wait_entered()  # the worker is busy with the first request
+        rest = [
+            asyncio.create_task(client.post("/v1/vqa", json={"image": image, "question": f"q {i}?"}))
+            for i in range(20)
+        ]
+        await until(lambda: app.state.batcher.depth == 20, "20 queued requests")
+        gate.open()
+        rs = [await first, *await asyncio.gather(*rest)]
+        assert [r.status_code for r in rs] == [200] * 21
         assert calls["detect"] == 1  # one image, detected once, then served from the cache
-        metrics = (await client.get("/metrics")).text
-        sizes = [line for line in metrics.splitlines() if line.startswith("cmal_batch_size_bucket")]
-        le1 = next(float(line.split()[-1]) for line in sizes if 'le="1.0"' in line)
-        total = next(float(line.split()[-1]) for line in sizes if 'le="+Inf"' in line)
-        assert total > le1  # some batches held more than one request
+        # 20 requests were waiting when the worker came free: batches of max_batch_size (8)
+        assert gate.calls == 1 + 3
+        after = (await client.get("/metrics")).text
+        assert change(before, after, "cmal_batch_size_count") == 4
+        assert change(before, after, "cmal_batch_size_sum") == 21
 
     run(settings, go)
 
@@ -212,13 +221,25 @@ def test_full_queue_rejects_with_retry_after_and_keeps_accepted(tiny_exported: P
     image = b64(png())
 
     async def go(client: httpx.AsyncClient, app) -> None:  # type: ignore[no-untyped-def]
-        rs = await asyncio.gather(
-            *(client.post("/v1/vqa", json={"image": image, "question": f"q {i}?"}) for i in range(30))
-        )
-        codes = [r.status_code for r in rs]
-        assert set(codes) <= {200, 429} and 429 in codes and 200 in codes
-        rejected = next(r for r in rs if r.status_code == 429)
-        assert rejected.headers["retry-after"] == "1"
+        before = (await client.get("/metrics")).text
+        gate = Gate(app.state.backend)
+
+        def ask(i: int) -> asyncio.Task[httpx.Response]:
+            return asyncio.create_task(client.post("/v1/vqa", json={"image": image, "question": f"q {i}?"}))
+
+        running = ask(0)
+        await gate.wait_entered()
+        queued = [ask(i) for i in range(1, 5)]
+        await until(lambda: app.state.batcher.depth == 4, "a full queue")
+        rejected = await client.post("/v1/vqa", json={"image": image, "question": "one too many?"})
+        assert rejected.status_code == 429 and rejected.headers["retry-after"] == "1"
+        assert rejected.json()["error"]["code"] == "queue_full"
+        gate.open()
+        accepted = [await running, *await asyncio.gather(*queued)]
+        assert [r.status_code for r in accepted] == [200] * 5  # nothing accepted was lost
+        after = (await client.get("/metrics")).text
+        assert change(before, after, 'cmal_requests_total{task="vqa",outcome="ok"}') == 5
+        assert change(before, after, 'cmal_requests_total{task="vqa",outcome="rejected"}') == 1
 
     run(settings, go)
 
@@ -230,17 +251,12 @@ def test_deadline_and_failing_batch(tiny_exported: Path) -> None:
     async def go(client: httpx.AsyncClient, app) -> None:  # type: ignore[no-untyped-def]
         backend = app.state.backend
         original = backend.fuse
-
-        def slow(texts, regions):  # type: ignore[no-untyped-def]
-            import time
-
-            time.sleep(0.5)
-            return original(texts, regions)
-
-        backend.fuse = slow
+        before = (await client.get("/metrics")).text
+        gate = Gate(backend)  # the batch is held until after its deadline has passed
         r = await client.post("/v1/vqa", json={"image": image, "question": "q?"})
         assert r.status_code == 504 and "no result within" in r.json()["error"]["message"]
-        await asyncio.sleep(0.5)  # the slow batch finishes in the worker thread
+        gate.open()
+        await until(lambda: app.state.batcher.in_flight == 0, "the held batch to finish")
 
         def broken(texts, regions):  # type: ignore[no-untyped-def]
             raise RuntimeError("injected fault")
@@ -251,8 +267,52 @@ def test_deadline_and_failing_batch(tiny_exported: Path) -> None:
         backend.fuse = original
         r = await client.post("/v1/vqa", json={"image": image, "question": "q?"})
         assert r.status_code == 200  # the server keeps serving
+        after = (await client.get("/metrics")).text
+        for outcome, count in (("timeout", 1), ("error", 1), ("ok", 1), ("dropped", 0)):
+            assert change(before, after, f'cmal_requests_total{{task="vqa",outcome="{outcome}"}}') == count
 
     run(settings, go)
+
+
+def test_a_cache_smaller_than_a_batch_serves_every_image(tiny_exported: Path) -> None:
+    settings = Settings(model_dir=tiny_exported, cache_size=2, max_batch_size=8)
+    a, b, c, d = (b64(png(colour=(10 + 60 * i, 200, 200))) for i in range(4))
+
+    async def go(client: httpx.AsyncClient, app) -> None:  # type: ignore[no-untyped-def]
+        def ask(image: str) -> asyncio.Task[httpx.Response]:
+            return asyncio.create_task(client.post("/v1/vqa", json={"image": image, "question": "q?"}))
+
+        assert (await ask(a)).status_code == 200  # cached: [a]
+        gate = Gate(app.state.backend)
+        held = ask(d)  # cached: [a, d]; the worker waits inside fusion
+        await gate.wait_entered()
+        batch = [ask(a), ask(b), ask(c)]  # a hit, then b and c evict a and d
+        await until(lambda: app.state.batcher.depth == 3, "three queued images")
+        gate.open()
+        rs = [await held, *await asyncio.gather(*batch)]
+        assert [r.status_code for r in rs] == [200] * 4, [r.text for r in rs]
+
+    run(settings, go)
+
+
+def sample(metrics: str, name: str) -> float:
+    """The value of one sample of a Prometheus text exposition, named as ``metric{label="v",…}``
+    (labels in any order)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    metric, _, labels = name.partition("{")
+    wanted = dict(kv.split("=", 1) for kv in labels.rstrip("}").split(",")) if labels else {}
+    wanted = {k: v.strip('"') for k, v in wanted.items()}
+    for family in text_string_to_metric_families(metrics):
+        for s in family.samples:
+            if s.name == metric and s.labels == wanted:
+                return float(s.value)
+    raise AssertionError(f"no sample {name}")
+
+
+def change(before: str, after: str, name: str) -> float:
+    """How much a sample grew between two scrapes (the metrics registry is process-wide)."""
+    return sample(after, name) - sample(before, name)
 
 
 @pytest.mark.parametrize("backend", ["torchscript", "torch"])

@@ -1,5 +1,6 @@
 """Through HTTP against a real uvicorn process: each endpoint's accuracy on a fresh test split
-equals `cmal evaluate`'s within 1 point, with 64 concurrent clients, no failures, and batches."""
+equals `cmal evaluate`'s within 1 point, with 64 concurrent clients and no failures. (That batches
+form is tested deterministically in test_api.py; here it would depend on requests coinciding.)"""
 
 from __future__ import annotations
 
@@ -20,22 +21,14 @@ from cmal.data.generate import generate_split
 from cmal.imaging import iou
 from tests.service.test_process import start
 
-DEMO = Path(__file__).resolve().parents[2] / "models" / "shapes-demo"
 CMAL = str(Path(sys.executable).with_name("cmal"))
 
 
 @pytest.mark.slow
-def test_http_accuracy_matches_cmal_evaluate(tmp_path: Path) -> None:
+def test_http_accuracy_matches_cmal_evaluate(demo_exported: Path, tmp_path: Path) -> None:
     data = tmp_path / "test"
     generate_split(data, seed=6060, num_images=100, split="test", progress=False)
-    model = tmp_path / "shapes-demo"
-    subprocess.run(["cp", "-r", str(DEMO), str(model)], check=True)
-    subprocess.run(
-        [CMAL, "export", "--model", str(model), "--format", "onnx"],
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
+    model = demo_exported
     out = tmp_path / "eval.json"
     evaluate = [
         CMAL,
@@ -80,7 +73,6 @@ def test_http_accuracy_matches_cmal_evaluate(tmp_path: Path) -> None:
     try:
         with ThreadPoolExecutor(max_workers=64) as pool:  # 64 concurrent clients
             results = list(pool.map(call, calls))
-        metrics = client.get("/metrics").text
     finally:
         client.close()
         proc.send_signal(signal.SIGTERM)
@@ -102,6 +94,4 @@ def test_http_accuracy_matches_cmal_evaluate(tmp_path: Path) -> None:
         http = float(np.mean(values))
         print(f"{task}: HTTP {http:.4f} vs cmal evaluate {offline[task]['accuracy']:.4f} on {len(values)}")
         assert abs(http - offline[task]["accuracy"]) <= 0.01, (task, http, offline[task]["accuracy"])
-    sizes = {line.split('le="')[1].split('"')[0]: float(line.split()[-1])
-             for line in metrics.splitlines() if line.startswith("cmal_batch_size_bucket")}  # fmt: skip
-    assert sizes["+Inf"] > sizes["1.0"]  # batches of more than one request formed
+
