@@ -1,0 +1,366 @@
+"""Overload and soak test of the service as a real process (not part of CI: about 32 minutes).
+
+    .venv/bin/python scripts/overload_soak.py --out runs/reliability [--soak-minutes 30]
+
+1. **Capacity**: a closed loop of 64 clients for 15 s over mixed requests (the four endpoints on
+   a fresh Shapes test split) gives the service's throughput C on this machine.
+2. **Overload**: 60 s of open-loop (Poisson) arrivals at 10 × C over at most 512 connections.
+   Pass: every request is answered 200, 429 with Retry-After, or 504 no later than its deadline
+   (plus 1 s of grace for the measurement); 0 connection errors; every accepted request
+   completes; the server's own counters account for every request sent; resident memory 10 s
+   afterwards within 10% of before.
+3. **Soak**: open-loop arrivals at 0.7 × C for ``--soak-minutes``, reporting throughput, p99 and
+   resident memory every minute. Pass: each stays within 10% of its median over the minutes.
+
+Writes ``report.json`` and ``soak.png`` to ``--out`` and prints a summary. The load generator is a
+minimal HTTP/1.1 client on asyncio streams (pre-encoded requests, a pool of keep-alive
+connections, a new connection whenever none is idle) so that it can offer 10 × C from the same
+2-core machine; it counts a connection reset or an unanswered request as a connection error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from cmal.data.formats import load  # noqa: E402
+from cmal.data.generate import generate_split  # noqa: E402
+
+DEADLINE_S = 10.0  # the service's default CMAL_REQUEST_TIMEOUT_MS
+GRACE_S = 1.0
+
+
+@dataclass
+class Outcome:
+    status: int  # -1: connection error
+    latency: float
+    retry_after: bool = False
+    finished: float = 0.0
+
+
+@dataclass
+class Stats:
+    outcomes: list[Outcome] = field(default_factory=list)
+
+    def summary(self, seconds: float) -> dict[str, float | int | dict[str, int]]:
+        ok = [o.latency for o in self.outcomes if o.status == 200]
+        codes = Counter(str(o.status) for o in self.outcomes)
+        return {
+            "requests": len(self.outcomes),
+            "status": dict(codes),
+            "throughput_ok_per_s": round(len(ok) / seconds, 1),
+            "p50_ms": round(1000 * float(np.percentile(ok, 50)), 1) if ok else 0.0,
+            "p99_ms": round(1000 * float(np.percentile(ok, 99)), 1) if ok else 0.0,
+        }
+
+
+def request_bytes(path: str, body: dict[str, object]) -> bytes:
+    data = json.dumps(body).encode()
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(data)}\r\n\r\n"
+    ).encode()
+    return head + data
+
+
+def mixed_requests(folder: Path) -> list[bytes]:
+    images: dict[Path, str] = {}
+
+    def image(path: Path) -> str:
+        if path not in images:
+            images[path] = base64.b64encode(path.read_bytes()).decode()
+        return images[path]
+
+    out = [request_bytes("/v1/entailment", {"image": image(r.image), "hypothesis": r.hypothesis})
+           for r in load(folder / "ve.jsonl", "ve")]  # fmt: skip
+    out += [request_bytes("/v1/grounding", {"image": image(r.image), "expression": r.expression})
+            for r in load(folder / "rec.jsonl", "rec")]  # fmt: skip
+    out += [request_bytes("/v1/vqa", {"image": image(r.image), "question": r.question})
+            for r in load(folder / "vqa.jsonl", "vqa")]  # fmt: skip
+    out += [request_bytes("/v1/matching", {"image": image(r.image), "texts": [r.text]})
+            for r in load(folder / "itm.jsonl", "itm")]  # fmt: skip
+    random.Random(0).shuffle(out)
+    return out
+
+
+class Pool:
+    """Keep-alive connections to one server, at most ``size`` at once (a fleet of clients with
+    connection pools); a request takes an idle one, opens a new one, or waits for one to free."""
+
+    def __init__(self, port: int, size: int):
+        self.port = port
+        self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        self.slots = asyncio.Semaphore(size)
+
+    async def send(self, raw: bytes) -> Outcome:
+        start = time.perf_counter()  # arrival: waiting for a free connection counts as latency
+        async with self.slots:
+            return await self._send(raw, start)
+
+    async def _send(self, raw: bytes, start: float) -> Outcome:
+        try:
+            conn = self.idle.pop() if self.idle else await asyncio.open_connection("127.0.0.1", self.port)
+            reader, writer = conn
+            writer.write(raw)
+            await writer.drain()
+            status_line = await reader.readline()
+            if not status_line:
+                raise ConnectionError("server closed the connection without answering")
+            status = int(status_line.split()[1])
+            length, retry_after, close = 0, False, False
+            while (line := await reader.readline()) not in (b"\r\n", b""):
+                name, _, value = line.decode("latin-1").partition(":")
+                name = name.strip().lower()
+                if name == "content-length":
+                    length = int(value)
+                elif name == "retry-after":
+                    retry_after = True
+                elif name == "connection" and value.strip().lower() == "close":
+                    close = True
+            await reader.readexactly(length)
+            if close:
+                writer.close()
+            else:
+                self.idle.append(conn)
+            return Outcome(status, time.perf_counter() - start, retry_after, time.perf_counter())
+        except (OSError, ConnectionError, asyncio.IncompleteReadError, ValueError, IndexError):
+            return Outcome(-1, time.perf_counter() - start, finished=time.perf_counter())
+
+    def close(self) -> None:
+        for _, writer in self.idle:
+            writer.close()
+        self.idle.clear()
+
+
+async def closed_loop(pool: Pool, requests: list[bytes], clients: int, seconds: float) -> Stats:
+    stats = Stats()
+    stop = time.perf_counter() + seconds
+    counter = iter(range(10**9))
+
+    async def client() -> None:
+        while time.perf_counter() < stop:
+            stats.outcomes.append(await pool.send(requests[next(counter) % len(requests)]))
+
+    await asyncio.gather(*(client() for _ in range(clients)))
+    return stats
+
+
+async def open_loop(pool: Pool, requests: list[bytes], rate: float, seconds: float, seed: int) -> Stats:
+    """Poisson arrivals at ``rate`` per second for ``seconds``; waits for every answer."""
+    stats = Stats()
+    rng = np.random.default_rng(seed)
+    tasks: list[asyncio.Task[None]] = []
+    start = time.perf_counter()
+    next_at, i = start, 0
+
+    async def one(raw: bytes) -> None:
+        stats.outcomes.append(await pool.send(raw))
+
+    while next_at < start + seconds:
+        delay = next_at - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(requests[i % len(requests)])))
+        i += 1
+        next_at += float(rng.exponential(1.0 / rate))
+    await asyncio.gather(*tasks)
+    return stats
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS")
+
+
+def server_counts(port: int) -> dict[str, float]:
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    counts: dict[str, float] = Counter()
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == "cmal_requests_total":
+                counts[s.labels["outcome"]] += s.value
+    return dict(counts)
+
+
+def start_service(port: int) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "CMAL_MODEL_DIR": str(ROOT / "models" / "shapes-demo")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "service", "--port", str(port), "--log-level", "warning"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    import urllib.request
+
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            if urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1).status == 200:
+                return proc
+        except OSError:
+            time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError("service never became ready")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def within(values: list[float], tolerance: float) -> bool:
+    median = float(np.median(values))
+    return all(abs(v - median) <= tolerance * median for v in values)
+
+
+async def run(args: argparse.Namespace) -> dict[str, object]:
+    with tempfile.TemporaryDirectory() as tmp:
+        generate_split(Path(tmp), seed=8080, num_images=200, split="test", progress=False)
+        requests = mixed_requests(Path(tmp))
+    port = free_port()
+    proc = start_service(port)
+    report: dict[str, object] = {"requests_in_pool": len(requests)}
+    pool = Pool(port, args.connections)
+    try:
+        print("capacity: closed loop, 64 clients, 15 s", flush=True)
+        await closed_loop(pool, requests, 64, 3)  # warm-up, not counted
+        cap = await closed_loop(pool, requests, 64, 15)
+        capacity = cap.summary(15)["throughput_ok_per_s"]
+        assert isinstance(capacity, float)
+        report["capacity"] = cap.summary(15)
+        print(f"  {capacity} req/s", flush=True)
+
+        pool.close()
+        await asyncio.sleep(2)
+        counted_before = server_counts(port)
+        rss_before = rss_mib(proc.pid)
+        rate = 10 * capacity
+        print(f"overload: {rate:.0f} req/s (10 x capacity) for {args.overload_seconds} s", flush=True)
+        over = await open_loop(pool, requests, rate, args.overload_seconds, seed=1)
+        pool.close()
+        await asyncio.sleep(10)
+        rss_after = rss_mib(proc.pid)
+        counted = {k: v - counted_before.get(k, 0.0) for k, v in server_counts(port).items()}
+        statuses = Counter(o.status for o in over.outcomes)
+        late_504 = [o.latency for o in over.outcomes if o.status == 504 and o.latency > DEADLINE_S + GRACE_S]
+        bare_429 = [o for o in over.outcomes if o.status == 429 and not o.retry_after]
+        accepted = len(over.outcomes) - statuses.get(429, 0) - statuses.get(-1, 0)
+        overload = {
+            **over.summary(args.overload_seconds),
+            "offered_per_s": round(len(over.outcomes) / args.overload_seconds, 1),
+            "connection_errors": statuses.get(-1, 0),
+            "other_status": sum(v for k, v in statuses.items() if k not in (200, 429, 504, -1)),
+            "late_504": len(late_504),
+            "429_without_retry_after": len(bare_429),
+            "accepted": accepted,
+            "accepted_completed": statuses.get(200, 0) + statuses.get(504, 0),
+            "server_counted": counted,
+            "rss_before_mib": round(rss_before, 1),
+            "rss_after_mib": round(rss_after, 1),
+        }
+        overload["passed"] = (
+            overload["connection_errors"] == 0
+            and overload["other_status"] == 0
+            and not late_504
+            and not bare_429
+            and overload["accepted_completed"] == accepted
+            and sum(counted.values()) == len(over.outcomes)
+            and abs(rss_after - rss_before) <= 0.10 * rss_before
+        )
+        report["overload"] = overload
+        print(f"  {json.dumps(overload)}", flush=True)
+
+        rate = 0.7 * capacity
+        print(f"soak: {rate:.0f} req/s (0.7 x capacity) for {args.soak_minutes} min", flush=True)
+        minutes = []
+        for minute in range(1, args.soak_minutes + 1):
+            part = await open_loop(pool, requests, rate, 60, seed=100 + minute)
+            row = {"minute": minute, **part.summary(60), "rss_mib": round(rss_mib(proc.pid), 1)}
+            minutes.append(row)
+            print(f"  {json.dumps(row)}", flush=True)
+        throughput = [float(m["throughput_ok_per_s"]) for m in minutes]  # type: ignore[arg-type]
+        p99 = [float(m["p99_ms"]) for m in minutes]  # type: ignore[arg-type]
+        rss = [float(m["rss_mib"]) for m in minutes]  # type: ignore[arg-type]
+        failures = sum(m["requests"] - m["status"].get("200", 0) for m in minutes)  # type: ignore[operator, union-attr]
+        report["soak"] = {
+            "rate_per_s": round(rate, 1),
+            "minutes": minutes,
+            "non_200": failures,
+            "throughput_flat": within(throughput, 0.10),
+            "p99_flat": within(p99, 0.10),
+            "rss_flat": within(rss, 0.10),
+        }
+        plot(minutes, Path(args.out) / "soak.png", rate)
+    finally:
+        pool.close()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+    return report
+
+
+def plot(minutes: list[dict[str, object]], path: Path, rate: float) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    x = [m["minute"] for m in minutes]
+    fig, axes = plt.subplots(3, 1, figsize=(7, 7), sharex=True)
+    for ax, key, label in zip(
+        axes,
+        ("throughput_ok_per_s", "p99_ms", "rss_mib"),
+        (f"answered 200 / s (offered {rate:.0f})", "p99 latency (ms)", "resident memory (MiB)"),
+        strict=True,
+    ):
+        values = [float(m[key]) for m in minutes]  # type: ignore[arg-type]
+        median = float(np.median(values))
+        ax.plot(x, values, marker="o")
+        ax.axhspan(0.9 * median, 1.1 * median, alpha=0.15, label="median ± 10%")
+        ax.set_ylabel(label)
+        ax.legend(loc="lower right")
+    axes[-1].set_xlabel("minute of the soak")
+    fig.suptitle("CMAL service soak at 0.7 × capacity")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--out", default="runs/reliability", help="folder for report.json and soak.png")
+    parser.add_argument("--overload-seconds", type=int, default=60)
+    parser.add_argument("--soak-minutes", type=int, default=30)
+    parser.add_argument("--connections", type=int, default=512, help="most connections open at once")
+    args = parser.parse_args()
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    report = asyncio.run(run(args))
+    (Path(args.out) / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {args.out}/report.json and soak.png")
+
+
+if __name__ == "__main__":
+    main()
