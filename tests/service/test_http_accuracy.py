@@ -94,4 +94,3 @@ def test_http_accuracy_matches_cmal_evaluate(demo_exported: Path, tmp_path: Path
         http = float(np.mean(values))
         print(f"{task}: HTTP {http:.4f} vs cmal evaluate {offline[task]['accuracy']:.4f} on {len(values)}")
         assert abs(http - offline[task]["accuracy"]) <= 0.01, (task, http, offline[task]["accuracy"])
-
