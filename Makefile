@@ -23,7 +23,7 @@ help:
 	@echo "make serve   set up and serve the bundled demo model on 127.0.0.1:8000"
 	@echo "make test    set up and run the test suite"
 	@echo "make lint    ruff and mypy (pinned in the lock)"
-	@echo "make lock    re-resolve requirements/{dev,train,serve}.txt from pyproject.toml"
+	@echo "make lock    re-resolve requirements/{dev,train,serve}.txt to the newest allowed (PACKAGE=name: only that one)"
 	@echo "make demo-model  rebuild models/shapes-demo from scratch (fixed seeds, about 75 min on 2 cores)"
 	@echo "make demo-ablation  the same fine-tuning without pre-training, for the card (may run beside demo-model once its detector exists)"
 
@@ -33,7 +33,7 @@ $(BIN)/python:
 
 $(DEV_STAMP): $(DEV_LOCK) pyproject.toml | $(BIN)/python
 	$(PIP_INSTALL) -r $(DEV_LOCK)
-	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	@touch $@
 
 venv: $(DEV_STAMP)
@@ -47,10 +47,12 @@ lint: $(DEV_STAMP)
 	$(BIN)/mypy
 
 # dev (everything `make test` needs) is resolved first; train and serve are resolved under it as
-# constraints, so a package has the same version in every flavour
+# constraints, so a package has the same version in every flavour. `make lock PACKAGE=name` moves
+# only that package (and what it needs); plain `make lock` moves everything.
+UPGRADE := $(if $(PACKAGE),--upgrade-package $(PACKAGE),--upgrade)
 lock: | $(BIN)/python
 	test -x $(BIN)/uv || $(BIN)/python -m pip install --quiet uv
-	$(COMPILE) --upgrade --extra train --extra serve --extra dev -o $(DEV_LOCK)
+	$(COMPILE) $(UPGRADE) --extra train --extra serve --extra dev -o $(DEV_LOCK)
 	$(COMPILE) --extra train -c $(DEV_LOCK) -o $(LOCKS)/train.txt
 	$(COMPILE) --extra serve -c $(DEV_LOCK) -o $(LOCKS)/serve.txt
 	@echo "wrote $(LOCKS)/{dev,train,serve}.txt; run make test before committing them"
