@@ -96,16 +96,21 @@ def test_every_panel_query_returns_data(tiny_exported: Path, tmp_path: Path) -> 
             time.sleep(0.5)
         else:
             raise AssertionError("Prometheus never scraped the service")
-        for _ in range(3):  # load spread over several scrapes, so rates have two samples
+        # keep sending load until every panel has data (rates need two scrapes after the load):
+        # waits for Prometheus's state, not for a sleep to be long enough
+        deadline = time.time() + 120
+        while True:
             load(url)
-            time.sleep(2)
-        empty = []
-        for title, expr in panel_queries():
-            body = httpx.get(f"{api}/query", params={"query": expr}, timeout=10).json()
-            assert body["status"] == "success", (title, body)
-            values = [float(r["value"][1]) for r in body["data"]["result"]]
-            if not values or all(math.isnan(v) for v in values):
-                empty.append(f"{title}: {expr}")
+            empty = []
+            for title, expr in panel_queries():
+                body = httpx.get(f"{api}/query", params={"query": expr}, timeout=10).json()
+                assert body["status"] == "success", (title, body)
+                values = [float(r["value"][1]) for r in body["data"]["result"]]
+                if not values or all(math.isnan(v) for v in values):
+                    empty.append(f"{title}: {expr}")
+            if not empty or time.time() > deadline:
+                break
+            time.sleep(1)
         assert empty == [], "panels without data:\n" + "\n".join(empty)
         assert len(panel_queries()) >= 13
     finally:
