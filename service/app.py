@@ -83,7 +83,7 @@ class BodyLimit:
         headers = dict(scope.get("headers") or [])
         length = headers.get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.limit:
-            await _reject(send, self.limit)
+            await _reject(scope, send, self.limit)
             return
         seen = 0
 
@@ -99,14 +99,17 @@ class BodyLimit:
         try:
             await self.app(scope, counted, send)
         except _TooLarge:
-            await _reject(send, self.limit)
+            await _reject(scope, send, self.limit)
 
 
 class _TooLarge(Exception):
     pass
 
 
-async def _reject(send: Send, limit: int) -> None:
+async def _reject(scope: Scope, send: Send, limit: int) -> None:
+    task = scope["path"].removeprefix("/v1/")
+    if task in metrics.TASKS:  # counted like every other answer of a task endpoint
+        metrics.REQUESTS.labels(task, "bad_request").inc()
     error = {"code": "body_too_large", "message": f"request body exceeds {limit} bytes"}
     body = json.dumps({"error": error, "request_id": None}).encode()
     await send(

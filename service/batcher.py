@@ -39,10 +39,10 @@ class BatchFailed(Exception):
 
 
 class ClientGone(Exception):
-    """The client hung up before its request ran; the request was withdrawn from the queue."""
+    """The client hung up before its answer was ready (a queued request is withdrawn at once)."""
 
 
-@dataclass
+@dataclass(eq=False)  # identity: finding a job in the queue must not compare images
 class Job:
     task: str
     image_key: str
@@ -51,7 +51,7 @@ class Job:
     deadline: float
     future: asyncio.Future[Any]
     enqueued: float = field(default_factory=time.perf_counter)
-    abandoned: bool = False  # the client disconnected
+    abandoned: bool = False  # withdrawn: its client left or its deadline passed
 
 
 @dataclass
@@ -95,15 +95,19 @@ class Batcher:
     def depth(self) -> int:
         return len(self.pending)
 
-    def withdraw(self, job: Job, reason: Exception) -> None:
-        """Take ``job`` out of the queue (its client left, or its deadline passed) and fail its
-        future with ``reason``; a job already running just has its result ignored."""
+    def withdraw(self, job: Job, reason: Exception | None = None) -> None:
+        """Take ``job`` out of the queue (its client left, or its deadline passed); a job already
+        running just has its result ignored. Its future fails with ``reason`` for a caller still
+        waiting on it, or is cancelled (None) when nobody is."""
         job.abandoned = True
         if job in self.pending:
             self.pending.remove(job)
             metrics.QUEUE_DEPTH.set(len(self.pending))
         if not job.future.done():
-            job.future.set_exception(reason)
+            if reason is None:
+                job.future.cancel()
+            else:
+                job.future.set_exception(reason)
 
     async def submit(
         self, task: str, image_key: str, image: Image.Image, texts: list[str], timeout_s: float
@@ -124,10 +128,13 @@ class Batcher:
             await self.wakeup.wait()
             self.wakeup.clear()
             while self.pending:
-                first = self.pending[0]
-                close_at = first.enqueued + self.delay
-                while self._rows() < self.max_batch_size and time.perf_counter() < close_at:
-                    await asyncio.sleep(min(0.001, max(0.0, close_at - time.perf_counter())))
+                # the batch closes at max_batch_size rows or `delay` after its oldest live job
+                # (re-read each time: that job may have been withdrawn meanwhile)
+                while self.pending and self._rows() < self.max_batch_size:
+                    wait = self.pending[0].enqueued + self.delay - time.perf_counter()
+                    if wait <= 0:
+                        break
+                    await asyncio.sleep(min(0.001, wait))
                 batch = self._take()
                 metrics.QUEUE_DEPTH.set(len(self.pending))
                 if not batch:

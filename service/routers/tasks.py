@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 import numpy as np
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ValidationError
+from starlette.requests import ClientDisconnect
 
 from cmal.inference import entailment_result, grounding_result, sigmoid, vqa_result
 from service import metrics
@@ -95,6 +96,8 @@ async def _parse(request: Request, model: type[M]) -> tuple[M, bytes]:
         raise ApiError(422, "invalid_request", details) from None
     except ImageError as e:
         raise ApiError(e.status, "invalid_image", e.message) from None
+    except ClientDisconnect:
+        raise ApiError(CLIENT_CLOSED_REQUEST, "client_closed_request", "the client hung up") from None
 
 
 def _check_texts(request: Request, texts: list[str], field: str) -> list[str]:
@@ -137,7 +140,7 @@ async def _run(request: Request, task: str, raw: bytes, texts: list[str]) -> Job
         remaining = max(0.0, job.deadline - time.perf_counter())
         result: JobResult = await asyncio.wait_for(asyncio.shield(job.future), timeout=remaining)
     except (TimeoutError, DeadlineExceeded):
-        state.batcher.withdraw(job, DeadlineExceeded())
+        state.batcher.withdraw(job)  # nobody waits for it any more
         raise ApiError(
             504, "deadline_exceeded", f"no result within {settings.request_timeout_ms:.0f} ms"
         ) from None
@@ -148,8 +151,13 @@ async def _run(request: Request, task: str, raw: bytes, texts: list[str]) -> Job
         raise ApiError(500, "inference_failed", str(e)) from None
     finally:
         watcher.cancel()
-    metrics.REQUESTS.labels(task, "ok").inc()
     return result
+
+
+def _answer(task: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """Count a successful answer (once built: a failure while building it counts as an error)."""
+    metrics.REQUESTS.labels(task, "ok").inc()
+    return payload
 
 
 async def _withdraw_on_disconnect(request: Request, job: Job, batcher: Batcher) -> None:
@@ -172,7 +180,7 @@ async def entailment(request: Request) -> dict[str, Any]:
     body, raw = await _parse(request, EntailmentRequest)
     texts = _check_texts(request, [body.hypothesis], "hypothesis")
     result = await _run(request, "entailment", raw, texts)
-    return {**entailment_result(result.outputs["ve_logits"][0]), **_meta(request)}
+    return _answer("entailment", {**entailment_result(result.outputs["ve_logits"][0]), **_meta(request)})
 
 
 @router.post("/grounding", response_model=GroundingResponse, openapi_extra=_body_doc(GroundingRequest))
@@ -182,7 +190,8 @@ async def grounding(request: Request) -> dict[str, Any]:
     body, raw = await _parse(request, GroundingRequest)
     texts = _check_texts(request, [body.expression], "expression")
     result = await _run(request, "grounding", raw, texts)
-    return {**grounding_result(result.outputs["rec_logits"][0], result.regions, 0), **_meta(request)}
+    box = grounding_result(result.outputs["rec_logits"][0], result.regions, 0)
+    return _answer("grounding", {**box, **_meta(request)})
 
 
 @router.post("/vqa", response_model=VqaResponse, openapi_extra=_body_doc(VqaRequest))
@@ -193,7 +202,9 @@ async def vqa(request: Request) -> dict[str, Any]:
     texts = _check_texts(request, [body.question], "question")
     result = await _run(request, "vqa", raw, texts)
     answers = request.app.state.backend.files.answers
-    return {**vqa_result(result.outputs["vqa_logits"][0], answers, body.top_k), **_meta(request)}
+    return _answer(
+        "vqa", {**vqa_result(result.outputs["vqa_logits"][0], answers, body.top_k), **_meta(request)}
+    )
 
 
 @router.post("/matching", response_model=MatchingResponse, openapi_extra=_body_doc(MatchingRequest))
@@ -207,4 +218,6 @@ async def matching(request: Request) -> dict[str, Any]:
     texts = _check_texts(request, body.texts, "texts")
     result = await _run(request, "matching", raw, texts)
     probs = sigmoid(result.outputs["itm_logits"].astype(np.float64))
-    return {"scores": [float(p) for p in probs], "best": int(probs.argmax()), **_meta(request)}
+    return _answer(
+        "matching", {"scores": [float(p) for p in probs], "best": int(probs.argmax()), **_meta(request)}
+    )

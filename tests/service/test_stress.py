@@ -74,7 +74,8 @@ def test_every_request_is_answered_and_counted(demo_exported: Path, tmp_path: Pa
     finally:
         client.close()
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=60) == 0
+        exit_code = proc.wait(timeout=60)
+    assert exit_code == 0
     lost = [r for r in results if r[1] not in ANSWERED]
     assert lost == [], f"{len(lost)} of {len(results)} requests lost, e.g. {lost[:3]}"
     sent = Counter(task for task, _ in results)
