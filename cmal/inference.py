@@ -227,6 +227,11 @@ class OnnxModel:
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
+        if variant != "fp32" and self.manifest["parity"].get(f"onnx_{variant}", {}).get("passed") is not True:
+            raise GraphMismatch(
+                f"{self.graphs_dir}: the {variant} graphs have not passed the quantisation policy "
+                f"(manifest.json, parity.onnx_{variant}); export them with `cmal export --{variant}`"
+            )
         suffix = {"fp32": "", "fp16": ".fp16", "int8": ".int8"}[variant]
         det_name = f"detector{suffix if variant == 'fp16' else ''}.onnx"
         fus_name = f"fusion{suffix}.onnx"

@@ -192,3 +192,11 @@ def test_onnx_path_runs_without_torch(exported, tmp_path: Path) -> None:  # type
     assert result.returncode == 0, result.stderr[-3000:]
     assert "TORCH False" in result.stdout
     assert result.stdout.split()[0] in ("entailment", "neutral", "contradiction")
+
+
+def test_variants_without_a_verdict_are_not_served(exported) -> None:  # type: ignore[no-untyped-def]
+    model_dir, _ = exported  # exported with variant_policy=None: fp16 / int8 recorded, not judged
+    OnnxModel(model_dir)  # fp32 passed its gate: served
+    for variant in ("fp16", "int8"):
+        with pytest.raises(GraphMismatch, match="quantisation policy"):
+            OnnxModel(model_dir, variant=variant)
