@@ -132,7 +132,13 @@ def fit(
     start_epoch, step, best, history = 1, 0, None, []
     if s.resume and (ckpt / "trainer.json").is_file():
         meta = json.loads((ckpt / "trainer.json").read_text())
-        tensors = drop_retired(load_file(str(ckpt / "state.safetensors")), prefix="model.")
+        tensors = load_file(str(ckpt / "state.safetensors"))
+        if drop_retired(tensors, prefix="model.").keys() != tensors.keys():
+            # the optimizer's state is laid out by parameter index: it cannot skip one
+            raise ValueError(
+                f"{ckpt} was written by an older CMAL (with the grounding scorer's bias) and cannot be "
+                "resumed; start a new run from its model directory with --init instead"
+            )
         model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
         _load_optimizer(opt, tensors, meta["optimizer"])
         start_epoch, step, best, history = meta["epoch"] + 1, meta["step"], meta["best"], meta["history"]
