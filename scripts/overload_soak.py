@@ -51,9 +51,10 @@ GRACE_S = 1.0
 @dataclass
 class Outcome:
     status: int  # -1: connection error
-    latency: float
+    latency: float  # from arrival, waiting for a free connection included
     retry_after: bool = False
     finished: float = 0.0
+    wire: float = 0.0  # from writing the request on a connection: what the server is answerable for
 
 
 @dataclass
@@ -62,13 +63,20 @@ class Stats:
 
     def summary(self, seconds: float) -> dict[str, float | int | dict[str, int]]:
         ok = [o.latency for o in self.outcomes if o.status == 200]
+        wire = [o.wire for o in self.outcomes if o.status == 200]
         codes = Counter(str(o.status) for o in self.outcomes)
+
+        def ms(values: list[float], q: float) -> float:
+            return round(1000 * float(np.percentile(values, q)), 1) if values else 0.0
+
         return {
             "requests": len(self.outcomes),
             "status": dict(codes),
             "throughput_ok_per_s": round(len(ok) / seconds, 1),
-            "p50_ms": round(1000 * float(np.percentile(ok, 50)), 1) if ok else 0.0,
-            "p99_ms": round(1000 * float(np.percentile(ok, 99)), 1) if ok else 0.0,
+            "p50_ms": ms(ok, 50),
+            "p99_ms": ms(ok, 99),
+            "p50_wire_ms": ms(wire, 50),
+            "p99_wire_ms": ms(wire, 99),
         }
 
 
@@ -105,10 +113,22 @@ class Pool:
     """Keep-alive connections to one server, at most ``size`` at once (a fleet of clients with
     connection pools); a request takes an idle one, opens a new one, or waits for one to free."""
 
+    # like any well-behaved client, give up idle connections well before the server would close
+    # them (its keep-alive is 75 s): reusing one the server is closing loses the request
+    IDLE_EXPIRY_S = 30.0
+
     def __init__(self, port: int, size: int):
         self.port = port
-        self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter, float]] = []
         self.slots = asyncio.Semaphore(size)
+
+    async def _connection(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        while self.idle:
+            reader, writer, since = self.idle.pop()
+            if time.perf_counter() - since < self.IDLE_EXPIRY_S and not reader.at_eof():
+                return reader, writer
+            writer.close()
+        return await asyncio.open_connection("127.0.0.1", self.port)
 
     async def send(self, raw: bytes) -> Outcome:
         start = time.perf_counter()  # arrival: waiting for a free connection counts as latency
@@ -116,9 +136,10 @@ class Pool:
             return await self._send(raw, start)
 
     async def _send(self, raw: bytes, start: float) -> Outcome:
+        sent = time.perf_counter()
+        writer = None
         try:
-            conn = self.idle.pop() if self.idle else await asyncio.open_connection("127.0.0.1", self.port)
-            reader, writer = conn
+            reader, writer = await self._connection()
             writer.write(raw)
             await writer.drain()
             status_line = await reader.readline()
@@ -139,13 +160,17 @@ class Pool:
             if close:
                 writer.close()
             else:
-                self.idle.append(conn)
-            return Outcome(status, time.perf_counter() - start, retry_after, time.perf_counter())
+                self.idle.append((reader, writer, time.perf_counter()))
+            now = time.perf_counter()
+            return Outcome(status, now - start, retry_after, now, now - sent)
         except (OSError, ConnectionError, asyncio.IncompleteReadError, ValueError, IndexError):
-            return Outcome(-1, time.perf_counter() - start, finished=time.perf_counter())
+            if writer is not None:
+                writer.close()
+            now = time.perf_counter()
+            return Outcome(-1, now - start, finished=now, wire=now - sent)
 
     def close(self) -> None:
-        for _, writer in self.idle:
+        for _, writer, _ in self.idle:
             writer.close()
         self.idle.clear()
 
@@ -259,18 +284,22 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         rss_before = rss_mib(proc.pid)
         rate = 10 * capacity
         print(f"overload: {rate:.0f} req/s (10 x capacity) for {args.overload_seconds} s", flush=True)
+        began = time.perf_counter()
         over = await open_loop(pool, requests, rate, args.overload_seconds, seed=1)
+        drained = time.perf_counter() - began
         pool.close()
         await asyncio.sleep(10)
         rss_after = rss_mib(proc.pid)
         counted = {k: v - counted_before.get(k, 0.0) for k, v in server_counts(port).items()}
         statuses = Counter(o.status for o in over.outcomes)
-        late_504 = [o.latency for o in over.outcomes if o.status == 504 and o.latency > DEADLINE_S + GRACE_S]
+        late_504 = [o.wire for o in over.outcomes if o.status == 504 and o.wire > DEADLINE_S + GRACE_S]
         bare_429 = [o for o in over.outcomes if o.status == 429 and not o.retry_after]
         accepted = len(over.outcomes) - statuses.get(429, 0) - statuses.get(-1, 0)
         overload = {
-            **over.summary(args.overload_seconds),
+            **over.summary(drained),
             "offered_per_s": round(len(over.outcomes) / args.overload_seconds, 1),
+            "seconds_until_all_answered": round(drained, 1),
+            "answered_per_s": round(len(over.outcomes) / drained, 1),
             "connection_errors": statuses.get(-1, 0),
             "other_status": sum(v for k, v in statuses.items() if k not in (200, 429, 504, -1)),
             "late_504": len(late_504),
@@ -293,6 +322,8 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         report["overload"] = overload
         print(f"  {json.dumps(overload)}", flush=True)
 
+        if not args.soak_minutes:
+            return report
         rate = 0.7 * capacity
         print(f"soak: {rate:.0f} req/s (0.7 x capacity) for {args.soak_minutes} min", flush=True)
         minutes = []
