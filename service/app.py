@@ -22,6 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from service import metrics
 from service.batcher import Batcher
 from service.errors import ApiError, error_response
+from service.memory import trim_when_idle
 from service.routers import health, tasks
 from service.runtime import Backend, load_backend
 from service.settings import Settings
@@ -151,6 +152,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             settings.cache_size,
         )
         app.state.batcher.start()
+        batcher = app.state.batcher
+        trimmer = asyncio.create_task(trim_when_idle(lambda: batcher.depth == 0 and not batcher.in_flight))
         app.state.ready = True
         log.info("serving %s %s on %s (%s)", files.name, files.version, backend.name, backend.provider)
         try:
@@ -158,6 +161,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             app.state.ready = False
             app.state.draining = True
+            trimmer.cancel()
             await app.state.batcher.stop()
 
     app = FastAPI(
