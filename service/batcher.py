@@ -186,7 +186,8 @@ class Batcher:
         found: dict[str, Regions] = {}
         for job in batch:
             key = job.image_key
-            if key in found or key in todo:
+            if key in found or key in todo:  # another request of this batch brought the image
+                metrics.CACHE.labels("hit").inc()
                 continue
             if key in self.cache:
                 self.cache.move_to_end(key)

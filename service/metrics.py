@@ -21,7 +21,11 @@ INFERENCE = Histogram(
 )
 QUEUE_DEPTH = Gauge("cmal_queue_depth", "Requests waiting for a batch")
 MODEL_INFO = Gauge("cmal_model_info", "The served model", ["name", "version", "backend", "provider"])
-CACHE = Counter("cmal_detector_cache_total", "Detector cache lookups", ["result"])
+CACHE = Counter(
+    "cmal_detector_cache_total",
+    "Requests by whether their image needed its own detector pass (miss) or not (hit)",
+    ["result"],
+)
 
 TASKS = ("entailment", "grounding", "vqa", "matching")
 OUTCOMES = ("ok", "bad_request", "rejected", "timeout", "dropped", "error")

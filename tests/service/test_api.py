@@ -212,6 +212,8 @@ def test_queued_requests_form_batches_and_share_detection(settings: Settings) ->
         after = (await client.get("/metrics")).text
         assert change(before, after, "cmal_batch_size_count") == 4
         assert change(before, after, "cmal_batch_size_sum") == 21
+        assert change(before, after, 'cmal_detector_cache_total{result="miss"}') == 1
+        assert change(before, after, 'cmal_detector_cache_total{result="hit"}') == 20
 
     run(settings, go)
 
