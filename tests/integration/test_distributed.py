@@ -32,7 +32,7 @@ def test_two_processes_match_one(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=300, env=_env(),
     )  # fmt: skip
     assert single.returncode == 0, single.stderr[-3000:]
-    torchrun = [str(BIN / "torchrun"), "--nproc_per_node", "2", "--master_port", "29531"]
+    torchrun = [str(BIN / "torchrun"), "--standalone", "--nproc_per_node", "2"]  # a free port of its own
     ddp = subprocess.run(
         [*torchrun, str(WORKER), str(data), str(tmp_path), "ddp"],
         capture_output=True, text=True, timeout=300, env=_env(),
@@ -60,7 +60,7 @@ def test_cli_finetune_runs_under_torchrun(tmp_path: Path, demo_dir: Path) -> Non
     data = tmp_path / "data"
     generate_split(data, seed=32, num_images=16, split="train", progress=False)
     result = subprocess.run(
-        [str(BIN / "torchrun"), "--nproc_per_node", "2", "--master_port", "29532", str(BIN / "cmal"),
+        [str(BIN / "torchrun"), "--standalone", "--nproc_per_node", "2", str(BIN / "cmal"),
          "train", "finetune",
          "--init", str(demo_dir), "--tasks", "ve,itm", "--train", str(data), "--out", str(tmp_path / "out"),
          "--epochs", "1", "--batch-size", "8", "--max-steps", "2", "--quiet"],
