@@ -88,7 +88,9 @@ def test_every_panel_query_returns_data(tiny_exported: Path, tmp_path: Path) -> 
         deadline = time.time() + 60
         while time.time() < deadline:
             try:
-                targets = httpx.get(f"{api}/targets", timeout=2).json()["data"]["activeTargets"]
+                answer = httpx.get(f"{api}/targets", timeout=2)
+                # while starting, Prometheus answers 503 in plain text: not ready yet
+                targets = answer.json()["data"]["activeTargets"] if answer.status_code == 200 else []
                 if targets and targets[0]["health"] == "up":
                     break
             except (httpx.HTTPError, KeyError, IndexError):
