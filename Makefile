@@ -1,11 +1,11 @@
 # Quick start: `make serve` and `make test`. Each sets up .venv from the lock file
-# (requirements/dev.txt) and then does its job; the venv is reinstalled only when the lock or
+# (requirements/dev.lock) and then does its job; the venv is reinstalled only when the lock or
 # pyproject.toml changed. `make lock` refreshes the lock files (see README, "Dependencies").
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 LOCKS := requirements
-DEV_LOCK := $(LOCKS)/dev.txt
+DEV_LOCK := $(LOCKS)/dev.lock
 # One stamp per install flavour, remade when the lock or pyproject.toml changes.
 DEV_STAMP := $(VENV)/.stamp-dev
 # Where pip finds the CPU build of torch (2.13.0+cpu): this machine's wheel folder when it has
@@ -23,7 +23,7 @@ help:
 	@echo "make serve   set up and serve the bundled demo model on 127.0.0.1:8000"
 	@echo "make test    set up and run the test suite"
 	@echo "make lint    ruff and mypy (pinned in the lock)"
-	@echo "make lock    re-resolve requirements/{dev,train,serve}.txt to the newest allowed (PACKAGE=name: only that one)"
+	@echo "make lock    re-resolve requirements/{dev,train,serve}.lock to the newest allowed (PACKAGE=name: only that one)"
 	@echo "make demo-model  rebuild models/shapes-demo from scratch (fixed seeds, about 75 min on 2 cores)"
 	@echo "make demo-ablation  the same fine-tuning without pre-training, for the card (may run beside demo-model once its detector exists)"
 
@@ -53,9 +53,9 @@ UPGRADE := $(if $(PACKAGE),--upgrade-package $(PACKAGE),--upgrade)
 lock: | $(BIN)/python
 	test -x $(BIN)/uv || $(BIN)/python -m pip install --quiet uv
 	$(COMPILE) $(UPGRADE) --extra train --extra serve --extra dev -o $(DEV_LOCK)
-	$(COMPILE) --extra train -c $(DEV_LOCK) -o $(LOCKS)/train.txt
-	$(COMPILE) --extra serve -c $(DEV_LOCK) -o $(LOCKS)/serve.txt
-	@echo "wrote $(LOCKS)/{dev,train,serve}.txt; run make test before committing them"
+	$(COMPILE) --extra train -c $(DEV_LOCK) -o $(LOCKS)/train.lock
+	$(COMPILE) --extra serve -c $(DEV_LOCK) -o $(LOCKS)/serve.lock
+	@echo "wrote $(LOCKS)/{dev,train,serve}.lock; run make test before committing them"
 
 DEMO := models/shapes-demo
 # exported graphs are build outputs: made (with torch) on first use and after the weights change

@@ -75,12 +75,12 @@ def test_runtime_image_installs_no_torch(tmp_path: Path) -> None:
         "pip install --no-cache-dir -r requirements-serve.txt",
         "pip install --no-cache-dir --no-deps . \\",
     ]
-    lines = (ROOT / "requirements" / "serve.txt").read_text().lower().splitlines()
+    lines = (ROOT / "requirements" / "serve.lock").read_text().lower().splitlines()
     assert not [line for line in lines if "torch" in line and not line.startswith("#")]
     report = tmp_path / "report.json"
     result = subprocess.run(
         [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet",
-         "--report", str(report), "-r", str(ROOT / "requirements" / "serve.txt")],
+         "--report", str(report), "-r", str(ROOT / "requirements" / "serve.lock")],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
