@@ -235,10 +235,10 @@ def variant_agreement(
     ``policy`` None records the figures without judging them (``"passed": None``): for models
     whose decisions carry no meaning yet, such as a randomly initialised one in a test.
     """
-    examples = (policy or VARIANT_POLICY).examples
-    min_margin = (policy or VARIANT_POLICY).min_margin
-    base, margins, base_acc = _pipeline_decisions(files, data, fp32, examples)
-    got, _, got_acc = _pipeline_decisions(files, data, variant, examples)
+    measure = policy or VARIANT_POLICY  # what to measure on, even when not judging
+    min_margin = measure.min_margin
+    base, margins, base_acc = _pipeline_decisions(files, data, fp32, measure.examples)
+    got, _, got_acc = _pipeline_decisions(files, data, variant, measure.examples)
     same = [a == b for a, b in zip(base, got, strict=True)]
     decided = [s for s, m in zip(same, margins, strict=True) if m >= min_margin]
     agreement = float(np.mean(decided)) if decided else 0.0

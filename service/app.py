@@ -108,21 +108,13 @@ class _TooLarge(Exception):
 
 
 async def _reject(scope: Scope, send: Send, limit: int) -> None:
-    task = scope["path"].removeprefix("/v1/")
-    if task in metrics.TASKS:  # counted like every other answer of a task endpoint
-        metrics.REQUESTS.labels(task, "bad_request").inc()
+    metrics.count_failure(scope["path"], 413)  # counted like every other answer of a task endpoint
     error = {"code": "body_too_large", "message": f"request body exceeds {limit} bytes"}
     body = json.dumps({"error": error, "request_id": None}).encode()
     await send(
         {"type": "http.response.start", "status": 413, "headers": [(b"content-type", b"application/json")]}
     )
     await send({"type": "http.response.body", "body": body})
-
-
-def _count_failure(request: Request, status: int) -> None:
-    task = request.url.path.removeprefix("/v1/")
-    if task in metrics.TASKS:
-        metrics.REQUESTS.labels(task, metrics.outcome_of(status)).inc()
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -193,19 +185,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> Response:
-        _count_failure(request, exc.status)
+        metrics.count_failure(request.url.path, exc.status)
         return error_response(request, exc.status, exc.code, exc.message, exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> Response:
-        _count_failure(request, 422)
+        metrics.count_failure(request.url.path, 422)
         details = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         return error_response(request, 422, "invalid_request", details)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error")
-        _count_failure(request, 500)
+        metrics.count_failure(request.url.path, 500)
         return error_response(request, 500, "internal_error", f"{type(exc).__name__}: {exc}")
 
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)

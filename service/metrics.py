@@ -47,6 +47,13 @@ def outcome_of(status: int) -> str:
     return "error" if status >= 500 else "bad_request"
 
 
+def count_failure(path: str, status: int) -> None:
+    """Count a task endpoint's failed answer (other paths are not task requests)."""
+    task = path.removeprefix("/v1/")
+    if task in TASKS:
+        REQUESTS.labels(task, outcome_of(status)).inc()
+
+
 def initialise() -> None:
     """Create every label combination at zero, so dashboards show 0 rather than no data."""
     for task in TASKS:

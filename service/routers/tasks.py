@@ -56,12 +56,21 @@ def _body_doc(model: type[BaseModel]) -> dict[str, Any]:
     }
 
 
+def _queue_full() -> ApiError:
+    return ApiError(429, "queue_full", "too many requests queued; retry shortly", {"Retry-After": "1"})
+
+
+def _client_gone() -> ApiError:
+    """Nobody is left to read the answer; it is still counted (outcome "dropped")."""
+    return ApiError(CLIENT_CLOSED_REQUEST, "client_closed_request", "the client hung up")
+
+
 def _admit(request: Request) -> None:
     """Turn a request away before its body is read or its image decoded when the queue is already
     full: under overload a 429 must cost next to nothing, or rejecting becomes the bottleneck."""
     state = request.app.state
     if state.ready and state.batcher.depth >= state.batcher.max_queue:
-        raise ApiError(429, "queue_full", "too many requests queued; retry shortly", {"Retry-After": "1"})
+        raise _queue_full()
 
 
 async def _parse(request: Request, model: type[M]) -> tuple[M, bytes]:
@@ -97,7 +106,7 @@ async def _parse(request: Request, model: type[M]) -> tuple[M, bytes]:
     except ImageError as e:
         raise ApiError(e.status, "invalid_image", e.message) from None
     except ClientDisconnect:
-        raise ApiError(CLIENT_CLOSED_REQUEST, "client_closed_request", "the client hung up") from None
+        raise _client_gone() from None
 
 
 def _check_texts(request: Request, texts: list[str], field: str) -> list[str]:
@@ -132,9 +141,7 @@ async def _run(request: Request, task: str, raw: bytes, texts: list[str]) -> Job
             task, content_hash(raw), image, texts, settings.request_timeout_ms / 1000
         )
     except QueueFull:
-        raise ApiError(
-            429, "queue_full", "too many requests queued; retry shortly", {"Retry-After": "1"}
-        ) from None
+        raise _queue_full() from None
     watcher = asyncio.create_task(_withdraw_on_disconnect(request, job, state.batcher))
     try:
         remaining = max(0.0, job.deadline - time.perf_counter())
@@ -145,8 +152,7 @@ async def _run(request: Request, task: str, raw: bytes, texts: list[str]) -> Job
             504, "deadline_exceeded", f"no result within {settings.request_timeout_ms:.0f} ms"
         ) from None
     except ClientGone:
-        # nobody is left to read this answer; it is counted (outcome "dropped") like any other
-        raise ApiError(CLIENT_CLOSED_REQUEST, "client_closed_request", "the client hung up") from None
+        raise _client_gone() from None
     except BatchFailed as e:
         raise ApiError(500, "inference_failed", str(e)) from None
     finally:
