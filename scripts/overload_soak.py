@@ -11,6 +11,9 @@
    afterwards (the service gives freed memory back every 30 s while idle) within 10% of before.
 3. **Soak**: open-loop arrivals at 0.7 × C for ``--soak-minutes``, reporting throughput, p99 and
    resident memory every minute. Pass: each stays within 10% of its median over the minutes.
+   Each minute also records the hypervisor's steal and the model's own time per text row (from
+   the server's metrics): a p99 spike that comes with a slower model is the machine's, not the
+   service's.
 
 Writes ``report.json`` and ``soak.png`` to ``--out`` and prints a summary. The load generator is a
 minimal HTTP/1.1 client on asyncio streams (pre-encoded requests, a pool of keep-alive
@@ -225,7 +228,9 @@ def rss_mib(pid: int) -> float:
     raise RuntimeError("no VmRSS")
 
 
-def server_counts(port: int) -> dict[str, float]:
+def scrape(port: int) -> dict[str, float]:
+    """The server's request counts by outcome, plus its engine's busy seconds (detector and
+    fusion, ``engine_s``) and the text rows it has run (``rows``)."""
     import urllib.request
 
     from prometheus_client.parser import text_string_to_metric_families
@@ -236,7 +241,16 @@ def server_counts(port: int) -> dict[str, float]:
         for s in family.samples:
             if s.name == "cmal_requests_total":
                 counts[s.labels["outcome"]] += s.value
+            elif s.name == "cmal_inference_seconds_sum":
+                counts["engine_s"] += s.value
+            elif s.name == "cmal_batch_size_sum":
+                counts["rows"] += s.value
     return dict(counts)
+
+
+def server_counts(port: int) -> dict[str, float]:
+    """The server's request counts by outcome."""
+    return {k: v for k, v in scrape(port).items() if k not in ("engine_s", "rows")}
 
 
 def start_service(port: int) -> subprocess.Popen[bytes]:
@@ -336,13 +350,19 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         print(f"soak: {rate:.0f} req/s (0.7 x capacity) for {args.soak_minutes} min", flush=True)
         minutes = []
         for minute in range(1, args.soak_minutes + 1):
-            stolen = steal_seconds()
+            stolen, engine = steal_seconds(), scrape(port)
             part = await open_loop(pool, requests, rate, 60, seed=100 + minute)
+            engine_after = scrape(port)
+            rows = engine_after.get("rows", 0.0) - engine.get("rows", 0.0)
+            busy = engine_after.get("engine_s", 0.0) - engine.get("engine_s", 0.0)
             row = {
                 "minute": minute,
                 **part.summary(60),
                 "rss_mib": round(rss_mib(proc.pid), 1),
                 "steal_s": round(steal_seconds() - stolen, 2),
+                # the model's own time per text row this minute: when it rises with p99, the
+                # machine slowed down (neighbours, frequency), not the service around the model
+                "engine_ms_per_row": round(1000 * busy / rows, 3) if rows else None,
             }
             minutes.append(row)
             print(f"  {json.dumps(row)}", flush=True)
@@ -373,13 +393,15 @@ def plot(minutes: list[dict[str, object]], path: Path, rate: float) -> None:
     import matplotlib.pyplot as plt
 
     x = [m["minute"] for m in minutes]
-    fig, axes = plt.subplots(3, 1, figsize=(7, 7), sharex=True)
-    for ax, key, label in zip(
-        axes,
-        ("throughput_ok_per_s", "p99_ms", "rss_mib"),
-        (f"answered 200 / s (offered {rate:.0f})", "p99 latency (ms)", "resident memory (MiB)"),
-        strict=True,
-    ):
+    panels = [
+        ("throughput_ok_per_s", f"answered 200 / s\n(offered {rate:.0f})"),
+        ("p99_ms", "p99 latency (ms)"),
+        ("rss_mib", "resident memory (MiB)"),
+    ]
+    if all(m.get("engine_ms_per_row") is not None for m in minutes):  # older reports lack it
+        panels.append(("engine_ms_per_row", "model time per\ntext row (ms)"))
+    fig, axes = plt.subplots(len(panels), 1, figsize=(7, 2.3 * len(panels)), sharex=True)
+    for ax, (key, label) in zip(axes, panels, strict=True):
         values = [float(m[key]) for m in minutes]  # type: ignore[arg-type]
         median = float(np.median(values))
         ax.plot(x, values, marker="o")

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import re
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -17,19 +14,18 @@ from fastapi.responses import FileResponse, Response
 from PIL import Image
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_fastapi_instrumentator import Instrumentator
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service import metrics
 from service.batcher import Batcher
 from service.errors import ApiError, error_response
 from service.memory import trim_when_idle
+from service.middleware import Admission, BodyLimit, RequestId
 from service.routers import health, tasks
 from service.runtime import Backend, load_backend
 from service.settings import Settings
 
 log = logging.getLogger("cmal.service")
 STATIC = Path(__file__).with_name("static")
-REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
 def warm_up(backend: Backend, max_batch_size: int) -> None:
@@ -43,78 +39,6 @@ def warm_up(backend: Backend, max_batch_size: int) -> None:
         if n >= max_batch_size:
             break
         size *= 2
-
-
-class RequestId:
-    """Give every request an id (the client's ``X-Request-ID`` if sane) and echo it in the response.
-
-    Pure ASGI (not BaseHTTPMiddleware, which hides client disconnects from the endpoints).
-    """
-
-    def __init__(self, app: ASGIApp):
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        given = dict(scope.get("headers") or []).get(b"x-request-id", b"").decode("latin-1")
-        rid = given if REQUEST_ID.match(given) else uuid.uuid4().hex
-        scope.setdefault("state", {})["request_id"] = rid
-
-        async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"x-request-id"]
-                message = {**message, "headers": [*headers, (b"x-request-id", rid.encode())]}
-            await send(message)
-
-        await self.app(scope, receive, send_with_id)
-
-
-class BodyLimit:
-    """413 for request bodies over the limit (Content-Length or counted while streaming)."""
-
-    def __init__(self, app: ASGIApp, limit: int):
-        self.app, self.limit = app, limit
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        headers = dict(scope.get("headers") or [])
-        length = headers.get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.limit:
-            await _reject(scope, send, self.limit)
-            return
-        seen = 0
-
-        async def counted() -> Message:
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.limit:
-                    raise _TooLarge()
-            return message
-
-        try:
-            await self.app(scope, counted, send)
-        except _TooLarge:
-            await _reject(scope, send, self.limit)
-
-
-class _TooLarge(Exception):
-    pass
-
-
-async def _reject(scope: Scope, send: Send, limit: int) -> None:
-    metrics.count_failure(scope["path"], 413)  # counted like every other answer of a task endpoint
-    error = {"code": "body_too_large", "message": f"request body exceeds {limit} bytes"}
-    body = json.dumps({"error": error, "request_id": None}).encode()
-    await send(
-        {"type": "http.response.start", "status": 413, "headers": [(b"content-type", b"application/json")]}
-    )
-    await send({"type": "http.response.body", "body": body})
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -201,5 +125,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return error_response(request, 500, "internal_error", f"{type(exc).__name__}: {exc}")
 
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(Admission, state=app.state)  # outside the latency histograms: see Admission
     app.add_middleware(RequestId)
     return app

@@ -19,6 +19,7 @@ from service.batcher import Batcher, BatchFailed, ClientGone, DeadlineExceeded, 
 from service.errors import ApiError
 from service.images import ImageError, content_hash, decode_base64, open_image
 from service.metrics import CLIENT_CLOSED_REQUEST
+from service.middleware import QUEUE_FULL
 from service.schemas import (
     EntailmentRequest,
     EntailmentResponse,
@@ -57,20 +58,12 @@ def _body_doc(model: type[BaseModel]) -> dict[str, Any]:
 
 
 def _queue_full() -> ApiError:
-    return ApiError(429, "queue_full", "too many requests queued; retry shortly", {"Retry-After": "1"})
+    return ApiError(429, *QUEUE_FULL, {"Retry-After": "1"})
 
 
 def _client_gone() -> ApiError:
     """Nobody is left to read the answer; it is still counted (outcome "dropped")."""
     return ApiError(CLIENT_CLOSED_REQUEST, "client_closed_request", "the client hung up")
-
-
-def _admit(request: Request) -> None:
-    """Turn a request away before its body is read or its image decoded when the queue is already
-    full: under overload a 429 must cost next to nothing, or rejecting becomes the bottleneck."""
-    state = request.app.state
-    if state.ready and state.batcher.depth >= state.batcher.max_queue:
-        raise _queue_full()
 
 
 async def _parse(request: Request, model: type[M]) -> tuple[M, bytes]:
@@ -182,7 +175,6 @@ def _meta(request: Request) -> dict[str, str]:
 @router.post("/entailment", response_model=EntailmentResponse, openapi_extra=_body_doc(EntailmentRequest))
 async def entailment(request: Request) -> dict[str, Any]:
     """Visual entailment: does the image entail, contradict, or say nothing about the hypothesis?"""
-    _admit(request)
     body, raw = await _parse(request, EntailmentRequest)
     texts = _check_texts(request, [body.hypothesis], "hypothesis")
     result = await _run(request, "entailment", raw, texts)
@@ -192,7 +184,6 @@ async def entailment(request: Request) -> dict[str, Any]:
 @router.post("/grounding", response_model=GroundingResponse, openapi_extra=_body_doc(GroundingRequest))
 async def grounding(request: Request) -> dict[str, Any]:
     """Referring-expression grounding: the box of the object the expression names."""
-    _admit(request)
     body, raw = await _parse(request, GroundingRequest)
     texts = _check_texts(request, [body.expression], "expression")
     result = await _run(request, "grounding", raw, texts)
@@ -203,7 +194,6 @@ async def grounding(request: Request) -> dict[str, Any]:
 @router.post("/vqa", response_model=VqaResponse, openapi_extra=_body_doc(VqaRequest))
 async def vqa(request: Request) -> dict[str, Any]:
     """Visual question answering over the model's answer vocabulary."""
-    _admit(request)
     body, raw = await _parse(request, VqaRequest)
     texts = _check_texts(request, [body.question], "question")
     result = await _run(request, "vqa", raw, texts)
@@ -216,7 +206,6 @@ async def vqa(request: Request) -> dict[str, Any]:
 @router.post("/matching", response_model=MatchingResponse, openapi_extra=_body_doc(MatchingRequest))
 async def matching(request: Request) -> dict[str, Any]:
     """Image-text matching: a match probability for each candidate text (the image is detected once)."""
-    _admit(request)
     body, raw = await _parse(request, MatchingRequest)
     limit = request.app.state.settings.max_texts
     if len(body.texts) > limit:

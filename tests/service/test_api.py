@@ -236,12 +236,17 @@ def test_full_queue_rejects_with_retry_after_and_keeps_accepted(tiny_exported: P
         rejected = await client.post("/v1/vqa", json={"image": image, "question": "one too many?"})
         assert rejected.status_code == 429 and rejected.headers["retry-after"] == "1"
         assert rejected.json()["error"]["code"] == "queue_full"
+        assert rejected.json()["request_id"] == rejected.headers["x-request-id"]
+        # turned away before its body is read: even a malformed one gets the 429, not a 422
+        unread = await client.post("/v1/vqa", content=b"{not json", headers={"X-Request-ID": "r-1"})
+        assert unread.status_code == 429 and unread.json()["request_id"] == "r-1"
+        assert (await client.get("/readyz")).status_code == 200  # only task requests are refused
         gate.open()
         accepted = [await running, *await asyncio.gather(*queued)]
         assert [r.status_code for r in accepted] == [200] * 5  # nothing accepted was lost
         after = (await client.get("/metrics")).text
         assert change(before, after, 'cmal_requests_total{task="vqa",outcome="ok"}') == 5
-        assert change(before, after, 'cmal_requests_total{task="vqa",outcome="rejected"}') == 1
+        assert change(before, after, 'cmal_requests_total{task="vqa",outcome="rejected"}') == 2
 
     run(settings, go)
 
