@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-TASK_NAMES = {
-    "ve": "visual entailment",
-    "rec": "grounding (IoU ≥ 0.5)",
-    "vqa": "VQA",
-    "itm": "image-text matching",
-}
+from cmal.model_dir import CARD, CMAL_CONFIG, DETECTOR_CONFIG, METRICS, read_json
+from cmal.tasks import TASKS
+
+TASK_NAMES = {t.id: t.name for t in TASKS}
 
 
 def _row(results: dict[str, Any], task: str) -> str:
@@ -36,9 +33,9 @@ def results_table(columns: dict[str, dict[str, Any]]) -> str:
 
 def write_card(model_dir: Path, notes: str) -> Path:
     """Render ``model_dir/README.md``: config summary, results, and the free-form ``notes``."""
-    metrics = json.loads((model_dir / "metrics.json").read_text())
-    config = json.loads((model_dir / "cmal.json").read_text())
-    detector = json.loads((model_dir / "detector.json").read_text())
+    metrics = read_json(model_dir / METRICS)
+    config = read_json(model_dir / CMAL_CONFIG)
+    detector = read_json(model_dir / DETECTOR_CONFIG)
     size = sum(p.stat().st_size for p in model_dir.glob("*.safetensors"))
     columns = {k: metrics[k] for k in ("test", "compositional") if k in metrics}
     det = metrics.get("detection", {}).get("test", {})
@@ -73,6 +70,6 @@ def write_card(model_dir: Path, notes: str) -> Path:
         notes.strip(),
         "",
     ]
-    path = model_dir / "README.md"
+    path = model_dir / CARD
     path.write_text("\n".join(lines), encoding="utf-8")
     return path

@@ -16,16 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from cmal.card import TASK_NAMES, results_table, write_card
-
-MODEL_FILES = (
-    "cmal.json",
-    "cmal.safetensors",
-    "tokenizer.json",
-    "labels.json",
-    "synonyms.json",
-    "detector.json",
-    "detector.safetensors",
-)
+from cmal.model_dir import METRICS, MODEL_FILES
+from cmal.tasks import TASKS
 
 
 def _json(path: Path) -> Any:
@@ -33,7 +25,7 @@ def _json(path: Path) -> Any:
 
 
 SPLITS = ("train", "val", "test", "compositional")
-TARGETS = {"ve": 0.90, "rec": 0.90, "vqa": 0.85, "itm": 0.90}  # the demo model's i.i.d. test targets
+TARGETS = {t.id: t.demo_target for t in TASKS}  # the demo model's i.i.d. test targets
 
 
 def _split(data: Path, name: str) -> dict[str, int]:
@@ -78,11 +70,16 @@ def _status(test: dict[str, Any], kinds: dict[str, dict[str, dict[str, float]]] 
 
 
 def build(run: Path, data: Path, out: Path, seconds: int | None, extra: str = "") -> Path:
+    """Assemble the served model directory ``out`` from a demo run; returns ``out``.
+
+    Copies the fine-tuned model files from ``run/final``, writes ``metrics.json`` and renders the card;
+    ``seconds`` (the demo run's duration) is recorded and quoted, ``extra`` is markdown appended to the card.
+    """
     out.mkdir(parents=True, exist_ok=True)
     for name in MODEL_FILES:
         shutil.copyfile(run / "final" / name, out / name)
-    final = _json(run / "final" / "metrics.json") or {}
-    detector = _json(run / "detector" / "metrics.json") or {}
+    final = _json(run / "final" / METRICS) or {}
+    detector = _json(run / "detector" / METRICS) or {}
     test = _json(run / "test.json") or {}
     comp = _json(run / "compositional.json") or {}
     metrics: dict[str, Any] = {
@@ -93,7 +90,7 @@ def build(run: Path, data: Path, out: Path, seconds: int | None, extra: str = ""
             "compositional": comp.get("detection"),
             "val": detector.get("detection"),
         },
-        "pretrain": final.get("pretrain") or (_json(run / "pretrain" / "metrics.json") or {}).get("pretrain"),
+        "pretrain": final.get("pretrain") or (_json(run / "pretrain" / METRICS) or {}).get("pretrain"),
         "finetune": final.get("finetune"),
         "data": {name: _split(data, name) for name in SPLITS},
     }
@@ -106,7 +103,7 @@ def build(run: Path, data: Path, out: Path, seconds: int | None, extra: str = ""
         metrics["ablation"] = ablation
     if seconds is not None:
         metrics["demo_model_seconds"] = seconds
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    (out / METRICS).write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     d = metrics["data"]
     notes = _status(metrics["test"], _json(run / "kinds.json"))
     notes += [
@@ -170,6 +167,7 @@ def build(run: Path, data: Path, out: Path, seconds: int | None, extra: str = ""
 
 
 def main() -> None:
+    """Command line entry point; the usage is in the module docstring."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--run", required=True)
     parser.add_argument("--data", required=True, help="the run's data folder (train/val/test/compositional)")

@@ -13,13 +13,10 @@ Subcommands:
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
-import time
-from pathlib import Path
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from cmal.train.trainer import TrainSettings
+from cmal import commands
 
 
 def _positive(text: str) -> int:
@@ -44,189 +41,10 @@ def _fraction(text: str) -> float:
     return value
 
 
-def _data_shapes(args: argparse.Namespace) -> int:
-    from cmal.data.generate import generate_split
-
-    start = time.perf_counter()
-    summary = generate_split(
-        Path(args.out),
-        seed=args.seed,
-        num_images=args.num_images,
-        split=args.split,
-        image_size=args.image_size,
-        progress=not args.quiet,
-    )
-    print(summary.table())
-    print(f"wrote {args.out} in {time.perf_counter() - start:.1f} s")
-    return 0
-
-
-def _data_check(args: argparse.Namespace) -> int:
-    from cmal.data.checker import check_dataset
-    from cmal.data.formats import PARSERS, DataError, load
-
-    folder = Path(args.dir)
-    counts = {}
-    try:
-        for task in PARSERS:
-            counts[task] = len(load(folder / f"{task}.jsonl", task))
-    except DataError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    problems = list(check_dataset(folder))
-    for p in problems[:50]:
-        print(p)
-    total = sum(counts.values()) - counts["objects"]
-    print(f"checked {total} labels over {counts['objects']} images: {len(problems)} wrong")
-    return 1 if problems else 0
-
-
-def _train_detector(args: argparse.Namespace) -> int:
-    from cmal.detector.train import DetectorTrainSettings, train_detector
-
-    settings = DetectorTrainSettings(
-        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed, threads=args.threads
-    )
-    start = time.perf_counter()
-    metrics = train_detector(
-        Path(args.data),
-        Path(args.out),
-        Path(args.val) if args.val else None,
-        settings,
-        progress=not args.quiet,
-    )
-    print(_table({"detection": metrics}))
-    print(f"saved the best checkpoint to {args.out} ({time.perf_counter() - start:.0f} s)")
-    return 0
-
-
-def _settings(args: argparse.Namespace) -> TrainSettings:
-    from cmal.train.trainer import TrainSettings
-
-    # options only one of pretrain / finetune has; absent ones keep TrainSettings' defaults
-    specific = (
-        "amc_weight",
-        "swap_fraction",
-        "false_swap",
-        "geometry_mlm",
-        "plain_pass",
-        "init_blend",
-        "skip_ambiguous",
-    )
-    return TrainSettings(
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        seed=args.seed,
-        threads=args.threads,
-        max_steps=args.max_steps,
-        resume=args.resume,
-        **{k: getattr(args, k) for k in specific if hasattr(args, k)},
-    )
-
-
-def _train_pretrain(args: argparse.Namespace) -> int:
-    from cmal.model.config import demo_config, paper_config
-    from cmal.train.run import pretrain
-
-    changes = {"layers": args.layers} if args.layers else {}
-    config = (paper_config if args.preset == "paper" else demo_config)(objective=args.objective, **changes)
-    best = pretrain(
-        Path(args.data),
-        Path(args.out),
-        Path(args.detector or args.out),
-        Path(args.val) if args.val else None,
-        config,
-        _settings(args),
-        progress=not args.quiet,
-    )
-    print(_table({"pretrain": best}))
-    return 0
-
-
-def _train_finetune(args: argparse.Namespace) -> int:
-    from cmal.train.run import finetune
-
-    changes: dict[str, object] = {"cmap_mode": args.cmap_mode} if args.cmap_mode else {}
-    if args.layers:
-        changes["layers"] = args.layers
-    best = finetune(
-        Path(args.init),
-        [t.strip() for t in args.tasks.split(",") if t.strip()],
-        Path(args.train),
-        Path(args.val) if args.val else None,
-        Path(args.out),
-        _settings(args),
-        config_changes=changes,
-        progress=not args.quiet,
-    )
-    print(_table({"finetune": best}))
-    return 0
-
-
-def _evaluate(args: argparse.Namespace) -> int:
-    import json
-
-    results: dict[str, dict[str, float]] = {}
-    tasks = ["ve", "rec", "vqa", "itm"] if args.task == "all" else [args.task]
-    if args.task in ("detection", "all"):
-        from cmal.detector.train import evaluate_detector_dir
-
-        results["detection"] = evaluate_detector_dir(
-            Path(args.model), Path(args.data), progress=not args.quiet
-        )
-        tasks = [t for t in tasks if t != "detection"]
-    if tasks:
-        from cmal.evaluate import evaluate_dir
-
-        results.update(evaluate_dir(Path(args.model), Path(args.data), tasks, progress=not args.quiet))
-    print(_table(results))
-    if args.output:
-        Path(args.output).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-    return 0
-
-
-def _export(args: argparse.Namespace) -> int:
-    from export.api import ParityError, export_model
-
-    model_dir = Path(args.model)
-    try:
-        manifest = export_model(
-            model_dir, args.format, Path(args.out) if args.out else None, fp16=args.fp16, int8=args.int8
-        )
-    except ParityError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    out = Path(args.out) if args.out else model_dir / "export"
-    for name, info in manifest["files"].items():
-        print(f"{name:<22}{info['bytes'] / 1e6:>8.2f} MB  {info['variant']}")
-    for name, report in manifest["parity"].items():
-        if "max_abs_diff" in report:
-            worst = max(report["max_abs_diff"].values())
-            print(f"parity {name:<14} max |diff| {worst:.2e}, mismatches {report['decision_mismatches']}")
-        else:
-            agree, n = report["decision_agreement"], report["margin_examples"]
-            change = report["accuracy_change_points"]
-            print(
-                f"parity {name:<14} decisions agree {agree:.3f} on {n} of {report['examples']} examples "
-                f"with a margin, accuracy {change} points"
-            )
-    print(f"wrote {out}/manifest.json in {manifest['export_seconds']} s")
-    return 0
-
-
-def _table(results: dict[str, dict[str, float]]) -> str:
-    lines = [f"{'task':<11}{'metric':<20}{'value':>10}"]
-    for task, metrics in results.items():
-        for name, value in metrics.items():
-            if isinstance(value, float):
-                lines.append(f"{task:<11}{name:<20}{value:>10.4f}")
-            elif isinstance(value, int):
-                lines.append(f"{task:<11}{name:<20}{value:>10d}")
-    return "\n".join(lines)
-
-
 def build_parser() -> argparse.ArgumentParser:
+    """The ``cmal`` argument parser: the ``data``, ``train``, ``export`` and ``evaluate`` commands."""
+    from cmal.tasks import TASK_IDS
+
     parser = argparse.ArgumentParser(
         prog="cmal", description="CMAL: train, evaluate and export vision-language models."
     )
@@ -247,11 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     shapes.add_argument("--image-size", type=int, default=128, help="image side in pixels (default 128)")
     shapes.add_argument("--quiet", action="store_true", help="no progress bar")
-    shapes.set_defaults(func=_data_shapes)
+    shapes.set_defaults(func=commands.data_shapes)
 
     check = data.add_parser("check", help="validate a dataset folder and re-check every label independently")
     check.add_argument("dir", help="folder with the six JSONL files")
-    check.set_defaults(func=_data_check)
+    check.set_defaults(func=commands.data_check)
 
     train = sub.add_parser("train", help="train models").add_subparsers(dest="train_command", required=True)
     det = train.add_parser("detector", help="train the region detector on objects.jsonl")
@@ -264,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     det.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     det.add_argument("--threads", type=int, default=0, help="torch threads (default: all cores)")
     det.add_argument("--quiet", action="store_true", help="no progress bars")
-    det.set_defaults(func=_train_detector)
+    det.set_defaults(func=commands.train_detector)
 
     def loop_options(p: argparse.ArgumentParser, epochs: int) -> None:
         p.add_argument("--epochs", type=int, default=epochs, help=f"epochs (default {epochs})")
@@ -310,13 +128,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="MLM and ITM on a second, unswapped pass (AMC keeps the swapped one)",
     )
     loop_options(pre, 10)
-    pre.set_defaults(func=_train_pretrain)
+    pre.set_defaults(func=commands.train_pretrain)
 
     fin = train.add_parser("finetune", help="multi-task fine-tuning (ve, rec, vqa, itm)")
     fin.add_argument(
         "--init", required=True, help="pre-trained model directory (or one with only a detector)"
     )
-    fin.add_argument("--tasks", default="ve,rec,vqa,itm", help="comma-separated subset of ve,rec,vqa,itm")
+    fin.add_argument(
+        "--tasks", default=",".join(TASK_IDS), help=f"comma-separated subset of {','.join(TASK_IDS)}"
+    )
     fin.add_argument("--train", required=True, help="training folder")
     fin.add_argument("--val", help="validation folder (default: hold out 5%% of --train)")
     fin.add_argument("--out", required=True, help="model directory to write")
@@ -343,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="start from λ·pre-trained + (1-λ)·fresh weights (default 1: the pre-trained weights)",
     )
     loop_options(fin, 10)
-    fin.set_defaults(func=_train_finetune)
+    fin.set_defaults(func=commands.train_finetune)
 
     exp = sub.add_parser(
         "export", help="export a model directory to ONNX / TorchScript graphs, with parity checks"
@@ -355,22 +175,40 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument(
         "--int8", action="store_true", help="also write an int8 dynamically quantised fusion graph (CPU)"
     )
-    exp.set_defaults(func=_export)
+    exp.set_defaults(func=commands.export)
 
     ev = sub.add_parser("evaluate", help="evaluate a model directory on a dataset folder")
     ev.add_argument("--model", required=True, help="model directory")
     ev.add_argument("--data", required=True, help="dataset folder in the canonical formats")
     ev.add_argument(
-        "--task", default="all", choices=("detection", "all"), help="task to evaluate (default all)"
+        "--task",
+        default="all",
+        choices=(*TASK_IDS, "detection", "all"),
+        help="one task, or all (default): every task the folder has a data file for",
     )
     ev.add_argument("--output", help="write the results as JSON here")
     ev.add_argument("--quiet", action="store_true", help="no progress bars")
-    ev.set_defaults(func=_evaluate)
+    ev.set_defaults(func=commands.evaluate)
     return parser
 
 
+def _show_library_messages(quiet: bool) -> None:
+    """Print the ``cmal`` package's log messages (INFO and up; WARNING and up when ``quiet``)."""
+    logger = logging.getLogger("cmal")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(logging.WARNING if quiet else logging.INFO)
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run the ``cmal`` command line on ``argv`` (default ``sys.argv``); returns the exit status.
+
+    A ``ValueError`` or ``FileNotFoundError`` is printed as ``error: ...`` and gives status 2.
+    """
     args = build_parser().parse_args(argv)
+    _show_library_messages(quiet=getattr(args, "quiet", False))
     try:
         return int(args.func(args))
     except (ValueError, FileNotFoundError) as e:

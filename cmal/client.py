@@ -21,6 +21,8 @@ ImageLike = str | Path | bytes | Any
 
 
 class ServiceError(RuntimeError):
+    """An error answer from the service: HTTP ``status``, the error ``code`` and its ``message``."""
+
     def __init__(self, status: int, code: str, message: str):
         super().__init__(f"{status} {code}: {message}")
         self.status, self.code, self.message = status, code, message
@@ -39,6 +41,8 @@ def _encode(image: ImageLike) -> str:
 
 
 class Client:
+    """A synchronous client of one CMAL service at ``url``; an ``api_key`` is sent as a Bearer token."""
+
     def __init__(self, url: str = "http://127.0.0.1:8000", api_key: str | None = None, timeout: float = 30.0):
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.http = httpx.Client(base_url=url, headers=headers, timeout=timeout)
@@ -50,6 +54,7 @@ class Client:
         self.close()
 
     def close(self) -> None:
+        """Close the client's HTTP connections."""
         self.http.close()
 
     def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -64,24 +69,30 @@ class Client:
         return data
 
     def entailment(self, image: ImageLike, hypothesis: str) -> dict[str, Any]:
+        """POST /v1/entailment: the ``label`` for ``hypothesis`` and each label's probability (``scores``)."""
         return self._post("/v1/entailment", {"image": _encode(image), "hypothesis": hypothesis})
 
     def grounding(self, image: ImageLike, expression: str) -> dict[str, Any]:
+        """POST /v1/grounding: the ``box`` [x1, y1, x2, y2] in image pixels (or None) and its ``score``."""
         return self._post("/v1/grounding", {"image": _encode(image), "expression": expression})
 
     def vqa(self, image: ImageLike, question: str, top_k: int = 5) -> dict[str, Any]:
+        """POST /v1/vqa: the best ``answer``, its ``score`` and the ``top_k`` ranked answers."""
         return self._post("/v1/vqa", {"image": _encode(image), "question": question, "top_k": top_k})
 
     def matching(self, image: ImageLike, texts: list[str]) -> dict[str, Any]:
+        """POST /v1/matching: a match probability per text (``scores``) and the index of the ``best`` one."""
         return self._post("/v1/matching", {"image": _encode(image), "texts": texts})
 
     def models(self) -> list[dict[str, Any]]:
+        """GET /v1/models: one dict per served model; an error status raises ``httpx.HTTPStatusError``."""
         r = self.http.get("/v1/models")
         r.raise_for_status()
         data: list[dict[str, Any]] = r.json()
         return data
 
     def ready(self) -> bool:
+        """Whether ``/readyz`` answers 200 (model loaded, not draining); False if unreachable."""
         try:
             return self.http.get("/readyz").status_code == 200
         except httpx.HTTPError:

@@ -7,7 +7,6 @@ never torch). The same host-side encoding as training (`cmal.text.encode`) feeds
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,9 +17,19 @@ from PIL import Image
 from tokenizers import Tokenizer
 
 from cmal.imaging import to_input
+from cmal.model_dir import (
+    EXPORT_DIR,
+    MANIFEST,
+    TOKENIZER,
+    WEIGHT_FILES,
+    Vocabularies,
+    detector_image_size,
+    graph_file,
+    read_json,
+)
+from cmal.tasks import VE_LABELS
 from cmal.text.encode import fusion_inputs, region_tag_names, tokenize
 
-VE_LABELS = ("entailment", "neutral", "contradiction")
 DETECTOR_OUTPUTS = ("boxes", "scores", "tags", "attributes", "features", "valid")
 FUSION_INPUTS = (
     "input_ids",
@@ -32,8 +41,7 @@ FUSION_INPUTS = (
     "anchor_region",
     "anchor_valid",
 )
-FUSION_OUTPUTS = ("ve_logits", "itm_logits", "vqa_logits", "rec_logits")
-WEIGHT_FILES = ("detector.safetensors", "cmal.safetensors")
+FUSION_OUTPUTS = ("ve_logits", "itm_logits", "vqa_logits", "rec_logits")  # the graph's output order
 
 
 class GraphMismatch(RuntimeError):
@@ -41,6 +49,7 @@ class GraphMismatch(RuntimeError):
 
 
 def sha256(path: Path) -> str:
+    """Hex SHA-256 of a file's contents."""
     h = hashlib.sha256()
     with path.open("rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -73,6 +82,7 @@ class Regions:
         return cls(boxes, scores, tags, attributes, features, valid.astype(bool), sizes)
 
     def take(self, rows: Sequence[int]) -> Regions:
+        """The given rows of the batch, in that order (repeats allowed), as new `Regions`."""
         idx = np.asarray(rows, dtype=np.int64)
         return Regions(
             self.boxes[idx], self.scores[idx], self.tags[idx], self.attributes[idx],
@@ -87,30 +97,18 @@ class ModelFiles:
     name: str
     version: str
     image_size: int
-    tags: list[str]
-    attributes: list[str]
-    answers: list[str]
-    synonyms: dict[str, str]
-    attribute_words: dict[str, str]  # surface word -> attribute; empty: tag-only anchors
-    skip_ambiguous: bool  # words matching several regions are not swapped
+    vocab: Vocabularies
     tokenizer: Tokenizer
 
     @classmethod
     def load(cls, model_dir: Path) -> ModelFiles:
-        labels = json.loads((model_dir / "labels.json").read_text())
-        detector = json.loads((model_dir / "detector.json").read_text())
-        synonyms = json.loads((model_dir / "synonyms.json").read_text())
+        """Read a model directory's vocabularies, tokenizer and detector input size."""
         return cls(
             name=model_dir.name,
             version=model_version(model_dir),
-            image_size=int(detector["image_size"]),
-            tags=labels["tags"],
-            attributes=labels["attributes"],
-            answers=labels["answers"],
-            synonyms=synonyms,
-            attribute_words=labels.get("attribute_words", {}),
-            skip_ambiguous=bool(labels.get("skip_ambiguous_anchors", False)),
-            tokenizer=Tokenizer.from_file(str(model_dir / "tokenizer.json")),
+            image_size=detector_image_size(model_dir),
+            vocab=Vocabularies.load(model_dir),
+            tokenizer=Tokenizer.from_file(str(model_dir / TOKENIZER)),
         )
 
 
@@ -123,11 +121,10 @@ def encode_batch(files: ModelFiles, texts: Sequence[str], regions: Regions) -> d
     """All fusion-graph inputs for texts paired row by row with ``regions``."""
     encoded = tokenize(files.tokenizer, texts)
     rows = range(len(texts))
-    tags = [region_tag_names(regions.tags[i], regions.valid[i], files.tags) for i in rows]
-    attributes = [region_tag_names(regions.attributes[i], regions.valid[i], files.attributes) for i in rows]
-    feeds = fusion_inputs(
-        encoded, tags, files.tags, files.synonyms, attributes, files.attribute_words, files.skip_ambiguous
-    )
+    vocab = files.vocab
+    tags = [region_tag_names(regions.tags[i], regions.valid[i], vocab.tags) for i in rows]
+    attributes = [region_tag_names(regions.attributes[i], regions.valid[i], vocab.attributes) for i in rows]
+    feeds = fusion_inputs(encoded, tags, vocab, attributes)
     feeds["region_boxes"] = regions.boxes.astype(np.float32)
     feeds["region_features"] = regions.features.astype(np.float32)
     feeds["region_valid"] = regions.valid.astype(bool)
@@ -141,10 +138,10 @@ def read_manifest(model_dir: Path, graphs_dir: Path) -> dict[str, Any]:
         GraphMismatch: the manifest names other weights, or a graph file's checksum differs.
         FileNotFoundError: no manifest (the model was never exported).
     """
-    path = graphs_dir / "manifest.json"
+    path = graphs_dir / MANIFEST
     if not path.is_file():
         raise FileNotFoundError(f"no exported graphs in {graphs_dir}: run `cmal export --model {model_dir}`")
-    manifest = json.loads(path.read_text())
+    manifest: dict[str, Any] = read_json(path)
     for name, digest in manifest["weights"].items():
         if not (model_dir / name).is_file() or sha256(model_dir / name) != digest:
             raise GraphMismatch(
@@ -160,11 +157,13 @@ def read_manifest(model_dir: Path, graphs_dir: Path) -> dict[str, Any]:
 
 
 def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Softmax of ``x`` along ``axis`` (the max is subtracted first, so large logits do not overflow)."""
     e = np.exp(x - x.max(axis=axis, keepdims=True))
     return np.asarray(e / e.sum(axis=axis, keepdims=True))
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
+    """Elementwise logistic function of ``x``."""
     return np.asarray(1.0 / (1.0 + np.exp(-x)))
 
 
@@ -216,7 +215,7 @@ class OnnxModel:
         import onnxruntime as ort
 
         self.model_dir = model_dir
-        self.graphs_dir = graphs_dir or model_dir / "export"
+        self.graphs_dir = graphs_dir or model_dir / EXPORT_DIR
         self.manifest = read_manifest(model_dir, self.graphs_dir)
         if not self.manifest.get("passed", False):
             raise GraphMismatch(f"{self.graphs_dir}: the export failed its parity checks (see manifest.json)")
@@ -232,12 +231,11 @@ class OnnxModel:
                 f"{self.graphs_dir}: the {variant} graphs have not passed the quantisation policy "
                 f"(manifest.json, parity.onnx_{variant}); export them with `cmal export --{variant}`"
             )
-        suffix = {"fp32": "", "fp16": ".fp16", "int8": ".int8"}[variant]
-        det_name = f"detector{suffix if variant == 'fp16' else ''}.onnx"
-        fus_name = f"fusion{suffix}.onnx"
+        det_name = graph_file(self.manifest, "detector", variant)
+        fus_name = graph_file(self.manifest, "fusion", variant)
         for name in (det_name, fus_name):
-            if name not in self.manifest["files"] or not (self.graphs_dir / name).is_file():
-                raise FileNotFoundError(f"{self.graphs_dir / name} was not exported (variant {variant})")
+            if not (self.graphs_dir / name).is_file():
+                raise FileNotFoundError(f"{self.graphs_dir / name} is in the manifest but not on disk")
         self.detector = ort.InferenceSession(
             str(self.graphs_dir / det_name), options, providers=self.providers
         )

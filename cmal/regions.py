@@ -17,8 +17,9 @@ import torch
 from tqdm import tqdm
 
 from cmal.data.formats import PARSERS, load
-from cmal.detector.io import WEIGHTS, load_detector
+from cmal.detector.io import load_detector
 from cmal.imaging import load_rgb, to_input
+from cmal.model_dir import DETECTOR_WEIGHTS
 
 
 @dataclass
@@ -38,6 +39,7 @@ class RegionTable:
         self.index = {p: i for i, p in enumerate(self.paths)}
 
     def row(self, path: Path) -> int:
+        """The row of the image at ``path``."""
         return self.index[str(path)]
 
 
@@ -58,7 +60,7 @@ def detect_images(
     model_dir: Path, images: list[Path], cache_dir: Path | None, progress: bool = True, batch_size: int = 64
 ) -> RegionTable:
     """Run the model directory's detector over ``images`` (or read the cached result)."""
-    weights = (model_dir / WEIGHTS).read_bytes()
+    weights = (model_dir / DETECTOR_WEIGHTS).read_bytes()
     key = hashlib.sha256(weights + "\n".join(map(str, images)).encode()).hexdigest()[:20]
     cache = cache_dir / f"regions-{key}.npz" if cache_dir else None
     if cache is not None and cache.is_file():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import platform
 import shutil
 import tempfile
@@ -14,8 +13,9 @@ from typing import Any
 import torch
 
 from cmal.detector.io import load_detector
-from cmal.inference import DETECTOR_OUTPUTS, FUSION_INPUTS, FUSION_OUTPUTS, WEIGHT_FILES, ModelFiles, sha256
+from cmal.inference import DETECTOR_OUTPUTS, FUSION_INPUTS, FUSION_OUTPUTS, ModelFiles, sha256
 from cmal.model.io import load_cmal
+from cmal.model_dir import EXPORT_DIR, MANIFEST, WEIGHT_FILES, write_json
 from export.graphs import (
     OPSET,
     detector_example,
@@ -90,7 +90,7 @@ def export_model(
     if (fp16 or int8) and fmt == "torchscript":
         raise ValueError("--fp16 and --int8 are ONNX variants: use --format onnx or all")
     start = time.perf_counter()
-    out = out_dir or model_dir / "export"
+    out = out_dir or model_dir / EXPORT_DIR
     out.mkdir(parents=True, exist_ok=True)
     detector, _, _ = load_detector(model_dir)
     model, _, _ = load_cmal(model_dir)
@@ -166,10 +166,10 @@ def export_model(
         "passed": all(p["passed"] is not False for p in parity.values()),
         "export_seconds": round(time.perf_counter() - start, 1),
     }
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    write_json(out / MANIFEST, manifest)
     failed = [k for k, p in parity.items() if p["passed"] is False]
     if failed:
-        raise ParityError(f"parity failed for {', '.join(failed)}: see {out / 'manifest.json'}")
+        raise ParityError(f"parity failed for {', '.join(failed)}: see {out / MANIFEST}")
     return manifest
 
 

@@ -39,6 +39,7 @@ DETECTOR_AXES: dict[str, dict[int, str]] = {
 
 
 def detector_example(model: Detector, batch: int = 2) -> tuple[torch.Tensor, ...]:
+    """A fixed random (batch, 3, S, S) image batch in [0, 1) to trace the detector on."""
     size = model.config.image_size
     return (torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(0)),)
 
@@ -92,10 +93,14 @@ def export_onnx(
 
 
 def export_detector_onnx(model: Detector, path: Path) -> Path:
+    """Export the detector to ONNX at ``path`` (dynamic batch axis); returns ``path``."""
     return export_onnx(model, detector_example(model), path, ("images",), DETECTOR_OUTPUTS, DETECTOR_AXES)
 
 
 def export_fusion_onnx(model: CMAL, path: Path) -> Path:
+    """Export the fusion graph to ONNX at ``path`` (dynamic batch, token, region and anchor axes);
+    returns ``path``.
+    """
     return export_onnx(model, fusion_example(model), path, FUSION_INPUTS, FUSION_OUTPUTS, FUSION_AXES)
 
 

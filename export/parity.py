@@ -18,19 +18,19 @@ import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 
-from cmal.data.formats import VE_LABELS, load
+from cmal.data.formats import load
 from cmal.data.generate import generate_split
 from cmal.detector.model import Detector
 from cmal.imaging import load_rgb, to_input
 from cmal.inference import DETECTOR_OUTPUTS, FUSION_INPUTS, FUSION_OUTPUTS, ModelFiles, Regions, encode_batch
 from cmal.model.cmal import CMAL
 from cmal.regions import dataset_images
-from cmal.train.examples import TASK_FIELD, best_region_slot
+from cmal.tasks import TASK_IDS, TASKS, Gold, RegionRow, get_task
 
 FP32_TOLERANCE = 1e-4
 BATCH_SIZES = (1, 7, 32)
@@ -40,7 +40,7 @@ BATCH_SIZES = (1, 7, 32)
 class VariantPolicy:
     """When a reduced-precision (fp16 / int8) graph may replace fp32: the one place for these figures."""
 
-    examples: int = 500  # balanced over the four tasks
+    examples: int = 500  # balanced over the tasks
     # a decision "has a margin" when fp32's top logit leads the runner-up (VE, VQA, grounding) or
     # the ITM logit is away from 0 by at least this much: a factor e between the two probabilities
     min_margin: float = 1.0
@@ -48,6 +48,9 @@ class VariantPolicy:
     max_accuracy_change_points: float = 1.0  # per task, on all examples
 
     def passes(self, agreement: float, margin_examples: int, change: dict[str, float]) -> bool:
+        """Whether a variant may replace fp32: some decisions with a margin, enough agreement on them,
+        and every task's accuracy change under the limit.
+        """
         return (
             margin_examples > 0
             and agreement >= self.min_agreement
@@ -60,13 +63,22 @@ VARIANT_POLICY = VariantPolicy()
 Runner = Callable[[dict[str, np.ndarray]], list[np.ndarray]]
 
 
+class ParityItem(NamedTuple):
+    """One example of a parity set."""
+
+    task: str  # task id
+    text: str
+    row: int  # its image's row in the set
+    truth: Any  # the record's truth (Task.gold_field)
+
+
 @dataclass
 class ParitySet:
-    """Real examples to compare backends on: images and (task, text, image row, label) items."""
+    """Real examples to compare backends on: images and items over every task."""
 
     images: np.ndarray  # (N, 3, S, S) float32
     sizes: list[tuple[int, int]]
-    items: list[tuple[str, str, int, Any]]  # task, text, image row, gold label
+    items: list[ParityItem]
 
 
 def make_parity_set(image_size: int, num_images: int = 125, seed: int = 987_654) -> ParitySet:
@@ -78,25 +90,34 @@ def make_parity_set(image_size: int, num_images: int = 125, seed: int = 987_654)
         row = {p: i for i, p in enumerate(paths)}
         pics = [load_rgb(p) for p in paths]
         images = np.stack([to_input(im, image_size) for im in pics])
-        gold_field = {"ve": "label", "rec": "box", "vqa": "answers", "itm": "match"}
-        items: list[tuple[str, str, int, Any]] = []
-        for task in ("ve", "rec", "vqa", "itm"):
-            for r in load(folder / f"{task}.jsonl", task):
-                items.append((task, getattr(r, TASK_FIELD[task]), row[r.image], getattr(r, gold_field[task])))
+        items = [
+            ParityItem(t.id, getattr(r, t.text_field), row[r.image], getattr(r, t.gold_field))
+            for t in TASKS
+            for r in load(folder / t.data_file, t.id)
+        ]
     return ParitySet(images, [im.size for im in pics], items)
 
 
 def detector_decisions(out: Sequence[np.ndarray]) -> np.ndarray:
+    """Detector outputs -> (B, K, 2) tag and attribute id per region slot, -1 at invalid slots."""
     tags, attributes, valid = out[2], out[3], out[5]
     return np.stack([np.where(valid, tags, -1), np.where(valid, attributes, -1)], axis=-1)
 
 
+def by_task(out: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
+    """The fusion graph's outputs (in FUSION_OUTPUTS order) by task id."""
+    named = dict(zip(FUSION_OUTPUTS, out, strict=True))
+    return {t.id: named[t.output] for t in TASKS}
+
+
 def fusion_decisions(out: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
-    ve, itm, vqa, rec = out
-    return {"ve": ve.argmax(-1), "itm": itm > 0, "vqa": vqa.argmax(-1), "rec": rec.argmax(-1)}
+    """Each row's decision per task."""
+    return {task_id: get_task(task_id).decide(logits) for task_id, logits in by_task(out).items()}
 
 
 def torch_runners(detector: Detector, model: CMAL) -> tuple[Runner, Runner]:
+    """Detector and fusion runners over the eager PyTorch models (the parity reference)."""
+
     def det(feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         with torch.no_grad():
             return [t.numpy() for t in detector.eval()(torch.from_numpy(feeds["images"]))]
@@ -109,6 +130,7 @@ def torch_runners(detector: Detector, model: CMAL) -> tuple[Runner, Runner]:
 
 
 def onnx_runner(path: Path, outputs: Sequence[str]) -> Runner:
+    """A runner for one ONNX graph on CPU: ``outputs`` in that order (feeds it does not take are dropped)."""
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -121,6 +143,7 @@ def onnx_runner(path: Path, outputs: Sequence[str]) -> Runner:
 
 
 def torchscript_runner(path: Path, inputs: Sequence[str]) -> Runner:
+    """A runner for one TorchScript graph, fed ``inputs`` in that order."""
     module = torch.jit.load(str(path))
 
     def run(feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
@@ -156,9 +179,9 @@ def fp32_parity(
             worst[f"detector.{k}"] = max(worst.get(f"detector.{k}", 0.0), v)
         mismatches += int((detector_decisions(d_ref) != detector_decisions(d_got)).sum())
         regions = Regions.from_outputs(d_ref, [data.sizes[r] for r in rows])
-        items = [it for it in data.items if it[2] < size][:size]
-        texts = [it[1] for it in items]
-        fused = encode_batch(files, texts, regions.take([it[2] for it in items]))
+        items = [it for it in data.items if it.row < size][:size]
+        texts = [it.text for it in items]
+        fused = encode_batch(files, texts, regions.take([it.row for it in items]))
         f_ref, f_got = ref_fuse(fused), cand_fuse(fused)
         for k, v in _compare(f_ref, f_got, FUSION_OUTPUTS).items():
             worst[f"fusion.{k}"] = max(worst.get(f"fusion.{k}", 0.0), v)
@@ -171,15 +194,8 @@ def fp32_parity(
 
 
 def decision_margins(out: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
-    """How decisively each row's decision was taken, per task: the lead of the top logit over the
-    runner-up (VE, VQA, grounding over valid slots), or the ITM logit's distance from 0."""
-
-    def lead(logits: np.ndarray) -> np.ndarray:
-        top2 = np.sort(logits.astype(np.float64), axis=-1)[:, -2:]
-        return top2[:, 1] - top2[:, 0]
-
-    ve, itm, vqa, rec = out
-    return {"ve": lead(ve), "itm": np.abs(itm.astype(np.float64)), "vqa": lead(vqa), "rec": lead(rec)}
+    """How decisively each row's decision was taken, per task (``Task.margin``)."""
+    return {task_id: get_task(task_id).margin(logits) for task_id, logits in by_task(out).items()}
 
 
 def _pipeline_decisions(
@@ -195,31 +211,22 @@ def _pipeline_decisions(
     hits: dict[str, list[bool]] = {}
     for start in range(0, len(items), 64):
         chunk = items[start : start + 64]
-        sub = regions.take([it[2] for it in chunk])
-        fused = fuse(encode_batch(files, [it[1] for it in chunk], sub))
-        d, m = fusion_decisions(fused), decision_margins(fused)
-        for j, (task, _, _, gold) in enumerate(chunk):
-            choice = d[task][j]
-            decisions.append((task, int(choice)))
-            margins.append(float(m[task][j]))
-            if task == "ve":
-                ok = VE_LABELS[int(choice)] == gold
-            elif task == "itm":
-                ok = bool(choice) == gold
-            elif task == "vqa":
-                ok = files.answers[int(choice)] in gold
-            else:
-                target = best_region_slot(sub.boxes[j], sub.valid[j], sub.sizes[j], gold)
-                ok = target == int(choice) and target >= 0
-            hits.setdefault(task, []).append(bool(ok))
+        sub = regions.take([it.row for it in chunk])
+        fused = fuse(encode_batch(files, [it.text for it in chunk], sub))
+        logits, d, m = by_task(fused), fusion_decisions(fused), decision_margins(fused)
+        for j, it in enumerate(chunk):
+            decisions.append((it.task, int(d[it.task][j])))
+            margins.append(float(m[it.task][j]))
+            gold = Gold(files.vocab.answers, RegionRow(sub.boxes[j], sub.valid[j], sub.sizes[j]))
+            hits.setdefault(it.task, []).append(get_task(it.task).hit(logits[it.task][j], it.truth, gold))
     return decisions, margins, {t: float(np.mean(v)) for t, v in hits.items()}
 
 
-def _balanced(items: Sequence[tuple[str, str, int, Any]], n: int) -> list[tuple[str, str, int, Any]]:
-    per_task = n // 4
-    out: list[tuple[str, str, int, Any]] = []
-    for task in ("ve", "rec", "vqa", "itm"):
-        out += [it for it in items if it[0] == task][:per_task]
+def _balanced(items: Sequence[ParityItem], n: int) -> list[ParityItem]:
+    per_task = n // len(TASK_IDS)
+    out: list[ParityItem] = []
+    for task_id in TASK_IDS:
+        out += [it for it in items if it.task == task_id][:per_task]
     return out
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 
@@ -30,19 +31,29 @@ def to_fp16(src: Path, dst: Path) -> Path:
     return dst
 
 
+class _DropMessage:
+    """A logging filter dropping records whose message starts with ``prefix``."""
+
+    def __init__(self, prefix: str):
+        self.prefix = prefix
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(self.prefix)
+
+
 def to_int8(src: Path, dst: Path) -> Path:
     """Dynamic int8 quantisation of MatMul/Gemm weights (for CPUs)."""
-    import logging
-
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    # quantize_dynamic logs a generic hint on the root logger: drop that one message while it
+    # runs, leaving the root logger's level and every other message alone
+    hint = _DropMessage("Please consider")  # "… (to run) pre-processing before quantization"
     root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)  # quantize_dynamic logs a generic pre-processing hint at WARNING
+    root.addFilter(hint)
     try:
         quantize_dynamic(
             str(src), str(dst), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm"]
         )
     finally:
-        root.setLevel(level)
+        root.removeFilter(hint)
     return dst

@@ -25,11 +25,13 @@ class DrainingServer(uvicorn.Server):
         self._app = app
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        self._app.state.draining = True  # type: ignore[attr-defined]
+        """Mark the service draining (``/readyz`` 503), then let uvicorn shut down gracefully."""
+        self._app.state.service.draining = True  # type: ignore[attr-defined]
         super().handle_exit(sig, frame)
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
+        """uvicorn's signal capture, without re-raising the captured signal: a completed drain exits 0."""
         # uvicorn re-raises a captured SIGTERM after its graceful shutdown, so the process would end
         # "killed by SIGTERM"; the drain completed, so report success (exit status 0) instead
         with super().capture_signals():
@@ -38,6 +40,7 @@ class DrainingServer(uvicorn.Server):
 
 
 def main() -> None:
+    """Parse the command line and serve the app (settings from CMAL_*) until a stop signal."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")

@@ -23,6 +23,7 @@ from service.middleware import Admission, BodyLimit, RequestId
 from service.routers import health, tasks
 from service.runtime import Backend, load_backend
 from service.settings import Settings
+from service.state import ServiceState
 
 log = logging.getLogger("cmal.service")
 STATIC = Path(__file__).with_name("static")
@@ -46,6 +47,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()  # type: ignore[call-arg]  # every field has a default
     metrics.initialise()
 
+    state = ServiceState(settings)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         backend = await asyncio.to_thread(
@@ -57,28 +60,27 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             settings.threads,
         )
         await asyncio.to_thread(warm_up, backend, settings.max_batch_size)
-        app.state.backend = backend
         files = backend.files
         metrics.MODEL_INFO.labels(files.name, files.version, backend.name, backend.provider).set(1)
-        app.state.batcher = Batcher(
+        batcher = Batcher(
             backend,
             settings.max_batch_size,
             settings.max_batch_delay_ms,
             settings.max_queue,
             settings.cache_size,
         )
-        app.state.batcher.start()
-        batcher = app.state.batcher
+        batcher.start()
+        state.backend, state.batcher = backend, batcher
         trimmer = asyncio.create_task(trim_when_idle(lambda: batcher.depth == 0 and not batcher.in_flight))
-        app.state.ready = True
+        state.ready = True
         log.info("serving %s %s on %s (%s)", files.name, files.version, backend.name, backend.provider)
         try:
             yield
         finally:
-            app.state.ready = False
-            app.state.draining = True
+            state.ready = False
+            state.draining = True
             trimmer.cancel()
-            await app.state.batcher.stop()
+            await batcher.stop()
 
     app = FastAPI(
         title="CMAL serving",
@@ -86,10 +88,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Visual entailment, grounding, VQA and image-text matching with a CMAL model.",
         lifespan=lifespan,
     )
-    app.state.settings = settings
-    app.state.ready = False
-    app.state.draining = False
-    app.state.backend = None
+    app.state.service = state
     app.include_router(tasks.router)
     app.include_router(health.router)
 
@@ -125,6 +124,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return error_response(request, 500, "internal_error", f"{type(exc).__name__}: {exc}")
 
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
-    app.add_middleware(Admission, state=app.state)  # outside the latency histograms: see Admission
+    app.add_middleware(Admission, state=state)  # outside the latency histograms: see Admission
     app.add_middleware(RequestId)
     return app

@@ -27,15 +27,15 @@ from service.runtime import Backend
 
 
 class QueueFull(Exception):
-    pass
+    """The queue already holds ``max_queue`` jobs (answered 429)."""
 
 
 class DeadlineExceeded(Exception):
-    pass
+    """A job's deadline passed before it reached a batch (answered 504)."""
 
 
 class BatchFailed(Exception):
-    pass
+    """Inference raised on the job's batch (answered 500); the message names the exception."""
 
 
 class ClientGone(Exception):
@@ -44,6 +44,10 @@ class ClientGone(Exception):
 
 @dataclass(eq=False)  # identity: finding a job in the queue must not compare images
 class Job:
+    """One queued request: its task, image (``image_key``: content hash), texts, deadline
+    (`time.perf_counter` seconds) and the future its `JobResult` goes to.
+    """
+
     task: str
     image_key: str
     image: Image.Image
@@ -56,11 +60,15 @@ class Job:
 
 @dataclass
 class JobResult:
+    """A job's share of a batch: its image's regions and its texts' output rows."""
+
     regions: Regions  # this job's image only (1 row)
     outputs: dict[str, np.ndarray]  # rows of this job's texts
 
 
 class Batcher:
+    """Queues jobs and runs them on ``backend`` in batches (see the module docstring)."""
+
     def __init__(
         self,
         backend: Backend,
@@ -82,9 +90,11 @@ class Batcher:
         self.in_flight = 0
 
     def start(self) -> None:
+        """Start the batching loop on the running event loop."""
         self.task = asyncio.get_running_loop().create_task(self._loop())
 
     async def stop(self) -> None:
+        """Cancel the batching loop and wait for the worker thread to finish."""
         if self.task:
             self.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -93,6 +103,7 @@ class Batcher:
 
     @property
     def depth(self) -> int:
+        """Number of jobs waiting in the queue."""
         return len(self.pending)
 
     def withdraw(self, job: Job, reason: Exception | None = None) -> None:

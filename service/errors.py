@@ -7,6 +7,8 @@ from fastapi.responses import JSONResponse
 
 
 class ApiError(Exception):
+    """A failure answered in the error envelope: HTTP ``status``, ``code``, ``message``, extra ``headers``."""
+
     def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None):
         super().__init__(message)
         self.status, self.code, self.message, self.headers = status, code, message, headers or {}
@@ -15,6 +17,7 @@ class ApiError(Exception):
 def error_response(
     request: Request, status: int, code: str, message: str, headers: dict[str, str] | None = None
 ) -> JSONResponse:
+    """The error envelope as a JSON response, carrying the request id (also as ``X-Request-ID``)."""
     rid = getattr(request.state, "request_id", None)
     body = {"error": {"code": code, "message": message}, "request_id": rid}
     out = JSONResponse(body, status_code=status, headers=headers or {})

@@ -33,6 +33,7 @@ def decode_base64(data: str) -> bytes:
 
 
 def content_hash(raw: bytes) -> str:
+    """Hex SHA-256 of the raw image bytes (the key of the batcher's detector cache)."""
     return hashlib.sha256(raw).hexdigest()
 
 

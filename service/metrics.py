@@ -1,8 +1,11 @@
-"""Prometheus metrics of the service (names fixed by DESIGN.md §5; the dashboard reads them)."""
+"""Prometheus metrics of the service. Their names are part of the contract: the Grafana dashboard,
+the alert rules and the README's panel table read them."""
 
 from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
+
+from cmal.tasks import ROUTES
 
 REQUESTS = Counter("cmal_requests_total", "Task requests by outcome", ["task", "outcome"])
 BATCH_SIZE = Histogram(
@@ -27,7 +30,7 @@ CACHE = Counter(
     ["result"],
 )
 
-TASKS = ("entailment", "grounding", "vqa", "matching")
+TASKS = ROUTES  # the task label is the endpoint's name
 OUTCOMES = ("ok", "bad_request", "rejected", "timeout", "dropped", "error")
 
 

@@ -9,11 +9,14 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service import metrics
+
+if TYPE_CHECKING:
+    from service.state import ServiceState
 
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 TASK_PATHS = frozenset(f"/v1/{task}" for task in metrics.TASKS)
@@ -41,6 +44,7 @@ class RequestId:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """ASGI entry: store the id in ``scope["state"]["request_id"]`` and send it as ``X-Request-ID``."""
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -67,16 +71,17 @@ class Admission:
     the queue is full (`QueueFull`, also 429): this is only the cheap early check.
     """
 
-    def __init__(self, app: ASGIApp, state: Any):
+    def __init__(self, app: ASGIApp, state: ServiceState):
         self.app, self.state = app, state
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        state = self.state
+        """ASGI entry: 429 for a task endpoint while the queue is full, else pass the request on."""
+        batcher = self.state.batcher
         if (
             scope["type"] == "http"
             and scope["path"] in TASK_PATHS
-            and state.ready
-            and state.batcher.depth >= state.batcher.max_queue
+            and batcher is not None
+            and batcher.depth >= batcher.max_queue
         ):
             await send_error(scope, send, 429, *QUEUE_FULL, {"Retry-After": "1"})
             return
@@ -90,6 +95,7 @@ class BodyLimit:
         self.app, self.limit = app, limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """ASGI entry: 413 when Content-Length or the streamed body exceeds ``limit`` bytes."""
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return

@@ -23,16 +23,25 @@ from cmal.inference import (
     encode_batch,
     preprocess,
 )
+from cmal.model_dir import EXPORT_DIR, graph_file
 
 
 class Backend(Protocol):
+    """What the service needs of an inference backend: ``name``, execution ``provider``, the model's
+    ``files``, and `detect` and `fuse`.
+    """
+
     name: str
     provider: str
     files: ModelFiles
 
-    def detect(self, images: Sequence[Image.Image]) -> Regions: ...
+    def detect(self, images: Sequence[Image.Image]) -> Regions:
+        """Regions for a batch of decoded images (any sizes)."""
+        ...
 
-    def fuse(self, texts: Sequence[str], regions: Regions) -> dict[str, np.ndarray]: ...
+    def fuse(self, texts: Sequence[str], regions: Regions) -> dict[str, np.ndarray]:
+        """Every head's logits, by output name, for texts paired row by row with ``regions``."""
+        ...
 
 
 class OnnxBackend:
@@ -65,10 +74,10 @@ class TorchBackend:
         if kind == "torchscript":
             from cmal.inference import read_manifest
 
-            graphs = graphs_dir or model_dir / "export"
-            read_manifest(model_dir, graphs)
-            self.detector = torch.jit.load(str(graphs / "detector.ts"))
-            self.fusion = torch.jit.load(str(graphs / "fusion.ts"))
+            graphs = graphs_dir or model_dir / EXPORT_DIR
+            manifest = read_manifest(model_dir, graphs)
+            self.detector = torch.jit.load(str(graphs / graph_file(manifest, "detector", fmt="torchscript")))
+            self.fusion = torch.jit.load(str(graphs / graph_file(manifest, "fusion", fmt="torchscript")))
         else:
             from cmal.detector.io import load_detector
             from cmal.model.io import load_cmal
@@ -90,6 +99,10 @@ class TorchBackend:
 
 
 def load_backend(model_dir: Path, graphs_dir: Path | None, kind: str, variant: str, threads: int) -> Backend:
+    """The backend ``kind`` ("onnx", "torch" or "torchscript") for a model directory, else ``ValueError``.
+
+    ``variant`` (fp32, fp16, int8) applies to ONNX only; ``threads`` 0 keeps the runtime's default.
+    """
     if kind == "onnx":
         return OnnxBackend(model_dir, graphs_dir, variant, threads)
     if kind in ("torch", "torchscript"):

@@ -14,6 +14,8 @@ class _Request(BaseModel):
 
 
 class EntailmentRequest(_Request):
+    """Body of POST /v1/entailment: an image and a hypothesis about it."""
+
     hypothesis: str = Field(..., description="a statement about the image")
     model_config = ConfigDict(
         extra="forbid",
@@ -22,6 +24,8 @@ class EntailmentRequest(_Request):
 
 
 class GroundingRequest(_Request):
+    """Body of POST /v1/grounding: an image and an expression naming one object in it."""
+
     expression: str = Field(..., description="a phrase naming exactly one object")
     model_config = ConfigDict(
         extra="forbid",
@@ -30,6 +34,8 @@ class GroundingRequest(_Request):
 
 
 class VqaRequest(_Request):
+    """Body of POST /v1/vqa: an image, a question and how many ranked answers to return."""
+
     question: str = Field(..., description="a question about the image")
     top_k: int = Field(5, ge=1, le=50, description="how many ranked answers to return")
     model_config = ConfigDict(
@@ -39,6 +45,8 @@ class VqaRequest(_Request):
 
 
 class MatchingRequest(_Request):
+    """Body of POST /v1/matching: an image and candidate texts to score against it."""
+
     texts: list[str] = Field(
         ..., min_length=1, description="candidate descriptions to score against the image"
     )
@@ -58,6 +66,8 @@ class _Response(BaseModel):
 
 
 class EntailmentResponse(_Response):
+    """Answer of POST /v1/entailment: the most probable label and each label's probability."""
+
     label: str = Field(..., examples=["entailment"])
     scores: dict[str, float] = Field(
         ..., description="probabilities of entailment, neutral, contradiction (sum 1)"
@@ -65,6 +75,8 @@ class EntailmentResponse(_Response):
 
 
 class GroundingResponse(_Response):
+    """Answer of POST /v1/grounding: the chosen region's box and probability."""
+
     box: list[float] | None = Field(
         ..., description="[x1, y1, x2, y2] in the original image's pixels; null if no object"
     )
@@ -72,22 +84,30 @@ class GroundingResponse(_Response):
 
 
 class Answer(BaseModel):
+    """One ranked VQA answer and its probability."""
+
     answer: str
     score: float
 
 
 class VqaResponse(_Response):
+    """Answer of POST /v1/vqa: the best answer, its probability and the ranked top answers."""
+
     answer: str
     score: float
     top_k: list[Answer]
 
 
 class MatchingResponse(_Response):
+    """Answer of POST /v1/matching: a match probability per text and the index of the best."""
+
     scores: list[float] = Field(..., description="match probability in [0, 1], one per text")
     best: int = Field(..., description="index of the best-matching text")
 
 
 class ModelInfo(BaseModel):
+    """One entry of GET /v1/models: the served model, its backend and limits."""
+
     name: str
     version: str
     backend: str
@@ -98,5 +118,7 @@ class ModelInfo(BaseModel):
 
 
 class ErrorBody(BaseModel):
+    """The error envelope of every failure: ``{"error": {"code", "message"}, "request_id"}``."""
+
     error: dict[str, str]
     request_id: str | None = None

@@ -7,10 +7,12 @@ import hmac
 from fastapi import Request
 
 from service.errors import ApiError
+from service.state import State
 
 
-async def require_api_key(request: Request) -> None:
-    key = request.app.state.settings.api_key
+async def require_api_key(request: Request, state: State) -> None:
+    """401 unless the request carries the configured bearer token (no key configured: open)."""
+    key = state.settings.api_key
     if not key:
         return
     header = request.headers.get("authorization", "")

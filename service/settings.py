@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class Settings(BaseSettings):
+    """Every setting of the service; each field ``x`` is read from ``CMAL_X``."""
+
     model_config = SettingsConfigDict(env_prefix="CMAL_", protected_namespaces=())
 
     model_dir: Path = Field(Path("models/shapes-demo"), description="model directory to serve")
     graphs_dir: Path | None = Field(None, description="exported graphs (default MODEL_DIR/export)")
-    backend: str = Field(
-        "onnx", pattern="^(onnx|torchscript|torch)$", description="onnx, torchscript or torch"
-    )
-    variant: str = Field("fp32", pattern="^(fp32|fp16|int8)$", description="ONNX graph variant")
+    backend: Literal["onnx", "torchscript", "torch"] = Field("onnx", description="inference backend")
+    variant: Literal["fp32", "fp16", "int8"] = Field("fp32", description="ONNX graph variant")
     max_batch_size: int = Field(32, ge=1, le=1024, description="a batch closes at this many requests")
     max_batch_delay_ms: float = Field(5.0, ge=0, description="… or this long after its first request")
     max_queue: int = Field(256, ge=1, description="queued requests beyond this are rejected with 429")

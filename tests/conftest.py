@@ -30,7 +30,7 @@ DEMO_DIR = Path(__file__).resolve().parents[1] / "models" / "shapes-demo"
 def tiny_world(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     """40 Shapes images with detector regions, a tokenizer and vocabularies, for model tests."""
     from cmal.data.vocab import COLOURS, SHAPES
-    from cmal.model.io import Vocabularies
+    from cmal.model_dir import Vocabularies
     from cmal.regions import detect_folder
     from cmal.text.tokenizer import train_tokenizer
     from cmal.train.examples import answer_vocabulary

@@ -80,21 +80,26 @@ class Obj:
 
     @property
     def cx(self) -> float:
+        """Centre x in pixels."""
         return (self.box[0] + self.box[2]) / 2
 
     @property
     def cy(self) -> float:
+        """Centre y in pixels (y grows downwards)."""
         return (self.box[1] + self.box[3]) / 2
 
 
 @dataclass(frozen=True)
 class NounPhrase:
+    """A parsed noun phrase: shape, colour and size (None = any) and whether it is plural."""
+
     shape: str | None
     colour: str | None
     size: str | None
     plural: bool
 
     def matches(self, o: Obj) -> bool:
+        """Whether ``o`` has every property the phrase names."""
         return (
             (self.shape is None or o.shape == self.shape)
             and (self.colour is None or o.colour == self.colour)
@@ -111,15 +116,18 @@ class Scene:
 
     # ------------------------------------------------------------ primitives
     def matching(self, np_: NounPhrase) -> list[Obj]:
+        """The objects of the scene that ``np_`` describes."""
         return [o for o in self.objects if np_.matches(o)]
 
     def the(self, np_: NounPhrase) -> Obj:
+        """The one object a definite description picks out; `CheckError` unless exactly one matches."""
         found = self.matching(np_)
         if len(found) != 1:
             raise CheckError(f"definite description matches {len(found)} objects")
         return found[0]
 
     def rel(self, a: Obj, b: Obj, r: str) -> bool | None:
+        """Whether ``a`` is ``r`` of ``b``: True, False, or None when the centres are within the margin."""
         m = MARGIN * self.side
         d = {"left": b.cx - a.cx, "right": a.cx - b.cx, "above": b.cy - a.cy, "below": a.cy - b.cy}[r]
         return True if d > m else False if d < -m else None

@@ -1,4 +1,4 @@
-"""Loaders for the six canonical JSONL formats (DESIGN.md §3), shared by training and evaluation.
+"""Loaders for the six canonical JSONL formats (README, "Data formats"), shared by training and evaluation.
 
 One example a line; image paths are relative to the JSONL file. A malformed line raises
 `DataError` naming the file, the line number and what is wrong. Unknown extra fields are allowed
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-VE_LABELS: tuple[str, ...] = ("entailment", "neutral", "contradiction")
+from cmal.tasks import VE_LABELS
 
 
 class DataError(ValueError):
@@ -22,12 +22,16 @@ class DataError(ValueError):
 
 @dataclass(frozen=True)
 class Caption:
+    """A ``captions.jsonl`` record: an image and a caption of it."""
+
     image: Path
     caption: str
 
 
 @dataclass(frozen=True)
 class ItmPair:
+    """An ``itm.jsonl`` record: an image, a text, and whether the text matches the image."""
+
     image: Path
     text: str
     match: bool
@@ -35,6 +39,8 @@ class ItmPair:
 
 @dataclass(frozen=True)
 class Entailment:
+    """A ``ve.jsonl`` record: an image, a hypothesis and its label (entailment, neutral or contradiction)."""
+
     image: Path
     hypothesis: str
     label: str
@@ -42,6 +48,8 @@ class Entailment:
 
 @dataclass(frozen=True)
 class Referring:
+    """A ``rec.jsonl`` record: an image, an expression naming one object, and that object's box."""
+
     image: Path
     expression: str
     box: tuple[float, float, float, float]
@@ -50,6 +58,8 @@ class Referring:
 
 @dataclass(frozen=True)
 class Question:
+    """A ``vqa.jsonl`` record: an image, a question and its given answers."""
+
     image: Path
     question: str
     answers: tuple[str, ...]
@@ -58,6 +68,8 @@ class Question:
 
 @dataclass(frozen=True)
 class Box:
+    """One object of an ``objects.jsonl`` record: (x1, y1, x2, y2) in pixels, tag, attribute (may be None)."""
+
     box: tuple[float, float, float, float]
     tag: str
     attribute: str | None
@@ -65,6 +77,8 @@ class Box:
 
 @dataclass(frozen=True)
 class Objects:
+    """An ``objects.jsonl`` record: an image and its objects."""
+
     image: Path
     objects: tuple[Box, ...]
 
@@ -210,24 +224,30 @@ def load(path: str | Path, task: str) -> list[Any]:
 
 
 def load_captions(path: str | Path) -> list[Caption]:
+    """Every record of a ``captions.jsonl`` file (see `load`)."""
     return load(path, "captions")
 
 
 def load_itm(path: str | Path) -> list[ItmPair]:
+    """Every record of an ``itm.jsonl`` file (see `load`)."""
     return load(path, "itm")
 
 
 def load_ve(path: str | Path) -> list[Entailment]:
+    """Every record of a ``ve.jsonl`` file (see `load`)."""
     return load(path, "ve")
 
 
 def load_rec(path: str | Path) -> list[Referring]:
+    """Every record of a ``rec.jsonl`` file (see `load`)."""
     return load(path, "rec")
 
 
 def load_vqa(path: str | Path) -> list[Question]:
+    """Every record of a ``vqa.jsonl`` file (see `load`)."""
     return load(path, "vqa")
 
 
 def load_objects(path: str | Path) -> list[Objects]:
+    """Every record of an ``objects.jsonl`` file (see `load`)."""
     return load(path, "objects")

@@ -1,4 +1,4 @@
-"""Write a Shapes split to disk: PNG images plus the six canonical JSONL files (DESIGN.md §3).
+"""Write a Shapes split to disk: PNG images plus the six canonical JSONL files (README, "Data formats").
 
 Every image gets its own random generator seeded from ``(seed, split, index)``, so the output is
 byte-identical for the same arguments and any image can be regenerated alone.
@@ -44,6 +44,9 @@ class Summary:
     vqa_kinds: Counter[str] = field(default_factory=Counter)
 
     def table(self) -> str:
+        """The counts as a plain-text table: images, objects, records per task file (objects.jsonl aside),
+        VE labels, ITM matches and VQA question kinds.
+        """
         lines = [f"images          {self.images}", f"objects         {self.objects}"]
         for name in TASK_FILES[:-1]:
             lines.append(f"{name + '.jsonl':<16}{self.records[name]}")

@@ -3,6 +3,10 @@
 Every text is built from a structured meaning that is evaluated on the scene here, so the label of
 each example is computed, not assumed. `cmal.data.checker` re-derives every label from the text
 alone, with its own parser, and the tests hold the two against each other.
+
+Over 400 lines on purpose: `Speaker` keeps every template beside the meaning it evaluates and the
+phrase builders the templates share, so a template and its label cannot drift apart; split by
+task, the shared builders would have to be passed around or duplicated.
 """
 
 from __future__ import annotations
@@ -68,6 +72,7 @@ class Desc:
     size: str | None = None
 
     def matches(self, obj: SceneObject) -> bool:
+        """Whether ``obj`` has every property the description does not leave open."""
         return (
             (self.shape is None or obj.shape == self.shape)
             and (self.colour is None or obj.colour == self.colour)
@@ -102,12 +107,15 @@ class Speaker:
 
     # ----------------------------------------------------------------- helpers
     def pick(self, options: Sequence[T]) -> T:
+        """One of ``options``, drawn uniformly."""
         return options[int(self.rng.integers(len(options)))]
 
     def chance(self, p: float) -> bool:
+        """True with probability ``p``."""
         return bool(self.rng.random() < p)
 
     def matching(self, desc: Desc) -> list[SceneObject]:
+        """The objects of the scene that ``desc`` describes."""
         return [o for o in self.objects if desc.matches(o)]
 
     def noun_phrase(self, desc: Desc, plural: bool = False) -> str:
@@ -122,10 +130,12 @@ class Speaker:
         return " ".join(words)
 
     def indefinite(self, desc: Desc) -> str:
+        """``desc`` with "a" or "an" in front, e.g. "a big violet box"."""
         phrase = self.noun_phrase(desc)
         return ("an " if phrase[0] in "aeiou" else "a ") + phrase
 
     def full_desc(self, obj: SceneObject, with_size: bool | None = None) -> Desc:
+        """``obj`` described by shape and colour, plus size if ``with_size`` (None: 40% of the time)."""
         if with_size is None:
             with_size = self.chance(0.4)
         return Desc(obj.shape, obj.colour, obj.size if with_size else None)

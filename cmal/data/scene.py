@@ -46,10 +46,12 @@ class SceneObject:
 
     @property
     def cx(self) -> float:
+        """Centre x in pixels."""
         return (self.box[0] + self.box[2]) / 2
 
     @property
     def cy(self) -> float:
+        """Centre y in pixels (y grows downwards)."""
         return (self.box[1] + self.box[3]) / 2
 
 

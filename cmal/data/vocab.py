@@ -2,7 +2,7 @@
 
 The canonical concept names here are the detector's tag and attribute vocabularies. The synonym
 and plural tables are what the language generator draws surface words from; the model ships the
-same table for anchor detection (DESIGN.md §1, "Anchor detection").
+same table for anchor detection (`cmal.text.anchors`).
 """
 
 from __future__ import annotations

@@ -10,6 +10,8 @@ from typing import Any
 
 @dataclass(frozen=True)
 class DetectorConfig:
+    """The detector's architecture, saved as ``detector.json`` next to its weights."""
+
     image_size: int = 128  # input side in pixels (images are resized to it)
     stride: int = 4  # output stride of the heatmap; 128 px -> 32x32 cells
     widths: tuple[int, ...] = (24, 48, 64, 96)  # channels at strides 2, 4, 8, 16
@@ -21,10 +23,12 @@ class DetectorConfig:
     score_threshold: float = 0.3  # a region is valid above this peak score
 
     def to_json(self) -> dict[str, Any]:
+        """The config as a JSON-ready dict."""
         return asdict(self)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> DetectorConfig:
+        """A config from its JSON dict; unknown fields raise ``ValueError``."""
         known = {f.name for f in fields(cls)}
         unknown = set(data) - known
         if unknown:
@@ -34,8 +38,10 @@ class DetectorConfig:
         return cls(**data)
 
     def save(self, path: Path) -> None:
+        """Write the config to ``path`` as indented JSON."""
         path.write_text(json.dumps(self.to_json(), indent=2) + "\n", encoding="utf-8")
 
     @classmethod
     def load(cls, path: Path) -> DetectorConfig:
+        """Read a config written by `save`."""
         return cls.from_json(json.loads(path.read_text(encoding="utf-8")))

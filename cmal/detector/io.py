@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -10,22 +9,16 @@ from safetensors.torch import load_file, save_file
 
 from cmal.detector.config import DetectorConfig
 from cmal.detector.model import Detector
-
-WEIGHTS = "detector.safetensors"
-CONFIG = "detector.json"
-LABELS = "labels.json"
+from cmal.model_dir import DETECTOR_CONFIG, DETECTOR_WEIGHTS, LABELS, read_json, require, update_labels
 
 
 def save_detector(model: Detector, folder: Path, tags: list[str], attributes: list[str]) -> None:
     """Write weights, config and the tag/attribute vocabularies into ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
-    save_file(state, str(folder / WEIGHTS), metadata={"format": "pt", "model": "cmal-detector"})
-    model.config.save(folder / CONFIG)
-    labels_path = folder / LABELS
-    labels = json.loads(labels_path.read_text()) if labels_path.exists() else {}
-    labels.update({"tags": tags, "attributes": attributes})
-    labels_path.write_text(json.dumps(labels, indent=2) + "\n", encoding="utf-8")
+    save_file(state, str(folder / DETECTOR_WEIGHTS), metadata={"format": "pt", "model": "cmal-detector"})
+    model.config.save(folder / DETECTOR_CONFIG)
+    update_labels(folder, tags=tags, attributes=attributes)
 
 
 def load_detector(folder: Path) -> tuple[Detector, list[str], list[str]]:
@@ -34,16 +27,14 @@ def load_detector(folder: Path) -> tuple[Detector, list[str], list[str]]:
     Returns:
         The model, its tag names and its attribute names (index = id).
     """
-    for name in (WEIGHTS, CONFIG, LABELS):
-        if not (folder / name).is_file():
-            raise FileNotFoundError(f"{folder} is not a model directory with a detector: {name} is missing")
-    config = DetectorConfig.load(folder / CONFIG)
-    labels = json.loads((folder / LABELS).read_text())
+    require(folder, (DETECTOR_WEIGHTS, DETECTOR_CONFIG, LABELS), "a model directory with a detector")
+    config = DetectorConfig.load(folder / DETECTOR_CONFIG)
+    labels = read_json(folder / LABELS)
     model = Detector(config)
-    model.load_state_dict(load_file(str(folder / WEIGHTS)))
+    model.load_state_dict(load_file(str(folder / DETECTOR_WEIGHTS)))
     model.eval()
     if len(labels["tags"]) != config.num_tags or len(labels["attributes"]) != config.num_attributes:
-        raise ValueError(f"{folder}: labels.json does not match the detector's class counts")
+        raise ValueError(f"{folder}: {LABELS} does not match the detector's class counts")
     return model, labels["tags"], labels["attributes"]
 
 

@@ -19,6 +19,8 @@ from cmal.detector.config import DetectorConfig
 
 
 class DetectorOutput(NamedTuple):
+    """The detector's output contract: K region slots per image; features are zero where not ``valid``."""
+
     boxes: torch.Tensor  # (B, K, 4) normalised x1, y1, x2, y2
     scores: torch.Tensor  # (B, K)
     tags: torch.Tensor  # (B, K) int64
@@ -39,6 +41,7 @@ class DenseMaps(NamedTuple):
 
 
 def conv_bn(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
+    """3x3 convolution (no bias), BatchNorm and ReLU; ``stride`` 2 halves the resolution."""
     return nn.Sequential(
         nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False),
         nn.BatchNorm2d(cout),

@@ -9,6 +9,8 @@ import torch
 
 
 class Targets(NamedTuple):
+    """Detector training targets for a batch of B images, objects padded to M per image."""
+
     heat: torch.Tensor  # (B, 1, h, w) in [0, 1], exactly 1 at object centres
     centre: torch.Tensor  # (B, M) int64 flat cell index of each object's centre (0 where padded)
     mask: torch.Tensor  # (B, M) bool: real object

@@ -20,10 +20,13 @@ from cmal.detector.losses import detector_losses
 from cmal.detector.metrics import detection_metrics
 from cmal.detector.model import Detector
 from cmal.detector.targets import build_targets
+from cmal.model_dir import update_metrics
 
 
 @dataclass(frozen=True)
 class DetectorTrainSettings:
+    """Settings of a detector training run (`train_detector`)."""
+
     epochs: int = 14
     batch_size: int = 32
     lr: float = 3e-3
@@ -169,14 +172,6 @@ def _subset(data: DetectionSet, index: range) -> DetectionSet:
         [data.tags[i] for i in pick],
         [data.attributes[i] for i in pick],
     )
-
-
-def update_metrics(folder: Path, key: str, value: dict[str, object]) -> None:
-    """Set ``metrics.json[key]`` in a model directory, keeping the other keys."""
-    path = folder / "metrics.json"
-    metrics = json.loads(path.read_text()) if path.exists() else {}
-    metrics[key] = value
-    path.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
 def evaluate_detector_dir(model_dir: Path, data_dir: Path, progress: bool = True) -> dict[str, float]:

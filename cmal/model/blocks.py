@@ -8,6 +8,8 @@ from torch import nn
 
 
 class SelfAttention(nn.Module):
+    """Multi-head self-attention over a padded sequence; keys where ``mask`` is False are masked out."""
+
     def __init__(self, width: int, heads: int, dropout: float):
         super().__init__()
         self.heads = heads
@@ -26,6 +28,8 @@ class SelfAttention(nn.Module):
 
 
 class TransformerBlock(nn.Module):
+    """A pre-LayerNorm transformer layer: self-attention, then a GELU MLP, each with a residual."""
+
     def __init__(self, width: int, heads: int, intermediate: int, dropout: float):
         super().__init__()
         self.ln1 = nn.LayerNorm(width)
@@ -35,6 +39,7 @@ class TransformerBlock(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """x (B, L, W), mask (B, L) bool, True = attend -> (B, L, W)."""
         x = x + self.dropout(self.attn(self.ln1(x), mask))
         return x + self.dropout(self.mlp(self.ln2(x)))
 
@@ -50,6 +55,7 @@ class Encoder(nn.Module):
         self.ln = nn.LayerNorm(width)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """x (B, L, W), mask (B, L) bool, True = attend -> (B, L, W)."""
         for block in self.blocks:
             x = block(x, mask)
         return self.ln(x)
@@ -63,6 +69,7 @@ class Hypersphere(nn.Module):
         self.log_scale = nn.Parameter(torch.tensor(float(width) ** 0.5).log())
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
+        """h (..., W) -> the same shape, each vector rescaled to the learned length ``s``."""
         return F.normalize(h, dim=-1, eps=1e-6) * self.log_scale.exp()
 
 
@@ -82,4 +89,5 @@ class MLP(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (..., width) -> (..., out)."""
         return self.net(x)

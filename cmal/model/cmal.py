@@ -20,6 +20,10 @@ from cmal.model.use import UnifiedEncoder
 
 
 class Encoded(NamedTuple):
+    """What `CMAL.encode` returns: the unified sequence, the uni-modal states before CMAP, and
+    which slots CMAP filled.
+    """
+
     sequence: torch.Tensor  # (B, L + K, H) unified encoder output
     text: torch.Tensor  # (B, L, U) ĥ^t before CMAP
     regions: torch.Tensor  # (B, K, U) ĥ^v before CMAP
@@ -28,6 +32,8 @@ class Encoded(NamedTuple):
 
 
 class TaskOutputs(NamedTuple):
+    """Every task head's logits for a batch, in the fusion graph's output order."""
+
     ve_logits: torch.Tensor  # (B, 3) entailment, neutral, contradiction
     itm_logits: torch.Tensor  # (B,) match logit
     vqa_logits: torch.Tensor  # (B, A)
@@ -35,6 +41,8 @@ class TaskOutputs(NamedTuple):
 
 
 class CMAL(nn.Module):
+    """The whole model: UMSE encoders, CMAP layer, unified encoder, and the task and pre-training heads."""
+
     def __init__(self, config: CMALConfig):
         super().__init__()
         self.config = config

@@ -18,6 +18,8 @@ from cmal.model.config import CMAP_MODES
 
 
 class Prompt(NamedTuple):
+    """The CMAP layer's output: text and region slots after masking and filling, and which were filled."""
+
     text: torch.Tensor  # (B, L, U) text slots after CMAP
     regions: torch.Tensor  # (B, K, U) region slots after CMAP
     text_swapped: torch.Tensor  # (B, L) float 1 where a slot was filled
@@ -30,6 +32,8 @@ def _gather(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
 
 
 class CMAP(nn.Module):
+    """Anchor point masking and swap feature filling, with the cross-modal projections P_vt and P_tv."""
+
     def __init__(self, width: int):
         super().__init__()
         self.visual_to_text = nn.Linear(width, width)  # P_vt

@@ -12,6 +12,8 @@ CMAP_MODES = ("swap", "mix", "off")
 
 @dataclass(frozen=True)
 class CMALConfig:
+    """The CMAL architecture, saved as ``cmal.json`` next to its weights; bad values raise ``ValueError``."""
+
     vocab_size: int = 400  # WordPiece vocabulary (from the model's tokenizer)
     max_tokens: int = 40  # text length, [CLS] and [SEP] included
     max_regions: int = 10  # K: region slots from the detector
@@ -39,23 +41,28 @@ class CMALConfig:
                 raise ValueError(f"width {width} is not divisible by {heads} heads")
 
     def replace(self, **changes: Any) -> CMALConfig:
+        """A copy with ``changes`` applied (checked again)."""
         return replace(self, **changes)
 
     def to_json(self) -> dict[str, Any]:
+        """The config as a JSON-ready dict."""
         return asdict(self)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> CMALConfig:
+        """A config from its JSON dict; unknown fields raise ``ValueError``."""
         unknown = set(data) - {f.name for f in fields(cls)}
         if unknown:
             raise ValueError(f"unknown CMAL config fields: {', '.join(sorted(unknown))}")
         return cls(**data)
 
     def save(self, path: Path) -> None:
+        """Write the config to ``path`` as indented JSON."""
         path.write_text(json.dumps(self.to_json(), indent=2) + "\n", encoding="utf-8")
 
     @classmethod
     def load(cls, path: Path) -> CMALConfig:
+        """Read a config written by `save`."""
         return cls.from_json(json.loads(path.read_text(encoding="utf-8")))
 
 

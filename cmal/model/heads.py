@@ -17,6 +17,7 @@ class ClsHead(nn.Module):
         self.mlp = MLP(c.hidden, classes)
 
     def forward(self, sequence: torch.Tensor) -> torch.Tensor:
+        """sequence (B, N, H) -> logits (B, classes), read at ``[CLS]`` (position 0)."""
         return self.mlp(sequence[:, 0])  # (B, classes)
 
 

@@ -8,6 +8,9 @@ BERT checkpoint). Sequence: ``[CLS] text' [SEP]`` then the K region slots. Token
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 from torch import nn
 from transformers import BertConfig, BertModel
@@ -16,27 +19,41 @@ from transformers.utils import logging as hf_logging
 from cmal.model.config import CMALConfig
 
 TEXT_TYPE, REGION_TYPE, SWAPPED_TYPE = 0, 1, 2
-hf_logging.set_verbosity_error()  # BertConfig's notes on unused generation fields are noise here
+
+
+@contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    """Silence transformers' notes while building BERT (on generation fields it does not use),
+    and restore its verbosity afterwards: importing or building a model changes no global."""
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
 
 
 class UnifiedEncoder(nn.Module):
+    """BERT over the hybrid prompt: projected text slots, then region slots (see the module doc)."""
+
     def __init__(self, c: CMALConfig):
         super().__init__()
         self.max_tokens = c.max_tokens
         self.text_in = nn.Linear(c.umse_hidden, c.hidden)
         self.region_in = nn.Linear(c.umse_hidden, c.hidden)
-        bert = BertConfig(
-            vocab_size=1,  # BERT's word table is unused (we feed inputs_embeds): one frozen row
-            hidden_size=c.hidden,
-            num_hidden_layers=c.layers,
-            num_attention_heads=c.heads,
-            intermediate_size=c.intermediate,
-            max_position_embeddings=c.max_tokens + 1,
-            type_vocab_size=3,
-            hidden_dropout_prob=c.dropout,
-            attention_probs_dropout_prob=c.dropout,
-        )
-        self.bert = BertModel(bert, add_pooling_layer=False)
+        with _quiet_transformers():
+            bert = BertConfig(
+                vocab_size=1,  # BERT's word table is unused (we feed inputs_embeds): one frozen row
+                hidden_size=c.hidden,
+                num_hidden_layers=c.layers,
+                num_attention_heads=c.heads,
+                intermediate_size=c.intermediate,
+                max_position_embeddings=c.max_tokens + 1,
+                type_vocab_size=3,
+                hidden_dropout_prob=c.dropout,
+                attention_probs_dropout_prob=c.dropout,
+            )
+            self.bert = BertModel(bert, add_pooling_layer=False)
         self.bert.embeddings.word_embeddings.weight.requires_grad_(False)
 
     def forward(

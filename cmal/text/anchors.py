@@ -21,6 +21,8 @@ from tokenizers import Encoding
 
 @dataclass(frozen=True)
 class Anchor:
+    """One anchor: region slot ``k`` and word (token position ``j``) that share concept ``c``."""
+
     region: int  # k: region slot
     token: int  # j: token position (first word piece of the word)
     concept: int  # c: concept id (index in the tag vocabulary)

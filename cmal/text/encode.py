@@ -5,18 +5,21 @@ Shared by training, evaluation and the service so that all three feed the model 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from tokenizers import Tokenizer
 
+from cmal.model_dir import Vocabularies
 from cmal.text.anchors import Anchor, anchors_to_arrays, find_anchors, one_to_one, unambiguous, word_starts
 from cmal.text.tokenizer import PAD_ID
 
 
 @dataclass(frozen=True)
 class EncodedText:
+    """One tokenised text: its WordPiece ids and where each word starts."""
+
     ids: list[int]  # WordPiece ids with [CLS] … [SEP]
     words: list[tuple[int, str]]  # (first token position, word)
 
@@ -46,18 +49,18 @@ def pad_ids(batch: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
 def inference_anchors(
     texts: Sequence[EncodedText],
     region_tags: Sequence[Sequence[str | None]],
-    concepts: Sequence[str],
-    synonyms: Mapping[str, str],
+    vocab: Vocabularies,
     region_attributes: Sequence[Sequence[str | None]] | None = None,
-    attribute_words: Mapping[str, str] | None = None,
-    skip_ambiguous: bool = False,
 ) -> list[list[Anchor]]:
-    """All anchors of each example (only words matching one region when ``skip_ambiguous``),
-    reduced one-to-one (each slot swapped at most once)."""
+    """All anchors of each example (only words matching one region when ``vocab.skip_ambiguous``),
+    reduced one-to-one (each slot swapped at most once). Attributes take part when the regions'
+    attributes are given and ``vocab`` has attribute words."""
     attributes = region_attributes if region_attributes is not None else [None] * len(texts)
-    keep = unambiguous if skip_ambiguous else list
+    keep = unambiguous if vocab.skip_ambiguous else list
     return [
-        one_to_one(keep(find_anchors(t.words, tags, concepts, synonyms, attrs, attribute_words)))
+        one_to_one(
+            keep(find_anchors(t.words, tags, vocab.tags, vocab.synonyms, attrs, vocab.attribute_words))
+        )
         for t, tags, attrs in zip(texts, region_tags, attributes, strict=True)
     ]
 
@@ -65,11 +68,8 @@ def inference_anchors(
 def fusion_inputs(
     texts: Sequence[EncodedText],
     region_tags: Sequence[Sequence[str | None]],
-    concepts: Sequence[str],
-    synonyms: Mapping[str, str],
+    vocab: Vocabularies,
     region_attributes: Sequence[Sequence[str | None]] | None = None,
-    attribute_words: Mapping[str, str] | None = None,
-    skip_ambiguous: bool = False,
 ) -> dict[str, np.ndarray]:
     """The text-side inputs of the fusion graph for a batch (regions are added by the caller).
 
@@ -78,11 +78,7 @@ def fusion_inputs(
         int64; ``anchor_valid`` (B, S) bool.
     """
     ids, mask = pad_ids([t.ids for t in texts])
-    arrays = anchors_to_arrays(
-        inference_anchors(
-            texts, region_tags, concepts, synonyms, region_attributes, attribute_words, skip_ambiguous
-        )
-    )
+    arrays = anchors_to_arrays(inference_anchors(texts, region_tags, vocab, region_attributes))
     return {
         "input_ids": ids,
         "attention_mask": mask,

@@ -11,11 +11,14 @@ import torch.distributed as dist
 
 @dataclass(frozen=True)
 class DistInfo:
+    """This process's place in the process group: its rank and the number of processes."""
+
     rank: int
     world: int
 
     @property
     def main(self) -> bool:
+        """Whether this is the main process (rank 0)."""
         return self.rank == 0
 
 
@@ -31,10 +34,12 @@ def init_distributed() -> DistInfo:
 
 
 def barrier(info: DistInfo) -> None:
+    """Wait for every process of the group (nothing to wait for when running alone)."""
     if info.world > 1:
         dist.barrier()
 
 
 def shutdown(info: DistInfo) -> None:
+    """Leave the process group, if one was joined."""
     if info.world > 1 and dist.is_initialized():
         dist.destroy_process_group()

@@ -11,41 +11,46 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 from tokenizers import Tokenizer
 
-from cmal.data.formats import VE_LABELS, load
+from cmal.data.formats import load
 from cmal.imaging import iou
-from cmal.model.io import Vocabularies
+from cmal.model_dir import Vocabularies
 from cmal.regions import RegionTable
+from cmal.tasks import TASKS, VE_LABELS
 from cmal.text.anchors import Anchor, find_anchors, one_to_one, unambiguous
 from cmal.text.encode import pad_ids, region_tag_names, tokenize
 from cmal.text.tokenizer import MASK_ID, SEP_ID
 
-TASK_FIELD = {
-    "captions": "caption",
-    "itm": "text",
-    "ve": "hypothesis",
-    "rec": "expression",
-    "vqa": "question",
-}
-TASK_IDS = {"captions": 0, "itm": 1, "ve": 2, "rec": 3, "vqa": 4}
+# the text field of each kind of example: pre-training captions, then the registry's tasks
+TEXT_FIELD = {"captions": "caption", **{t.id: t.text_field for t in TASKS}}
+# each kind of example's number in a batch's "task" tensor
+KIND_INDEX = {kind: i for i, kind in enumerate(TEXT_FIELD)}
+GOLD_FIELD = {t.id: t.gold_field for t in TASKS}
+NO_LABEL = -1  # a batch's "label" tensor where an example has no class or slot to learn
 MIN_REC_IOU = 0.5  # a grounding example trains only if some detected region overlaps its box this much
 
 
 @dataclass
 class Example:
+    """One example of any kind (pre-training caption or task record): token ids, anchors and its labels."""
+
     uid: int  # stable id (seeds the example's randomness)
     task: str  # captions, itm, ve, rec or vqa
     row: int  # row of the image in the region table
     ids: list[int]
     anchors: list[Anchor]  # all anchors (many-to-many)
     match: float = -1.0  # itm: 1.0 / 0.0
-    label: int = -1  # ve: label id; rec: target region slot (-1 = none overlaps enough)
+    # ve: the class id; rec: the region slot to ground to (None: no detected region overlaps the
+    # true box enough to learn from)
+    label: int | None = None
     box: tuple[float, float, float, float] | None = None  # rec: ground-truth box, pixels
     answers: tuple[str, ...] = ()  # vqa: given answers
+    truth: Any = None  # a task's truth as the registry scores it (record field Task.gold_field)
 
 
 def answer_vocabulary(folder: Path) -> list[str]:
@@ -67,19 +72,19 @@ def soft_scores(answers: Sequence[str], vocab: Mapping[str, int]) -> dict[int, f
 
 def best_region_slot(
     boxes: np.ndarray, valid: np.ndarray, size: tuple[int, int], box: tuple[float, float, float, float]
-) -> int:
+) -> int | None:
     """The valid slot whose box (normalised (K, 4)) overlaps ``box`` (pixels of an image of ``size``)
-    most, or -1 if none reaches MIN_REC_IOU."""
+    most, or None if none reaches MIN_REC_IOU."""
     if not valid.any():
-        return -1
+        return None
     w, h = size
     overlaps = iou(np.array([box], np.float32), boxes * np.array([w, h, w, h], np.float32))[0]
     overlaps[~valid] = -1
     k = int(overlaps.argmax())
-    return k if overlaps[k] >= MIN_REC_IOU else -1
+    return k if overlaps[k] >= MIN_REC_IOU else None
 
 
-def best_region(table: RegionTable, row: int, box: tuple[float, float, float, float]) -> int:
+def best_region(table: RegionTable, row: int, box: tuple[float, float, float, float]) -> int | None:
     """`best_region_slot` for one image of a region table."""
     w, h = table.sizes[row]
     return best_region_slot(table.boxes[row], table.valid[row], (int(w), int(h)), box)
@@ -100,7 +105,7 @@ def load_examples(
     examples: list[Example] = []
     for task in tasks:
         records = load(folder / f"{task}.jsonl", task)
-        encoded = tokenize(tokenizer, [getattr(r, TASK_FIELD[task]) for r in records])
+        encoded = tokenize(tokenizer, [getattr(r, TEXT_FIELD[task]) for r in records])
         for r, enc in zip(records, encoded, strict=True):
             row = table.row(r.image)
             tags = region_tag_names(table.tags[row], table.valid[row], vocab.tags)
@@ -115,6 +120,7 @@ def load_examples(
                         enc.words, tags, vocab.tags, vocab.synonyms, attributes, vocab.attribute_words
                     )
                 ),
+                truth=getattr(r, GOLD_FIELD[task]) if task in GOLD_FIELD else None,
             )
             if task == "itm":
                 ex.match = float(r.match)
@@ -140,10 +146,18 @@ class Masking:
     focus_ids: frozenset[int] = frozenset()
 
 
-def _swaps(
-    ex: Example, table: RegionTable, rng: np.random.Generator, m: Masking
-) -> list[tuple[int, int, int, int, int]]:
-    """(token, region, concept, text source region, region source token) for chosen pre-training swaps."""
+class Swap(NamedTuple):
+    """One anchor swap: text slot ``token`` and region slot ``region`` trade places (CMAP)."""
+
+    token: int  # the text slot
+    region: int  # the region slot
+    concept: int  # the anchor's concept: the AMC label at both slots
+    text_source: int  # the region whose feature fills the text slot (= region, or another for a false swap)
+    region_source: int  # the token whose embedding fills the region slot (= token, or another)
+
+
+def _swaps(ex: Example, table: RegionTable, rng: np.random.Generator, m: Masking) -> list[Swap]:
+    """The chosen pre-training swaps of one example (some of them false)."""
     if not ex.anchors:
         return []
     shuffled = [ex.anchors[int(i)] for i in rng.permutation(len(ex.anchors))]
@@ -167,7 +181,7 @@ def _swaps(
             if other_regions and other_tokens:
                 t_src = int(other_regions[int(rng.integers(len(other_regions)))])
                 r_src = int(other_tokens[int(rng.integers(len(other_tokens)))])
-        out.append((a.token, a.region, a.concept, t_src, r_src))
+        out.append(Swap(a.token, a.region, a.concept, t_src, r_src))
     return out
 
 
@@ -193,7 +207,7 @@ def collate(
     ids, mask = pad_ids([ex.ids for ex in batch])
     length = ids.shape[1]
     rows = np.array([ex.row for ex in batch])
-    swaps: list[list[tuple[int, int, int, int, int]]] = []
+    swaps: list[list[Swap]] = []
     mlm_labels = np.zeros_like(ids)
     mlm_valid = np.zeros(ids.shape, bool)
     for i, ex in enumerate(batch):
@@ -218,34 +232,36 @@ def collate(
                     elif r < 0.9:
                         ids[i, j] = int(rng.integers(5, vocab_size))
         else:
-            swaps.append([(a.token, a.region, a.concept, a.region, a.token) for a in one_to_one(ex.anchors)])
+            true_pairs = one_to_one(ex.anchors)
+            swaps.append([Swap(a.token, a.region, a.concept, a.region, a.token) for a in true_pairs])
     s = max([1, *(len(x) for x in swaps)])
-    sw = np.zeros((b, s, 5), np.int64)
+    table_of_swaps = np.zeros((b, s, len(Swap._fields)), np.int64)
     sw_valid = np.zeros((b, s), bool)
     for i, x in enumerate(swaps):
         if x:
-            sw[i, : len(x)] = x
+            table_of_swaps[i, : len(x)] = x
             sw_valid[i, : len(x)] = True
+    sw = Swap(*np.moveaxis(table_of_swaps, -1, 0))  # each field (B, S)
     out = {
         "input_ids": torch.from_numpy(ids),
         "attention_mask": torch.from_numpy(mask),
         "region_boxes": torch.from_numpy(table.boxes[rows]),
         "region_features": torch.from_numpy(table.features[rows]),
         "region_valid": torch.from_numpy(table.valid[rows]),
-        "swap_token": torch.from_numpy(sw[..., 0]),
-        "swap_region": torch.from_numpy(sw[..., 1]),
+        "swap_token": torch.from_numpy(sw.token),
+        "swap_region": torch.from_numpy(sw.region),
         "swap_valid": torch.from_numpy(sw_valid),
-        "text_source": torch.from_numpy(sw[..., 3]),
-        "region_source": torch.from_numpy(sw[..., 4]),
-        "task": torch.tensor([TASK_IDS[ex.task] for ex in batch]),
+        "text_source": torch.from_numpy(sw.text_source),
+        "region_source": torch.from_numpy(sw.region_source),
+        "task": torch.tensor([KIND_INDEX[ex.task] for ex in batch]),
         "image_row": torch.from_numpy(rows),
         "match": torch.tensor([ex.match for ex in batch], dtype=torch.float32),
-        "label": torch.tensor([ex.label for ex in batch]),
+        "label": torch.tensor([NO_LABEL if ex.label is None else ex.label for ex in batch]),
     }
     if pretrain:
         # AMC at both slots of every swap: text slot j, region slot L + k; label = anchor concept
-        out["amc_positions"] = torch.from_numpy(np.concatenate([sw[..., 0], length + sw[..., 1]], axis=1))
-        out["amc_labels"] = torch.from_numpy(np.concatenate([sw[..., 2], sw[..., 2]], axis=1))
+        out["amc_positions"] = torch.from_numpy(np.concatenate([sw.token, length + sw.region], axis=1))
+        out["amc_labels"] = torch.from_numpy(np.concatenate([sw.concept, sw.concept], axis=1))
         out["amc_valid"] = torch.from_numpy(np.concatenate([sw_valid, sw_valid], axis=1))
         out["mlm_labels"] = torch.from_numpy(mlm_labels)
         out["mlm_valid"] = torch.from_numpy(mlm_valid)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import logging
 import shutil
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -18,35 +18,35 @@ from cmal.data.formats import load
 from cmal.data.language import GEOMETRY_CONCEPTS
 from cmal.data.vocab import COLOUR_WORDS, synonym_table
 from cmal.detector.config import DetectorConfig
-from cmal.detector.io import CONFIG as DET_CONFIG
-from cmal.detector.io import LABELS as DET_LABELS
-from cmal.detector.io import WEIGHTS as DET_WEIGHTS
-from cmal.detector.train import update_metrics
-from cmal.evaluate import TASKS, evaluate_examples
+from cmal.evaluate import evaluate_examples
 from cmal.model.cmal import CMAL
 from cmal.model.config import CMALConfig, demo_config
-from cmal.model.io import (
-    CONFIG,
+from cmal.model.io import has_cmal, load_partial, save_cmal
+from cmal.model_dir import (
+    CMAL_CONFIG,
+    DETECTOR_CONFIG,
+    DETECTOR_WEIGHTS,
+    LABELS,
     Vocabularies,
-    has_cmal,
-    load_partial,
-    load_vocabularies,
     read_json,
-    save_cmal,
+    update_labels,
+    update_metrics,
 )
 from cmal.regions import RegionTable, detect_folder
+from cmal.tasks import TASK_IDS
 from cmal.text.tokenizer import load_tokenizer, train_tokenizer
 from cmal.train.distributed import DistInfo, barrier, init_distributed, shutdown
-from cmal.train.examples import TASK_FIELD, Example, Masking, answer_vocabulary, collate, load_examples
+from cmal.train.examples import TEXT_FIELD, Example, Masking, answer_vocabulary, collate, load_examples
 from cmal.train.steps import FinetuneStep, PretrainStep, geometry_word_hits
 from cmal.train.trainer import TrainSettings, fit
 
+log = logging.getLogger(__name__)
 PRETRAIN_TASKS = ("captions", "itm")
 VAL_CAP = 1500  # validation examples per task (keeps per-epoch validation short)
 
 
 def _copy_detector(src: Path, dst: Path) -> None:
-    for name in (DET_WEIGHTS, DET_CONFIG):
+    for name in (DETECTOR_WEIGHTS, DETECTOR_CONFIG):
         if not (src / name).is_file():
             raise FileNotFoundError(
                 f"{src} has no detector ({name} missing): train one with `cmal train detector`"
@@ -54,12 +54,10 @@ def _copy_detector(src: Path, dst: Path) -> None:
     if src.resolve() == dst.resolve():
         return
     dst.mkdir(parents=True, exist_ok=True)
-    for name in (DET_WEIGHTS, DET_CONFIG):
+    for name in (DETECTOR_WEIGHTS, DETECTOR_CONFIG):
         shutil.copyfile(src / name, dst / name)
-    labels = read_json(src / DET_LABELS)
-    dst_labels = read_json(dst / DET_LABELS) if (dst / DET_LABELS).is_file() else {}
-    dst_labels.update({"tags": labels["tags"], "attributes": labels["attributes"]})
-    (dst / DET_LABELS).write_text(json.dumps(dst_labels, indent=2) + "\n")
+    labels = read_json(src / LABELS)
+    update_labels(dst, tags=labels["tags"], attributes=labels["attributes"])
 
 
 def _start(detector_src: Path, out_dir: Path, seed: int) -> tuple[DistInfo, DetectorConfig, dict[str, Any]]:
@@ -69,12 +67,12 @@ def _start(detector_src: Path, out_dir: Path, seed: int) -> tuple[DistInfo, Dete
     if dist.main:
         _copy_detector(detector_src, out_dir)
     barrier(dist)
-    return dist, DetectorConfig.load(out_dir / DET_CONFIG), read_json(out_dir / DET_LABELS)
+    return dist, DetectorConfig.load(out_dir / DETECTOR_CONFIG), read_json(out_dir / LABELS)
 
 
 def _corpus(folder: Path) -> list[str]:
     texts = []
-    for task, field in TASK_FIELD.items():
+    for task, field in TEXT_FIELD.items():
         path = folder / f"{task}.jsonl"
         if path.is_file():
             texts += [getattr(r, field) for r in load(path, task)]
@@ -92,9 +90,10 @@ def _attribute_words(attributes: Sequence[str]) -> dict[str, str]:
     return dict(sorted((w, a) for a in attributes for w in COLOUR_WORDS.get(a, (a,))))
 
 
-def _split_off(examples: list[Example], fraction: float) -> tuple[list[Example], list[Example]]:
+def _split_off(examples: list[Example], fraction: float, seed: int) -> tuple[list[Example], list[Example]]:
+    """(training, held-out) examples: a random ``fraction`` held out, drawn with ``seed``."""
     n_val = max(1, int(len(examples) * fraction))
-    order = np.random.default_rng(1234).permutation(len(examples))
+    order = np.random.default_rng(seed).permutation(len(examples))
     val = {int(i) for i in order[:n_val]}
     return [e for i, e in enumerate(examples) if i not in val], [
         e for i, e in enumerate(examples) if i in val
@@ -118,6 +117,7 @@ def _datasets(
     tasks: Sequence[str],
     tokenizer: Tokenizer,
     vocab: Vocabularies,
+    holdout_seed: int,
     progress: bool,
 ) -> tuple[RegionTable, list[Example], RegionTable, list[Example]]:
     """Training and validation examples with their region tables (validation: ``val_dir``, or 5%
@@ -129,8 +129,26 @@ def _datasets(
         val = load_examples(val_dir, tasks, val_table, tokenizer, vocab, uid_offset=10**8)
     else:
         val_table = table
-        examples, val = _split_off(examples, 0.05)
+        examples, val = _split_off(examples, 0.05, holdout_seed)
     return table, examples, val_table, _cap(val, VAL_CAP)
+
+
+def _shape_config(
+    base: CMALConfig,
+    tokenizer: Tokenizer,
+    vocab: Vocabularies,
+    det: DetectorConfig,
+    changes: dict[str, Any] | None = None,
+) -> CMALConfig:
+    """``base`` sized to the tokenizer, vocabularies and detector (plus any ``changes``)."""
+    return base.replace(
+        vocab_size=tokenizer.get_vocab_size(),
+        num_concepts=len(vocab.tags),
+        region_feature_dim=det.feature_dim,
+        max_regions=det.max_detections,
+        num_answers=max(1, len(vocab.answers)),
+        **(changes or {}),
+    )
 
 
 def pretrain(
@@ -157,16 +175,10 @@ def pretrain(
         _synonyms(labels["tags"]),
         _attribute_words(labels["attributes"]),
     )
-    config = (config or demo_config()).replace(
-        vocab_size=tokenizer.get_vocab_size(),
-        num_concepts=len(vocab.tags),
-        region_feature_dim=det.feature_dim,
-        max_regions=det.max_detections,
-        num_answers=max(1, len(answers)),
-    )
+    config = _shape_config(config or demo_config(), tokenizer, vocab, det)
     model = CMAL(config)
     table, examples, val_table, val = _datasets(
-        out_dir, data_dir, val_dir, PRETRAIN_TASKS, tokenizer, vocab, progress and dist.main
+        out_dir, data_dir, val_dir, PRETRAIN_TASKS, tokenizer, vocab, s.holdout_seed, progress and dist.main
     )
     step = PretrainStep(model, s.amc_weight, s.plain_pass)
     geometry = {i: c for w, c in GEOMETRY_CONCEPTS.items() if (i := tokenizer.token_to_id(w)) is not None}
@@ -176,9 +188,6 @@ def pretrain(
         focus_probability=s.geometry_mlm,
         focus_ids=frozenset(geometry),
     )
-    # the geometry probe masks every size / position word of the validation captions, nothing else
-    probe = replace(masking, mlm_probability=0.0, focus_probability=1.0)
-    val_captions = [ex for ex in val if ex.task == "captions"]
 
     def make_batch(batch: Sequence[Example], epoch: int) -> dict[str, torch.Tensor]:
         return collate(
@@ -191,43 +200,8 @@ def pretrain(
             vocab_size=config.vocab_size,
         )
 
-    def val_batches(
-        part: Sequence[Example], m: Masking
-    ) -> Iterator[tuple[Sequence[Example], dict[str, torch.Tensor]]]:
-        for start in range(0, len(part), 128):
-            chunk = part[start : start + 128]
-            yield (
-                chunk,
-                collate(
-                    chunk,
-                    val_table,
-                    pretrain=True,
-                    seed=s.seed,
-                    epoch=0,
-                    masking=m,
-                    vocab_size=config.vocab_size,
-                ),
-            )
-
-    @torch.no_grad()
     def validate() -> dict[str, Any]:
-        step.eval()
-        sums: dict[str, float] = {}
-        n = 0
-        for part, batch in val_batches(val, masking):
-            for k, v in step(batch).items():
-                sums[f"val_{k}"] = sums.get(f"val_{k}", 0.0) + float(v) * len(part)
-            n += len(part)
-        metrics: dict[str, Any] = {k: v / max(n, 1) for k, v in sums.items()}
-        metrics["score"] = -metrics["val_total"]
-        right: Counter[str] = Counter()
-        total: Counter[str] = Counter()
-        for _, batch in val_batches(val_captions, probe):
-            for kind, (r, t) in geometry_word_hits(step, batch, geometry).items():
-                right[kind] += r
-                total[kind] += t
-        metrics.update({f"val_{kind}_word_accuracy": right[kind] / t for kind, t in total.items()})
-        return metrics
+        return pretrain_metrics(step, val, val_table, masking, geometry, s.seed, config.vocab_size)
 
     best = fit(
         step, model, examples, make_batch, validate,
@@ -250,6 +224,65 @@ def pretrain(
         )
     shutdown(dist)
     return best
+
+
+def finetune_metrics(
+    model: CMAL, val: Sequence[Example], table: RegionTable, vocab: Vocabularies, tasks: Sequence[str]
+) -> dict[str, Any]:
+    """Fine-tuning's validation: ``val_<task>`` accuracy per task and their mean as ``score``
+    (the trainer keeps the checkpoint with the best score)."""
+    results = evaluate_examples(model, val, table, vocab, tasks)
+    metrics: dict[str, Any] = {f"val_{t}": float(r["accuracy"]) for t, r in results.items()}
+    metrics["score"] = float(np.mean([r["accuracy"] for r in results.values()]))
+    return metrics
+
+
+def _pretrain_batches(
+    part: Sequence[Example], table: RegionTable, masking: Masking, seed: int, vocab_size: int
+) -> Iterator[tuple[Sequence[Example], dict[str, torch.Tensor]]]:
+    """Validation batches of 128 with pre-training corruption drawn as in epoch 0."""
+    for start in range(0, len(part), 128):
+        chunk = part[start : start + 128]
+        batch = collate(
+            chunk, table, pretrain=True, seed=seed, epoch=0, masking=masking, vocab_size=vocab_size
+        )
+        yield chunk, batch
+
+
+@torch.no_grad()
+def pretrain_metrics(
+    step: PretrainStep,
+    val: Sequence[Example],
+    table: RegionTable,
+    masking: Masking,
+    geometry: dict[int, str],
+    seed: int,
+    vocab_size: int,
+) -> dict[str, Any]:
+    """Pre-training's validation: each loss averaged over ``val`` (``val_<loss>``; ``score`` is
+    minus the total), and how often a masked size or position word of the validation captions is
+    recovered with the right meaning (``val_<kind>_word_accuracy``; ``geometry``: token id ->
+    concept)."""
+    step.eval()
+    sums: dict[str, float] = {}
+    n = 0
+    for part, batch in _pretrain_batches(val, table, masking, seed, vocab_size):
+        for k, v in step(batch).items():
+            sums[f"val_{k}"] = sums.get(f"val_{k}", 0.0) + float(v) * len(part)
+        n += len(part)
+    metrics: dict[str, Any] = {k: v / max(n, 1) for k, v in sums.items()}
+    metrics["score"] = -metrics["val_total"]
+    # the geometry probe masks every size / position word of the validation captions, nothing else
+    probe = replace(masking, mlm_probability=0.0, focus_probability=1.0)
+    captions = [ex for ex in val if ex.task == "captions"]
+    right: Counter[str] = Counter()
+    total: Counter[str] = Counter()
+    for _, batch in _pretrain_batches(captions, table, probe, seed, vocab_size):
+        for kind, (r, t) in geometry_word_hits(step, batch, geometry).items():
+            right[kind] += r
+            total[kind] += t
+    metrics.update({f"val_{kind}_word_accuracy": right[kind] / t for kind, t in total.items()})
+    return metrics
 
 
 def _check_fixed_architecture(init_dir: Path, base: CMALConfig, changes: dict[str, Any]) -> None:
@@ -277,19 +310,19 @@ def finetune(
 ) -> dict[str, Any]:
     """Multi-task fine-tuning of ``tasks`` from ``init_dir`` (a pre-trained model directory, or one
     holding only a detector: then CMAL starts from random weights — the no-pre-training baseline)."""
-    unknown = set(tasks) - set(TASKS)
+    unknown = set(tasks) - set(TASK_IDS)
     if unknown or not tasks:
-        raise ValueError(f"tasks must be a non-empty subset of {', '.join(TASKS)}; got {', '.join(tasks)}")
-    tasks = tuple(t for t in TASKS if t in tasks)
+        raise ValueError(f"tasks must be a non-empty subset of {', '.join(TASK_IDS)}; got {', '.join(tasks)}")
+    tasks = tuple(t for t in TASK_IDS if t in tasks)
     s = settings or TrainSettings()
     pretrained = has_cmal(init_dir)
-    base = CMALConfig.load(init_dir / CONFIG) if pretrained else demo_config()
+    base = CMALConfig.load(init_dir / CMAL_CONFIG) if pretrained else demo_config()
     if pretrained:
         _check_fixed_architecture(init_dir, base, config_changes or {})
     dist, det, labels = _start(init_dir, out_dir, s.seed)
     if pretrained:
         tokenizer: Tokenizer = load_tokenizer(init_dir)
-        old = load_vocabularies(init_dir)
+        old = Vocabularies.load(init_dir)
         synonyms, attribute_words = old.synonyms, old.attribute_words
     else:
         tokenizer = train_tokenizer(_corpus(train_dir), vocab_size=vocab_size, max_length=base.max_tokens)
@@ -299,22 +332,15 @@ def finetune(
     vocab = Vocabularies(
         labels["tags"], labels["attributes"], answers, synonyms, attribute_words, s.skip_ambiguous
     )
-    config = base.replace(
-        vocab_size=tokenizer.get_vocab_size(),
-        num_concepts=len(vocab.tags),
-        region_feature_dim=det.feature_dim,
-        max_regions=det.max_detections,
-        num_answers=max(1, len(answers)),
-        **(config_changes or {}),
-    )
+    config = _shape_config(base, tokenizer, vocab, det, config_changes)
     model = CMAL(config)
     if pretrained:
         skipped = load_partial(model, init_dir, s.init_blend)
         if dist.main and skipped and progress:
             fresh = sorted({".".join(k.split(".")[:2]) for k in skipped})
-            print(f"initialised from {init_dir}; new (randomly initialised): {', '.join(fresh)}")
+            log.info("initialised from %s; new (randomly initialised): %s", init_dir, ", ".join(fresh))
     table, examples, val_table, val = _datasets(
-        out_dir, train_dir, val_dir, tasks, tokenizer, vocab, progress and dist.main
+        out_dir, train_dir, val_dir, tasks, tokenizer, vocab, s.holdout_seed, progress and dist.main
     )
     answer_ids = {a: i for i, a in enumerate(answers)}
     step = FinetuneStep(model, tasks)
@@ -323,10 +349,7 @@ def finetune(
         return collate(batch, table, pretrain=False, num_answers=config.num_answers, answer_ids=answer_ids)
 
     def validate() -> dict[str, Any]:
-        results = evaluate_examples(model, val, val_table, vocab, tasks)
-        metrics: dict[str, Any] = {f"val_{t}": float(r["accuracy"]) for t, r in results.items()}
-        metrics["score"] = float(np.mean([r["accuracy"] for r in results.values()]))
-        return metrics
+        return finetune_metrics(model, val, val_table, vocab, tasks)
 
     best = fit(
         step, model, examples, make_batch, validate,

@@ -13,7 +13,7 @@ from cmal.model.cmal import CMAL, Encoded
 from cmal.objectives.contrastive import cmcl_loss, pooled
 from cmal.objectives.slots import amc_loss, mlm_loss
 from cmal.objectives.tasks import itm_loss, rec_loss, ve_loss, vqa_loss
-from cmal.train.examples import TASK_IDS
+from cmal.train.examples import KIND_INDEX
 
 
 def encode_batch(model: CMAL, batch: dict[str, torch.Tensor], mode: str | None = None) -> Encoded:
@@ -48,6 +48,7 @@ class PretrainStep(nn.Module):
         self.plain_pass = plain_pass
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Collated batch -> scalar losses ``total``, ``mlm``, ``itm`` and ``amc`` (or ``cmcl``)."""
         m = self.model
         contrastive = m.config.objective == "cmcl"
         enc = encode_batch(m, batch, mode="off" if contrastive else "swap")
@@ -58,10 +59,10 @@ class PretrainStep(nn.Module):
         positions = torch.arange(length, device=seq.device).expand(seq.shape[0], length)
         losses = {
             "mlm": mlm_loss(m.mlm_head(seq, positions), batch["mlm_labels"], batch["mlm_valid"]),
-            "itm": itm_loss(m.itm_head(seq).squeeze(-1), batch["match"], batch["task"] == TASK_IDS["itm"]),
+            "itm": itm_loss(m.itm_head(seq).squeeze(-1), batch["match"], batch["task"] == KIND_INDEX["itm"]),
         }
         if contrastive:
-            positive = (batch["task"] == TASK_IDS["captions"]) | (batch["match"] == 1.0)
+            positive = (batch["task"] == KIND_INDEX["captions"]) | (batch["match"] == 1.0)
             losses["cmcl"] = cmcl_loss(
                 pooled(enc.text, batch["attention_mask"]),
                 pooled(enc.regions, batch["region_valid"]),
@@ -85,20 +86,25 @@ class FinetuneStep(nn.Module):
         self.tasks = tasks
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Collated batch -> scalar losses ``total`` and one per fine-tuned task (``ve``, ``itm``,
+        ``vqa``, ``rec``).
+        """
         m = self.model
         enc = encode_batch(m, batch)
         out = m.tasks(enc.sequence, batch["region_valid"])
         task = batch["task"]
         losses: dict[str, torch.Tensor] = {}
         if "ve" in self.tasks:
-            losses["ve"] = ve_loss(out.ve_logits, batch["label"], task == TASK_IDS["ve"])
+            losses["ve"] = ve_loss(out.ve_logits, batch["label"], task == KIND_INDEX["ve"])
         if "itm" in self.tasks:
-            losses["itm"] = itm_loss(out.itm_logits, batch["match"], task == TASK_IDS["itm"])
+            losses["itm"] = itm_loss(out.itm_logits, batch["match"], task == KIND_INDEX["itm"])
         if "vqa" in self.tasks:
-            losses["vqa"] = vqa_loss(out.vqa_logits, batch["vqa_soft"], task == TASK_IDS["vqa"])
+            losses["vqa"] = vqa_loss(out.vqa_logits, batch["vqa_soft"], task == KIND_INDEX["vqa"])
         if "rec" in self.tasks:
             losses["rec"] = rec_loss(
-                out.rec_logits, batch["label"].clamp(min=0), (task == TASK_IDS["rec"]) & (batch["label"] >= 0)
+                out.rec_logits,
+                batch["label"].clamp(min=0),
+                (task == KIND_INDEX["rec"]) & (batch["label"] >= 0),
             )
         return {"total": sum(losses.values(), torch.zeros(())), **losses}
 

@@ -30,6 +30,8 @@ from cmal.train.examples import Example
 
 @dataclass(frozen=True)
 class TrainSettings:
+    """Settings of a pre-training or fine-tuning run; fields marked with a stage apply to that stage only."""
+
     epochs: int = 10
     batch_size: int = 64  # global batch (split across processes under torchrun)
     lr: float = 5e-4
@@ -47,9 +49,13 @@ class TrainSettings:
     max_steps: int = 0  # stop after this many steps (0 = no limit); for smoke tests
     optimizer: str = "adamw"  # adamw, or sgd (momentum 0.9): no update normalisation, for exact checks
     resume: bool = False
+    holdout_seed: int = 1234  # draws the 5% validation hold-out when no validation folder is given
 
 
 def lr_at(step: int, total: int, s: TrainSettings) -> float:
+    """Learning rate at ``step`` (from 0) of ``total``: linear warm-up over the first ``s.warmup`` share of
+    the steps, then cosine decay to 0.
+    """
     warm = max(1, int(total * s.warmup))
     if step < warm:
         return s.lr * (step + 1) / warm

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 
+from cmal.tasks import ROUTES
 from service.schemas import ModelInfo
 from service.security import require_api_key
+from service.state import State
 
 router = APIRouter(tags=["operations"])
-TASKS = ["entailment", "grounding", "vqa", "matching"]
 
 
 @router.get("/healthz")
@@ -19,9 +20,8 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz")
-async def readyz(request: Request) -> JSONResponse:
+async def readyz(state: State) -> JSONResponse:
     """200 only when the model is loaded and warmed; 503 before that and while draining."""
-    state = request.app.state
     if state.ready and not state.draining:
         return JSONResponse({"status": "ready"})
     reason = "draining" if state.draining else "loading"
@@ -29,9 +29,8 @@ async def readyz(request: Request) -> JSONResponse:
 
 
 @router.get("/v1/models", response_model=list[ModelInfo], dependencies=[Depends(require_api_key)])
-async def models(request: Request) -> list[dict[str, object]]:
+async def models(state: State) -> list[dict[str, object]]:
     """The served model: name, version, backend, execution provider, tasks."""
-    state = request.app.state
     backend = state.backend
     if backend is None:
         return []
@@ -41,8 +40,8 @@ async def models(request: Request) -> list[dict[str, object]]:
             "version": backend.files.version,
             "backend": backend.name,
             "execution_provider": backend.provider,
-            "tasks": TASKS,
-            "answers": len(backend.files.answers),
+            "tasks": list(ROUTES),
+            "answers": len(backend.files.vocab.answers),
             "max_batch_size": state.settings.max_batch_size,
         }
     ]

@@ -31,6 +31,8 @@ from service.schemas import (
     VqaResponse,
 )
 from service.security import require_api_key
+from service.settings import Settings
+from service.state import ServiceState, State
 
 router = APIRouter(prefix="/v1", tags=["tasks"], dependencies=[Depends(require_api_key)])
 M = TypeVar("M", bound=BaseModel)
@@ -102,8 +104,8 @@ async def _parse(request: Request, model: type[M]) -> tuple[M, bytes]:
         raise _client_gone() from None
 
 
-def _check_texts(request: Request, texts: list[str], field: str) -> list[str]:
-    settings = request.app.state.settings
+def _check_texts(settings: Settings, texts: list[str], field: str) -> list[str]:
+    """The texts, or 422 for an empty or overlong one."""
     out = []
     for t in texts:
         if not t.strip():
@@ -118,29 +120,24 @@ def _check_texts(request: Request, texts: list[str], field: str) -> list[str]:
     return out
 
 
-async def _run(request: Request, task: str, raw: bytes, texts: list[str]) -> JobResult:
-    state = request.app.state
+async def _run(request: Request, state: ServiceState, task: str, raw: bytes, texts: list[str]) -> JobResult:
+    """Decode the image, queue the job, and wait for its result within the deadline."""
     settings = state.settings
-    # while draining (SIGTERM) only /readyz says 503, so load balancers stop sending; requests
-    # that still arrive before the listener closes are served: nothing accepted is lost
-    if not state.ready:
-        raise ApiError(503, "not_ready", "the model is not ready yet", {"Retry-After": "1"})
+    _, batcher = state.serving()
     try:
         image = await asyncio.to_thread(open_image, raw, settings.max_image_bytes, settings.max_image_pixels)
     except ImageError as e:
         raise ApiError(e.status, "invalid_image", e.message) from None
     try:
-        job = await state.batcher.submit(
-            task, content_hash(raw), image, texts, settings.request_timeout_ms / 1000
-        )
+        job = await batcher.submit(task, content_hash(raw), image, texts, settings.request_timeout_ms / 1000)
     except QueueFull:
         raise _queue_full() from None
-    watcher = asyncio.create_task(_withdraw_on_disconnect(request, job, state.batcher))
+    watcher = asyncio.create_task(_withdraw_on_disconnect(request, job, batcher))
     try:
         remaining = max(0.0, job.deadline - time.perf_counter())
         result: JobResult = await asyncio.wait_for(asyncio.shield(job.future), timeout=remaining)
     except (TimeoutError, DeadlineExceeded):
-        state.batcher.withdraw(job)  # nobody waits for it any more
+        batcher.withdraw(job)  # nobody waits for it any more
         raise ApiError(
             504, "deadline_exceeded", f"no result within {settings.request_timeout_ms:.0f} ms"
         ) from None
@@ -168,51 +165,54 @@ async def _withdraw_on_disconnect(request: Request, job: Job, batcher: Batcher) 
         batcher.withdraw(job, ClientGone())
 
 
-def _meta(request: Request) -> dict[str, str]:
-    return {"request_id": request.state.request_id, "model_version": request.app.state.backend.files.version}
+def _meta(request: Request, state: ServiceState) -> dict[str, str]:
+    """The fields every answer carries besides its result."""
+    backend, _ = state.serving()
+    return {"request_id": request.state.request_id, "model_version": backend.files.version}
 
 
 @router.post("/entailment", response_model=EntailmentResponse, openapi_extra=_body_doc(EntailmentRequest))
-async def entailment(request: Request) -> dict[str, Any]:
+async def entailment(request: Request, state: State) -> dict[str, Any]:
     """Visual entailment: does the image entail, contradict, or say nothing about the hypothesis?"""
     body, raw = await _parse(request, EntailmentRequest)
-    texts = _check_texts(request, [body.hypothesis], "hypothesis")
-    result = await _run(request, "entailment", raw, texts)
-    return _answer("entailment", {**entailment_result(result.outputs["ve_logits"][0]), **_meta(request)})
+    texts = _check_texts(state.settings, [body.hypothesis], "hypothesis")
+    result = await _run(request, state, "entailment", raw, texts)
+    verdict = entailment_result(result.outputs["ve_logits"][0])
+    return _answer("entailment", {**verdict, **_meta(request, state)})
 
 
 @router.post("/grounding", response_model=GroundingResponse, openapi_extra=_body_doc(GroundingRequest))
-async def grounding(request: Request) -> dict[str, Any]:
+async def grounding(request: Request, state: State) -> dict[str, Any]:
     """Referring-expression grounding: the box of the object the expression names."""
     body, raw = await _parse(request, GroundingRequest)
-    texts = _check_texts(request, [body.expression], "expression")
-    result = await _run(request, "grounding", raw, texts)
+    texts = _check_texts(state.settings, [body.expression], "expression")
+    result = await _run(request, state, "grounding", raw, texts)
     box = grounding_result(result.outputs["rec_logits"][0], result.regions, 0)
-    return _answer("grounding", {**box, **_meta(request)})
+    return _answer("grounding", {**box, **_meta(request, state)})
 
 
 @router.post("/vqa", response_model=VqaResponse, openapi_extra=_body_doc(VqaRequest))
-async def vqa(request: Request) -> dict[str, Any]:
+async def vqa(request: Request, state: State) -> dict[str, Any]:
     """Visual question answering over the model's answer vocabulary."""
     body, raw = await _parse(request, VqaRequest)
-    texts = _check_texts(request, [body.question], "question")
-    result = await _run(request, "vqa", raw, texts)
-    answers = request.app.state.backend.files.answers
-    return _answer(
-        "vqa", {**vqa_result(result.outputs["vqa_logits"][0], answers, body.top_k), **_meta(request)}
-    )
+    texts = _check_texts(state.settings, [body.question], "question")
+    result = await _run(request, state, "vqa", raw, texts)
+    backend, _ = state.serving()
+    top = vqa_result(result.outputs["vqa_logits"][0], backend.files.vocab.answers, body.top_k)
+    return _answer("vqa", {**top, **_meta(request, state)})
 
 
 @router.post("/matching", response_model=MatchingResponse, openapi_extra=_body_doc(MatchingRequest))
-async def matching(request: Request) -> dict[str, Any]:
+async def matching(request: Request, state: State) -> dict[str, Any]:
     """Image-text matching: a match probability for each candidate text (the image is detected once)."""
     body, raw = await _parse(request, MatchingRequest)
-    limit = request.app.state.settings.max_texts
+    limit = state.settings.max_texts
     if len(body.texts) > limit:
         raise ApiError(422, "too_many_texts", f"{len(body.texts)} texts; the limit is {limit} per request")
-    texts = _check_texts(request, body.texts, "texts")
-    result = await _run(request, "matching", raw, texts)
+    texts = _check_texts(state.settings, body.texts, "texts")
+    result = await _run(request, state, "matching", raw, texts)
     probs = sigmoid(result.outputs["itm_logits"].astype(np.float64))
     return _answer(
-        "matching", {"scores": [float(p) for p in probs], "best": int(probs.argmax()), **_meta(request)}
+        "matching",
+        {"scores": [float(p) for p in probs], "best": int(probs.argmax()), **_meta(request, state)},
     )

@@ -15,7 +15,7 @@ from safetensors.torch import save_file
 from cmal.data.vocab import COLOURS, SHAPES
 from cmal.model.cmal import CMAL
 from cmal.model.config import demo_config
-from cmal.model.io import Vocabularies
+from cmal.model_dir import Vocabularies
 from cmal.regions import detect_folder
 from cmal.text.tokenizer import train_tokenizer
 from cmal.train.distributed import init_distributed, shutdown

@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from cmal.cli import main as cli_main
 from cmal.data.generate import generate_split
+from cmal.tasks import TASK_IDS
 
 CMAL = str(Path(sys.executable).with_name("cmal"))
 TINY = ["--epochs", "1", "--batch-size", "16", "--max-steps", "3", "--quiet"]
@@ -89,6 +91,17 @@ def test_pretrain_finetune_evaluate(splits: tuple[Path, Path], demo_dir: Path, t
     assert results["ve"]["n"] == 24 and results["rec"]["n"] == 16 and results["vqa"]["n"] == 32
     assert 0.0 <= results["itm"]["auc"] <= 1.0
     assert "vqa" in result.stdout and "accuracy" in result.stdout  # the printed table
+    # each task alone, from a folder holding only that task's file and the images
+    for task in TASK_IDS:
+        alone = tmp_path / f"only-{task}"
+        shutil.copytree(val, alone, ignore=lambda _, names: [n for n in names if n.endswith(".jsonl")])
+        shutil.copyfile(val / f"{task}.jsonl", alone / f"{task}.jsonl")
+        single = tmp_path / f"only-{task}.json"
+        args = ["evaluate", "--model", str(ft), "--data", str(alone), "--task", task, "--quiet"]
+        assert cli_main([*args, "--output", str(single)]) == 0
+        assert json.loads(single.read_text()) == {task: results[task]}  # the same figures as with all
+        assert cli_main(["evaluate", "--model", str(ft), "--data", str(alone), "--quiet"]) == 0  # all
+    assert cli_main(["evaluate", "--model", str(ft), "--data", str(alone), "--task", "ve", "--quiet"]) == 2
     # fine-tuned models leave words that match several regions unswapped, and say so
     assert json.loads((ft / "labels.json").read_text())["skip_ambiguous_anchors"] is True
     assert json.loads((pre / "labels.json").read_text())["skip_ambiguous_anchors"] is False

@@ -71,7 +71,7 @@ def test_four_endpoints_follow_the_contract(settings: Settings) -> None:
         assert r.status_code == 200, r.text
         body = r.json()
         assert len(body["top_k"]) == 3 and body["answer"] == body["top_k"][0]["answer"]
-        assert body["answer"] in app.state.backend.files.answers
+        assert body["answer"] in app.state.service.backend.files.vocab.answers
 
         r = await client.post(
             "/v1/matching", json={"image": image, "texts": ["a red box.", "a blue circle.", "x"]}
@@ -185,7 +185,7 @@ def test_queued_requests_form_batches_and_share_detection(settings: Settings) ->
     image = b64(png())
 
     async def go(client: httpx.AsyncClient, app) -> None:  # type: ignore[no-untyped-def]
-        backend = app.state.backend
+        backend = app.state.service.backend
         calls = {"detect": 0}
         original = backend.detect
 
@@ -202,7 +202,7 @@ def test_queued_requests_form_batches_and_share_detection(settings: Settings) ->
             asyncio.create_task(client.post("/v1/vqa", json={"image": image, "question": f"q {i}?"}))
             for i in range(20)
         ]
-        await until(lambda: app.state.batcher.depth == 20, "20 queued requests")
+        await until(lambda: app.state.service.batcher.depth == 20, "20 queued requests")
         gate.open()
         rs = [await first, *await asyncio.gather(*rest)]
         assert [r.status_code for r in rs] == [200] * 21
@@ -224,7 +224,7 @@ def test_full_queue_rejects_with_retry_after_and_keeps_accepted(tiny_exported: P
 
     async def go(client: httpx.AsyncClient, app) -> None:  # type: ignore[no-untyped-def]
         before = (await client.get("/metrics")).text
-        gate = Gate(app.state.backend)
+        gate = Gate(app.state.service.backend)
 
         def ask(i: int) -> asyncio.Task[httpx.Response]:
             return asyncio.create_task(client.post("/v1/vqa", json={"image": image, "question": f"q {i}?"}))
@@ -232,7 +232,7 @@ def test_full_queue_rejects_with_retry_after_and_keeps_accepted(tiny_exported: P
         running = ask(0)
         await gate.wait_entered()
         queued = [ask(i) for i in range(1, 5)]
-        await until(lambda: app.state.batcher.depth == 4, "a full queue")
+        await until(lambda: app.state.service.batcher.depth == 4, "a full queue")
         rejected = await client.post("/v1/vqa", json={"image": image, "question": "one too many?"})
         assert rejected.status_code == 429 and rejected.headers["retry-after"] == "1"
         assert rejected.json()["error"]["code"] == "queue_full"
@@ -256,14 +256,14 @@ def test_deadline_and_failing_batch(tiny_exported: Path) -> None:
     image = b64(png())
 
     async def go(client: httpx.AsyncClient, app) -> None:  # type: ignore[no-untyped-def]
-        backend = app.state.backend
+        backend = app.state.service.backend
         original = backend.fuse
         before = (await client.get("/metrics")).text
         gate = Gate(backend)  # the batch is held until after its deadline has passed
         r = await client.post("/v1/vqa", json={"image": image, "question": "q?"})
         assert r.status_code == 504 and "no result within" in r.json()["error"]["message"]
         gate.open()
-        await until(lambda: app.state.batcher.in_flight == 0, "the held batch to finish")
+        await until(lambda: app.state.service.batcher.in_flight == 0, "the held batch to finish")
 
         def broken(texts, regions):  # type: ignore[no-untyped-def]
             raise RuntimeError("injected fault")
@@ -290,11 +290,11 @@ def test_a_cache_smaller_than_a_batch_serves_every_image(tiny_exported: Path) ->
             return asyncio.create_task(client.post("/v1/vqa", json={"image": image, "question": "q?"}))
 
         assert (await ask(a)).status_code == 200  # cached: [a]
-        gate = Gate(app.state.backend)
+        gate = Gate(app.state.service.backend)
         held = ask(d)  # cached: [a, d]; the worker waits inside fusion
         await gate.wait_entered()
         batch = [ask(a), ask(b), ask(c)]  # a hit, then b and c evict a and d
-        await until(lambda: app.state.batcher.depth == 3, "three queued images")
+        await until(lambda: app.state.service.batcher.depth == 3, "three queued images")
         gate.open()
         rs = [await held, *await asyncio.gather(*batch)]
         assert [r.status_code for r in rs] == [200] * 4, [r.text for r in rs]
@@ -331,7 +331,7 @@ def test_torch_backends_serve_the_same_answers(tiny_exported: Path, backend: str
         r = await client.post("/v1/matching", json=body)
         assert r.status_code == 200, r.text
         info = (await client.get("/v1/models")).json()[0]
-        assert info["backend"] == app.state.settings.backend
+        assert info["backend"] == app.state.service.settings.backend
         return list(r.json()["scores"])
 
     onnx = run(Settings(model_dir=tiny_exported), scores)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from cmal.data.vocab import SHAPES, synonym_table
+from cmal.model_dir import Vocabularies
 from cmal.text.anchors import (
     Anchor,
     anchors_to_arrays,
@@ -144,7 +147,8 @@ def test_ambiguous_words_can_be_left_unswapped() -> None:
     assert unambiguous(got) == [Anchor(region=2, token=9, concept=0), Anchor(region=1, token=12, concept=1)]
     assert one_to_one(got)[0] == Anchor(region=0, token=3, concept=0)  # the old rule: the first circle
     texts = [EncodedText([0] * 14, text)]
-    plain = inference_anchors(texts, [tags], SHAPES, SYN, [colours], COLOUR_WORDS)
-    skipped = inference_anchors(texts, [tags], SHAPES, SYN, [colours], COLOUR_WORDS, skip_ambiguous=True)
+    vocab = Vocabularies(list(SHAPES), sorted(set(colours)), [], dict(SYN), dict(COLOUR_WORDS))
+    plain = inference_anchors(texts, [tags], vocab, [colours])
+    skipped = inference_anchors(texts, [tags], replace(vocab, skip_ambiguous=True), [colours])
     assert [a.token for a in plain[0]] == [3, 9, 12]
     assert [a.token for a in skipped[0]] == [9, 12]

@@ -13,7 +13,7 @@ from cmal.model.cmal import CMAL
 from cmal.model.config import CMALConfig, demo_config, paper_config
 from cmal.model.io import load_cmal, load_partial, save_cmal
 from cmal.objectives.tasks import itm_loss
-from cmal.train.examples import TASK_IDS, collate, load_examples
+from cmal.train.examples import KIND_INDEX, collate, load_examples
 from cmal.train.steps import FinetuneStep, PretrainStep, encode_batch
 
 TINY = dict(umse_hidden=32, umse_heads=2, hidden=32, heads=2, layers=1, intermediate=64, dropout=0.0)
@@ -37,7 +37,7 @@ def batches(tiny_world, n: int = 8):  # type: ignore[no-untyped-def]
     folder, table, tokenizer, vocab = tiny_world
     ex = load_examples(folder, ("captions", "itm", "ve", "rec", "vqa"), table, tokenizer, vocab)
     by_task = {t: [e for e in ex if e.task == t] for t in ("captions", "itm", "ve", "rec", "vqa")}
-    by_task["rec"] = [e for e in by_task["rec"] if e.label >= 0]
+    by_task["rec"] = [e for e in by_task["rec"] if e.label is not None]
     by_task["itm"] = by_task["itm"][:n]
     pre = collate(
         by_task["captions"][:n] + by_task["itm"], table, pretrain=True, vocab_size=tokenizer.get_vocab_size()
@@ -94,7 +94,7 @@ def test_plain_pass_reads_mlm_and_itm_from_the_unswapped_prompt(tiny_world) -> N
         swapped = PretrainStep(model)(pre)
         plain = PretrainStep(model, plain_pass=True)(pre)
         off = encode_batch(model, pre, mode="off").sequence
-        itm = itm_loss(model.itm_head(off).squeeze(-1), pre["match"], pre["task"] == TASK_IDS["itm"])
+        itm = itm_loss(model.itm_head(off).squeeze(-1), pre["match"], pre["task"] == KIND_INDEX["itm"])
     assert pre["swap_valid"].any()
     torch.testing.assert_close(plain["amc"], swapped["amc"])  # AMC keeps the swapped pass
     torch.testing.assert_close(plain["itm"], itm)
@@ -185,7 +185,8 @@ def test_grounding_scorer_has_no_bias_and_older_checkpoints_with_one_still_load(
 
     from safetensors.torch import load_file, save_file
 
-    from cmal.model.io import WEIGHTS, load_cmal
+    from cmal.model.io import load_cmal
+    from cmal.model_dir import CMAL_WEIGHTS as WEIGHTS
 
     fresh, _, _ = load_cmal(tiny_model_dir)
     assert "rec_head.mlp.net.3.bias" not in fresh.state_dict()
@@ -197,3 +198,26 @@ def test_grounding_scorer_has_no_bias_and_older_checkpoints_with_one_still_load(
     loaded, _, _ = load_cmal(older)
     for key, value in fresh.state_dict().items():
         assert torch.equal(loaded.state_dict()[key], value), key
+
+
+def test_validation_steps_run_alone(tiny_world) -> None:  # type: ignore[no-untyped-def]
+    from cmal.data.language import GEOMETRY_CONCEPTS
+    from cmal.tasks import TASK_IDS
+    from cmal.train.examples import Masking
+    from cmal.train.run import finetune_metrics, pretrain_metrics
+
+    folder, table, tokenizer, vocab = tiny_world
+    model = tiny_model(tiny_world)
+    val = load_examples(folder, TASK_IDS, table, tokenizer, vocab)
+    fine = finetune_metrics(model, val, table, vocab, TASK_IDS)
+    assert set(fine) == {f"val_{t}" for t in TASK_IDS} | {"score"}
+    assert all(0.0 <= fine[f"val_{t}"] <= 1.0 for t in TASK_IDS)
+    assert fine["score"] == pytest.approx(sum(fine[f"val_{t}"] for t in TASK_IDS) / len(TASK_IDS))
+
+    captions = load_examples(folder, ("captions", "itm"), table, tokenizer, vocab)
+    geometry = {i: c for w, c in GEOMETRY_CONCEPTS.items() if (i := tokenizer.token_to_id(w)) is not None}
+    args = (captions, table, Masking(focus_ids=frozenset(geometry)), geometry, 0, tokenizer.get_vocab_size())
+    pre = pretrain_metrics(PretrainStep(model), *args)
+    assert {"val_mlm", "val_itm", "val_amc", "val_total"} <= set(pre) and pre["score"] == -pre["val_total"]
+    assert any(k.endswith("_word_accuracy") for k in pre)  # the geometry probe ran
+    assert pretrain_metrics(PretrainStep(model), *args) == pre  # corruption is seeded: same figures

@@ -1,0 +1,144 @@
+"""The batcher alone, over a fake backend: batch closing, the bounded queue, withdrawal, deadlines,
+the detector cache and failure isolation. Deterministic: the worker is held with a `Gate`."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cmal.inference import Regions
+from service.batcher import Batcher, BatchFailed, ClientGone, DeadlineExceeded, QueueFull
+from tests.service.sync import Gate, until
+
+K = 2  # region slots per image
+
+
+class FakeBackend:
+    """Answers with recognisable numbers: each text row's logit is its text's length."""
+
+    name, provider = "fake", "cpu"
+
+    def __init__(self) -> None:
+        self.detected: list[int] = []  # images per detector call
+        self.fused: list[list[str]] = []  # texts per fusion call
+        self.fail_on: str | None = None
+
+    def detect(self, images: Sequence[Image.Image]) -> Regions:
+        self.detected.append(len(images))
+        n = len(images)
+        return Regions(
+            np.zeros((n, K, 4), np.float32), np.ones((n, K), np.float32), np.zeros((n, K), np.int64),
+            np.zeros((n, K), np.int64), np.zeros((n, K, 8), np.float32), np.ones((n, K), bool),
+            [im.size for im in images],
+        )  # fmt: skip
+
+    def fuse(self, texts: Sequence[str], regions: Regions) -> dict[str, np.ndarray]:
+        self.fused.append(list(texts))
+        if self.fail_on in texts:
+            raise RuntimeError("boom")
+        return {"itm_logits": np.array([float(len(t)) for t in texts])}
+
+
+def image(width: int = 8) -> Image.Image:
+    return Image.new("RGB", (width, 8))
+
+
+def run(fn: Any, **options: Any) -> None:
+    async def main() -> None:
+        backend = FakeBackend()
+        settings = {"max_batch_size": 4, "max_batch_delay_ms": 1.0, "max_queue": 8, "cache_size": 16}
+        batcher = Batcher(backend, **{**settings, **options})  # type: ignore[arg-type]
+        batcher.start()
+        try:
+            await fn(batcher, backend)
+        finally:
+            await batcher.stop()
+
+    asyncio.run(main())
+
+
+def test_a_waiting_queue_is_served_in_batches_of_at_most_max_rows() -> None:
+    async def go(batcher: Batcher, backend: FakeBackend) -> None:
+        gate = Gate(backend)
+        first = await batcher.submit("vqa", "a", image(), ["q0"], 60)
+        await gate.wait_entered()
+        # a matching request with three texts is three rows: it cannot join a batch holding two
+        jobs = [await batcher.submit("vqa", "a", image(), [f"q{i}"], 60) for i in range(1, 3)]
+        jobs.append(await batcher.submit("matching", "a", image(), ["x", "yy", "zzz"], 60))
+        jobs += [await batcher.submit("vqa", "a", image(), [f"q{i}"], 60) for i in range(3, 5)]
+        gate.open()
+        results = [await first.future, *[await j.future for j in jobs]]
+        assert [len(b) for b in backend.fused] == [1, 2, 4, 1]  # rows: [q0], [q1 q2], [x yy zzz q3], [q4]
+        assert results[3].outputs["itm_logits"].tolist() == [1.0, 2.0, 3.0]  # its own rows, in order
+        assert backend.detected == [1]  # one image, detected once, then from the cache
+
+    run(go)
+
+
+def test_the_queue_is_bounded_and_a_withdrawn_job_leaves_it() -> None:
+    async def go(batcher: Batcher, backend: FakeBackend) -> None:
+        gate = Gate(backend)
+        running = await batcher.submit("vqa", "a", image(), ["busy"], 60)
+        await gate.wait_entered()
+        queued = [await batcher.submit("vqa", f"k{i}", image(), ["q"], 60) for i in range(3)]
+        with pytest.raises(QueueFull):
+            await batcher.submit("vqa", "full", image(), ["q"], 60)
+        batcher.withdraw(queued[1], ClientGone())
+        assert batcher.depth == 2
+        with pytest.raises(ClientGone):
+            await queued[1].future
+        late = await batcher.submit("vqa", "k3", image(), ["q"], 60)  # room again
+        gate.open()
+        for job in (running, queued[0], queued[2], late):
+            await job.future
+        assert sum(len(b) for b in backend.fused) == 4  # the withdrawn job never ran
+
+    run(go, max_queue=3)
+
+
+def test_a_job_past_its_deadline_is_not_run() -> None:
+    async def go(batcher: Batcher, backend: FakeBackend) -> None:
+        gate = Gate(backend)
+        running = await batcher.submit("vqa", "a", image(), ["busy"], 60)
+        await gate.wait_entered()
+        expired = await batcher.submit("vqa", "b", image(), ["too late"], 0.0)  # deadline now
+        gate.open()
+        await running.future
+        with pytest.raises(DeadlineExceeded):
+            await expired.future
+        assert ["too late"] not in backend.fused
+
+    run(go)
+
+
+def test_a_failing_batch_fails_only_its_own_jobs() -> None:
+    async def go(batcher: Batcher, backend: FakeBackend) -> None:
+        backend.fail_on = "bad"
+        gate = Gate(backend)
+        bad = await batcher.submit("vqa", "a", image(), ["bad"], 60)
+        await gate.wait_entered()
+        good = await batcher.submit("vqa", "b", image(), ["good"], 60)
+        gate.open()
+        with pytest.raises(BatchFailed, match="boom"):
+            await bad.future
+        assert (await good.future).outputs["itm_logits"].tolist() == [4.0]
+
+    run(go)
+
+
+def test_the_cache_keeps_recent_images_and_evicts_the_oldest() -> None:
+    async def go(batcher: Batcher, backend: FakeBackend) -> None:
+        for key in ("a", "b", "a", "c", "a", "b"):  # one at a time: each its own batch
+            job = await batcher.submit("vqa", key, image(), ["q"], 60)
+            await job.future
+            await until(lambda: batcher.in_flight == 0, "the batch to finish")
+        # cache of 2: a, b (miss, miss), a (hit), c (miss, evicts b), a (hit), b (miss again)
+        assert backend.detected == [1, 1, 1, 1]
+        assert list(batcher.cache) == ["a", "b"]
+
+    run(go, cache_size=2)
