@@ -16,9 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from cmal.evaluate import predict
+from cmal.evaluate import predict, region_row
 from cmal.model.io import load_cmal
 from cmal.regions import detect_folder
+from cmal.tasks import Gold, get_task
 from cmal.train.examples import load_examples
 
 
@@ -38,15 +39,17 @@ def by_kind(model_dir: Path, data: Path) -> dict[str, dict[str, dict[str, float]
         records = [json.loads(line) for line in (data / f"{task}.jsonl").read_text().splitlines()]
         examples = load_examples(data, (task,), table, tok, vocab)
         out = predict(model, examples, table)
+        scored = get_task(task)
         acc: dict[str, list[bool]] = defaultdict(list)
         for i, (r, e) in enumerate(zip(records, examples, strict=True)):
             if task == "itm":
-                key, ok = f"{r['kind']}-{'pos' if e.match else 'neg'}", (out["itm"][i] > 0) == (e.match > 0.5)
+                key = f"{r['kind']}-{'pos' if e.match else 'neg'}"
             elif task == "vqa":
-                key, ok = r["kind"], vocab.answers[int(out["vqa"][i].argmax())] in e.answers
+                key = r["kind"]
             else:
-                key, ok = rec_kind(r["expression"]), int(out["rec"][i].argmax()) == e.label
-            acc[key].append(bool(ok))
+                key = rec_kind(r["expression"])
+            gold = Gold(vocab.answers, region_row(table, e.row))  # the same scoring as `cmal evaluate`
+            acc[key].append(scored.hit(out[task][i], e.truth, gold))
         results[task] = {k: {"accuracy": float(np.mean(v)), "n": len(v)} for k, v in sorted(acc.items())}
     return results
 
