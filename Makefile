@@ -17,11 +17,12 @@ COMPILE := $(BIN)/uv pip compile pyproject.toml --quiet --python-version 3.11 \
 	--python-platform x86_64-manylinux_2_28 --find-links $(TORCH_WHEELS) \
 	--override $(LOCKS)/overrides.txt --no-header --annotation-style line
 
-.PHONY: help venv test lint lock serve demo-model demo-ablation clean
+.PHONY: help venv test test-fast lint lock serve demo-model demo-ablation clean
 
 help:
 	@echo "make serve   set up and serve the bundled demo model on 127.0.0.1:8000"
 	@echo "make test    set up and run the test suite"
+	@echo "make test-fast  the suite without the tests marked slow (training runs, demo export)"
 	@echo "make lint    ruff and mypy (pinned in the lock)"
 	@echo "make lock    re-resolve requirements/{dev,train,serve}.lock to the newest allowed (PACKAGE=name: only that one)"
 	@echo "make demo-model  rebuild models/shapes-demo from scratch (fixed seeds, about 75 min on 2 cores)"
@@ -40,6 +41,9 @@ venv: $(DEV_STAMP)
 
 test: $(DEV_STAMP)
 	$(BIN)/python -m pytest -q
+
+test-fast: $(DEV_STAMP)
+	$(BIN)/python -m pytest -q -m "not slow"
 
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check .
