@@ -29,7 +29,7 @@ def to_input(image: Image.Image, size: int) -> np.ndarray:
 
 def boxes_to_pixels(boxes: np.ndarray, width: int, height: int) -> np.ndarray:
     """Normalised (…, 4) x1, y1, x2, y2 boxes -> pixels of a ``width x height`` image."""
-    return boxes * np.array([width, height, width, height], dtype=boxes.dtype)
+    return np.asarray(boxes * np.array([width, height, width, height], dtype=boxes.dtype))
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -141,4 +141,4 @@ def graph_file(manifest: dict[str, Any], graph: str, variant: str = "fp32", fmt:
             f"the export has no {variant} {fmt} {graph} graph: export it with "
             + ("`cmal export`" if variant == "fp32" else f"`cmal export --{variant}`")
         )
-    return found[variant]
+    return str(found[variant])

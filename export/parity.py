@@ -137,7 +137,8 @@ def onnx_runner(path: Path, outputs: Sequence[str]) -> Runner:
     names = {i.name for i in session.get_inputs()}
 
     def run(feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-        return session.run(list(outputs), {k: v for k, v in feeds.items() if k in names})
+        out: list[np.ndarray] = session.run(list(outputs), {k: v for k, v in feeds.items() if k in names})
+        return out
 
     return run
 

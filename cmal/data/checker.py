@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -301,7 +301,8 @@ def check_dataset(folder: Path) -> Iterable[str]:
                 rec = json.loads(line)
                 yield n, rec, scenes[rec["image"]]
 
-    checks = {
+    # each file's check: (record, scene) -> (label the checker derives, label the file gives)
+    checks: dict[str, Callable[[dict[str, Any], Scene], tuple[Any, Any]]] = {
         "captions.jsonl": lambda r, sc: (sc.truth(r["caption"]), True),
         "itm.jsonl": lambda r, sc: (sc.truth(r["text"]), r["match"]),
         "ve.jsonl": lambda r, sc: (_VE[sc.truth(r["hypothesis"])], r["label"]),

@@ -12,7 +12,7 @@ task, the shared builders would have to be passed around or duplicated.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -187,7 +187,7 @@ class Speaker:
     # -------------------------------------------------------------- statements
     def statement(self, kind: str, want: bool) -> str | None:
         """A statement of family ``kind`` whose truth is ``want``; None if none can be made."""
-        maker = getattr(self, f"_st_{kind}")
+        maker: Callable[[bool], str | None] = getattr(self, f"_st_{kind}")
         for _ in range(30):
             result = maker(want)
             if result is not None and self.allowed(result):
@@ -423,7 +423,7 @@ class Speaker:
     # ------------------------------------------------------------------ VQA
     def question(self, kind: str) -> tuple[str, str] | None:
         """A (question, answer) pair of type ``kind``; None if the scene allows none."""
-        maker = getattr(self, f"_q_{kind}")
+        maker: Callable[[], tuple[str, str] | None] = getattr(self, f"_q_{kind}")
         for _ in range(10):
             qa = maker()
             if qa is not None and self.allowed(qa[0]):

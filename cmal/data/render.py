@@ -45,7 +45,7 @@ def _background(size: int, rng: np.random.Generator) -> np.ndarray:
     stripes = np.sin((xx * np.cos(angle) + yy * np.sin(angle)) * 2 * np.pi / period)
     texture = rng.uniform(3, 10) * stripes[..., None]
     noise = rng.normal(0, 5, size=(size, size, 3))
-    return np.clip(base + texture + noise, 0, 255).astype(np.uint8)
+    return np.asarray(np.clip(base + texture + noise, 0, 255).astype(np.uint8))
 
 
 def _draw_shape(draw: ImageDraw.ImageDraw, obj: SceneObject, fill: tuple[int, ...]) -> None:

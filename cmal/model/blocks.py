@@ -24,7 +24,8 @@ class SelfAttention(nn.Module):
         scores = q @ k.transpose(-1, -2) / (w // self.heads) ** 0.5  # (B, h, L, L)
         scores = scores.masked_fill(~mask[:, None, None, :], -1e4)
         attn = self.dropout(scores.softmax(-1))
-        return self.out((attn @ v).transpose(1, 2).reshape(b, length, w))
+        result: torch.Tensor = self.out((attn @ v).transpose(1, 2).reshape(b, length, w))
+        return result
 
 
 class TransformerBlock(nn.Module):
@@ -41,7 +42,8 @@ class TransformerBlock(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """x (B, L, W), mask (B, L) bool, True = attend -> (B, L, W)."""
         x = x + self.dropout(self.attn(self.ln1(x), mask))
-        return x + self.dropout(self.mlp(self.ln2(x)))
+        result: torch.Tensor = x + self.dropout(self.mlp(self.ln2(x)))
+        return result
 
 
 class Encoder(nn.Module):
@@ -58,7 +60,8 @@ class Encoder(nn.Module):
         """x (B, L, W), mask (B, L) bool, True = attend -> (B, L, W)."""
         for block in self.blocks:
             x = block(x, mask)
-        return self.ln(x)
+        result: torch.Tensor = self.ln(x)
+        return result
 
 
 class Hypersphere(nn.Module):
@@ -90,4 +93,5 @@ class MLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x (..., width) -> (..., out)."""
-        return self.net(x)
+        result: torch.Tensor = self.net(x)
+        return result

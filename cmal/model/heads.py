@@ -18,7 +18,8 @@ class ClsHead(nn.Module):
 
     def forward(self, sequence: torch.Tensor) -> torch.Tensor:
         """sequence (B, N, H) -> logits (B, classes), read at ``[CLS]`` (position 0)."""
-        return self.mlp(sequence[:, 0])  # (B, classes)
+        result: torch.Tensor = self.mlp(sequence[:, 0])  # (B, classes)
+        return result
 
 
 class GroundingHead(nn.Module):
@@ -36,7 +37,8 @@ class GroundingHead(nn.Module):
 
     def forward(self, regions: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         """regions (B, K, H), valid (B, K) -> logits (B, K)."""
-        return self.mlp(regions).squeeze(-1).masked_fill(~valid.bool(), -1e4)
+        result: torch.Tensor = self.mlp(regions).squeeze(-1).masked_fill(~valid.bool(), -1e4)
+        return result
 
 
 class SlotHead(nn.Module):
@@ -49,4 +51,5 @@ class SlotHead(nn.Module):
     def forward(self, sequence: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         """sequence (B, N, H), positions (B, S) -> logits (B, S, classes)."""
         picked = sequence.gather(1, positions.unsqueeze(-1).expand(-1, -1, sequence.shape[-1]))
-        return self.mlp(picked)
+        result: torch.Tensor = self.mlp(picked)
+        return result

@@ -46,7 +46,8 @@ class TextEncoder(nn.Module):
         """input_ids, attention_mask: (B, L) -> (B, L, U)."""
         positions = torch.arange(input_ids.shape[1], device=input_ids.device)
         x = self.ln(self.tokens(input_ids) + self.positions(positions)[None])
-        return self.sphere(self.encoder(x, attention_mask.bool()))
+        result: torch.Tensor = self.sphere(self.encoder(x, attention_mask.bool()))
+        return result
 
 
 class VisualEncoder(nn.Module):
@@ -72,4 +73,5 @@ class VisualEncoder(nn.Module):
         x = self.feature(features) + self.geometry(geometry_features(boxes))
         # an image with no valid region still needs one key to attend to: let slot 0 always attend
         mask = valid.bool() | (torch.arange(valid.shape[1], device=valid.device) == 0)[None]
-        return self.sphere(self.encoder(x, mask))
+        result: torch.Tensor = self.sphere(self.encoder(x, mask))
+        return result

@@ -87,4 +87,5 @@ class UnifiedEncoder(nn.Module):
         out = self.bert(
             inputs_embeds=embeds, attention_mask=mask, token_type_ids=types, position_ids=positions
         )
-        return out.last_hidden_state
+        result: torch.Tensor = out.last_hidden_state
+        return result
