@@ -56,7 +56,7 @@ lint: $(DEV_STAMP)
 UPGRADE := $(if $(PACKAGE),--upgrade-package $(PACKAGE),--upgrade)
 lock: | $(BIN)/python
 	test -x $(BIN)/uv || $(BIN)/python -m pip install --quiet uv
-	$(COMPILE) $(UPGRADE) --extra train --extra serve --extra dev -o $(DEV_LOCK)
+	$(COMPILE) $(UPGRADE) --extra train --extra serve --extra client --extra dev -o $(DEV_LOCK)
 	$(COMPILE) --extra train -c $(DEV_LOCK) -o $(LOCKS)/train.lock
 	$(COMPILE) --extra serve -c $(DEV_LOCK) -o $(LOCKS)/serve.lock
 	@echo "wrote $(LOCKS)/{dev,train,serve}.lock; run make test before committing them"

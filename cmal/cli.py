@@ -8,6 +8,8 @@ Subcommands:
     cmal train finetune --init DIR --tasks ve,rec,vqa,itm --train DIR --val DIR --out DIR
     cmal export --model MODEL_DIR --format {onnx,torchscript,all} [--out DIR] [--fp16] [--int8]
     cmal evaluate --model MODEL_DIR --data DIR --task {ve,rec,vqa,itm,detection,all} [--output FILE]
+    cmal serve [--model MODEL_DIR] [--backend B] [--variant V] [--host H] [--port P]
+    cmal --version
 """
 
 from __future__ import annotations
@@ -41,6 +43,16 @@ def _fraction(text: str) -> float:
     return value
 
 
+def _version() -> str:
+    """The installed package's version."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("cmal-serving")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``cmal`` argument parser: the ``data``, ``train``, ``export`` and ``evaluate`` commands."""
     from cmal.tasks import TASK_IDS
@@ -48,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cmal", description="CMAL: train, evaluate and export vision-language models."
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     data = sub.add_parser("data", help="generate and check datasets").add_subparsers(
@@ -65,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     shapes.add_argument("--image-size", type=int, default=128, help="image side in pixels (default 128)")
     shapes.add_argument("--quiet", action="store_true", help="no progress bar")
+    shapes.add_argument(
+        "--overwrite", action="store_true", help="replace the split already in --out (default: refuse)"
+    )
     shapes.set_defaults(func=commands.data_shapes)
 
     check = data.add_parser("check", help="validate a dataset folder and re-check every label independently")
@@ -176,6 +192,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--int8", action="store_true", help="also write an int8 dynamically quantised fusion graph (CPU)"
     )
     exp.set_defaults(func=commands.export)
+
+    srv = sub.add_parser("serve", help="serve a model over HTTP (as python -m service)")
+    srv.add_argument("--model", help="model directory (default: CMAL_MODEL_DIR, else the bundled demo)")
+    srv.add_argument("--graphs", help="exported graphs (default MODEL/export)")
+    srv.add_argument("--backend", choices=("onnx", "torchscript", "torch"), help="default onnx")
+    srv.add_argument("--variant", choices=("fp32", "fp16", "int8"), help="ONNX graph variant (default fp32)")
+    srv.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1)")
+    srv.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    srv.add_argument("--log-level", default="info", help="default info")
+    srv.set_defaults(func=commands.serve)
 
     ev = sub.add_parser("evaluate", help="evaluate a model directory on a dataset folder")
     ev.add_argument("--model", required=True, help="model directory")

@@ -4,8 +4,9 @@
     with Client("http://127.0.0.1:8000") as c:
         c.vqa("photo.png", "how many circles are there?")   # {"answer": "2", "score": ..., "top_k": [...]}
 
-Images may be a path, raw bytes or a PIL image. Errors raise `ServiceError` with the status code and
-the service's message. Only the standard library and httpx are needed (plus Pillow for PIL images).
+Images may be a path, raw bytes or a PIL image. Every failure raises `ServiceError` (the status, the
+service's error code and message; status 0 when the service could not be reached). `AsyncClient`
+offers the same calls to asyncio code. Needs httpx: ``pip install "cmal-serving[client]"``.
 """
 
 from __future__ import annotations
@@ -40,11 +41,49 @@ def _encode(image: ImageLike) -> str:
     return base64.b64encode(raw).decode()
 
 
+def _answer(r: httpx.Response) -> Any:
+    """The JSON of a 200 answer; any other answer raises `ServiceError` with the service's code."""
+    if r.status_code == 200:
+        return r.json()
+    try:
+        err = r.json()["error"]
+        raise ServiceError(r.status_code, err["code"], err["message"])
+    except (ValueError, KeyError, TypeError):
+        raise ServiceError(r.status_code, "http_error", r.text[:200]) from None
+
+
+def _unreachable(url: str, e: httpx.HTTPError) -> ServiceError:
+    """No HTTP answer at all (refused, reset, timed out): status 0, code ``unreachable``."""
+    return ServiceError(0, "unreachable", f"{url}: {type(e).__name__}: {e}")
+
+
+def _bodies() -> dict[str, Any]:
+    """Each task method's path and body builder, shared by `Client` and `AsyncClient`."""
+    return {
+        "entailment": lambda image, hypothesis: {"image": _encode(image), "hypothesis": hypothesis},
+        "grounding": lambda image, expression: {"image": _encode(image), "expression": expression},
+        "vqa": lambda image, question, top_k=5: {
+            "image": _encode(image),
+            "question": question,
+            "top_k": top_k,
+        },
+        "matching": lambda image, texts: {"image": _encode(image), "texts": list(texts)},
+    }
+
+
+BODIES = _bodies()
+
+
 class Client:
-    """A synchronous client of one CMAL service at ``url``; an ``api_key`` is sent as a Bearer token."""
+    """A synchronous client of one CMAL service at ``url``; an ``api_key`` is sent as a Bearer token.
+
+    Every failure raises `ServiceError`: an error answer with its status and code, or status 0
+    (code ``unreachable``) when no answer came.
+    """
 
     def __init__(self, url: str = "http://127.0.0.1:8000", api_key: str | None = None, timeout: float = 30.0):
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.url = url
         self.http = httpx.Client(base_url=url, headers=headers, timeout=timeout)
 
     def __enter__(self) -> Client:
@@ -57,43 +96,104 @@ class Client:
         """Close the client's HTTP connections."""
         self.http.close()
 
-    def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        r = self.http.post(path, json=body)
-        if r.status_code != 200:
-            try:
-                err = r.json()["error"]
-                raise ServiceError(r.status_code, err["code"], err["message"])
-            except (ValueError, KeyError):
-                raise ServiceError(r.status_code, "http_error", r.text[:200]) from None
-        data: dict[str, Any] = r.json()
-        return data
+    def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        try:
+            r = self.http.request(method, path, json=body)
+        except httpx.HTTPError as e:
+            raise _unreachable(self.url, e) from None
+        return _answer(r)
 
     def entailment(self, image: ImageLike, hypothesis: str) -> dict[str, Any]:
         """POST /v1/entailment: the ``label`` for ``hypothesis`` and each label's probability (``scores``)."""
-        return self._post("/v1/entailment", {"image": _encode(image), "hypothesis": hypothesis})
+        result: dict[str, Any] = self._call("POST", "/v1/entailment", BODIES["entailment"](image, hypothesis))
+        return result
 
     def grounding(self, image: ImageLike, expression: str) -> dict[str, Any]:
         """POST /v1/grounding: the ``box`` [x1, y1, x2, y2] in image pixels (or None) and its ``score``."""
-        return self._post("/v1/grounding", {"image": _encode(image), "expression": expression})
+        result: dict[str, Any] = self._call("POST", "/v1/grounding", BODIES["grounding"](image, expression))
+        return result
 
     def vqa(self, image: ImageLike, question: str, top_k: int = 5) -> dict[str, Any]:
         """POST /v1/vqa: the best ``answer``, its ``score`` and the ``top_k`` ranked answers."""
-        return self._post("/v1/vqa", {"image": _encode(image), "question": question, "top_k": top_k})
+        result: dict[str, Any] = self._call("POST", "/v1/vqa", BODIES["vqa"](image, question, top_k))
+        return result
 
     def matching(self, image: ImageLike, texts: list[str]) -> dict[str, Any]:
         """POST /v1/matching: a match probability per text (``scores``) and the index of the ``best`` one."""
-        return self._post("/v1/matching", {"image": _encode(image), "texts": texts})
+        result: dict[str, Any] = self._call("POST", "/v1/matching", BODIES["matching"](image, texts))
+        return result
 
     def models(self) -> list[dict[str, Any]]:
-        """GET /v1/models: one dict per served model; an error status raises ``httpx.HTTPStatusError``."""
-        r = self.http.get("/v1/models")
-        r.raise_for_status()
-        data: list[dict[str, Any]] = r.json()
-        return data
+        """GET /v1/models: one dict per served model."""
+        result: list[dict[str, Any]] = self._call("GET", "/v1/models")
+        return result
 
     def ready(self) -> bool:
         """Whether ``/readyz`` answers 200 (model loaded, not draining); False if unreachable."""
         try:
             return self.http.get("/readyz").status_code == 200
+        except httpx.HTTPError:
+            return False
+
+
+class AsyncClient:
+    """The same calls as `Client` for asyncio code (``await c.vqa(...)``), sharing one connection
+    pool across concurrent requests; use ``async with AsyncClient(url) as c``."""
+
+    def __init__(self, url: str = "http://127.0.0.1:8000", api_key: str | None = None, timeout: float = 30.0):
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.url = url
+        self.http = httpx.AsyncClient(base_url=url, headers=headers, timeout=timeout)
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the client's HTTP connections."""
+        await self.http.aclose()
+
+    async def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        try:
+            r = await self.http.request(method, path, json=body)
+        except httpx.HTTPError as e:
+            raise _unreachable(self.url, e) from None
+        return _answer(r)
+
+    async def entailment(self, image: ImageLike, hypothesis: str) -> dict[str, Any]:
+        """POST /v1/entailment (see `Client.entailment`)."""
+        result: dict[str, Any] = await self._call(
+            "POST", "/v1/entailment", BODIES["entailment"](image, hypothesis)
+        )
+        return result
+
+    async def grounding(self, image: ImageLike, expression: str) -> dict[str, Any]:
+        """POST /v1/grounding (see `Client.grounding`)."""
+        result: dict[str, Any] = await self._call(
+            "POST", "/v1/grounding", BODIES["grounding"](image, expression)
+        )
+        return result
+
+    async def vqa(self, image: ImageLike, question: str, top_k: int = 5) -> dict[str, Any]:
+        """POST /v1/vqa (see `Client.vqa`)."""
+        result: dict[str, Any] = await self._call("POST", "/v1/vqa", BODIES["vqa"](image, question, top_k))
+        return result
+
+    async def matching(self, image: ImageLike, texts: list[str]) -> dict[str, Any]:
+        """POST /v1/matching (see `Client.matching`)."""
+        result: dict[str, Any] = await self._call("POST", "/v1/matching", BODIES["matching"](image, texts))
+        return result
+
+    async def models(self) -> list[dict[str, Any]]:
+        """GET /v1/models (see `Client.models`)."""
+        result: list[dict[str, Any]] = await self._call("GET", "/v1/models")
+        return result
+
+    async def ready(self) -> bool:
+        """Whether ``/readyz`` answers 200; False if unreachable."""
+        try:
+            return (await self.http.get("/readyz")).status_code == 200
         except httpx.HTTPError:
             return False

@@ -18,6 +18,7 @@ def data_shapes(args: argparse.Namespace) -> int:
     """`cmal data shapes`: write a Shapes split and print what it holds."""
     from cmal.data.generate import generate_split
 
+    _make_room(Path(args.out), args.overwrite)
     start = time.perf_counter()
     summary = generate_split(
         Path(args.out),
@@ -30,6 +31,22 @@ def data_shapes(args: argparse.Namespace) -> int:
     print(summary.table())
     print(f"wrote {args.out} in {time.perf_counter() - start:.1f} s")
     return 0
+
+
+def _make_room(out: Path, overwrite: bool) -> None:
+    """Refuse to write a split into a non-empty folder, unless ``overwrite``: then clear it, but
+    only when it holds a split (its ``dataset.json``), never an arbitrary folder."""
+    if not out.exists() or not any(out.iterdir()):
+        return
+    if not overwrite:
+        raise ValueError(f"{out} is not empty: choose another folder, or pass --overwrite to replace it")
+    if not (out / "dataset.json").is_file():
+        raise ValueError(
+            f"{out} holds no generated split (no dataset.json): not clearing it; remove it yourself"
+        )
+    import shutil
+
+    shutil.rmtree(out)
 
 
 def data_check(args: argparse.Namespace) -> int:
@@ -138,6 +155,21 @@ def train_finetune(args: argparse.Namespace) -> int:
     )
     print(table({"finetune": best}))
     return 0
+
+
+def serve(args: argparse.Namespace) -> int:
+    """`cmal serve`: the inference service, as ``python -m service`` (CMAL_* settings apply)."""
+    from service.__main__ import run_service
+
+    overrides = {
+        "model_dir": args.model,
+        "graphs_dir": args.graphs,
+        "backend": args.backend,
+        "variant": args.variant,
+    }
+    return run_service(
+        {k: v for k, v in overrides.items() if v is not None}, args.host, args.port, args.log_level
+    )
 
 
 def evaluate(args: argparse.Namespace) -> int:

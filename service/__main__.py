@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import sys
 from collections.abc import Iterator
 from types import FrameType
 
@@ -39,6 +40,52 @@ class DrainingServer(uvicorn.Server):
             self._captured_signals.clear()
 
 
+def preflight(settings: Settings) -> None:
+    """Check, before any server starts, that the model can be served: the model directory, its
+    files and its exported graphs (`ValueError` / `FileNotFoundError` with one clear line)."""
+    from cmal.inference import GraphMismatch, read_manifest
+    from cmal.model_dir import EXPORT_DIR, MODEL_FILES, require
+
+    model_dir = settings.model_dir
+    if not model_dir.is_dir():
+        raise FileNotFoundError(f"model directory {model_dir} does not exist (set CMAL_MODEL_DIR)")
+    require(model_dir, MODEL_FILES)
+    if settings.backend in ("onnx", "torchscript"):
+        try:
+            read_manifest(model_dir, settings.graphs_dir or model_dir / EXPORT_DIR)
+        except GraphMismatch as e:
+            raise ValueError(str(e)) from None
+
+
+def run_service(overrides: dict[str, object], host: str, port: int, log_level: str = "info") -> int:
+    """Serve until a stop signal; returns the exit status (2, with one line on stderr, when the
+    settings are invalid or the model cannot be served)."""
+    from pydantic import ValidationError
+
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = Settings(**overrides)  # type: ignore[arg-type]  # CMAL_* fill the rest
+        preflight(settings)
+    except ValidationError as e:
+        problems = "; ".join(f"CMAL_{'.'.join(map(str, x['loc'])).upper()}: {x['msg']}" for x in e.errors())
+        print(f"error: invalid setting: {problems}", file=sys.stderr)
+        return 2
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        timeout_graceful_shutdown=30,
+        timeout_keep_alive=settings.keep_alive_s,
+    )
+    DrainingServer(config, app).run()
+    return 0
+
+
 def main() -> None:
     """Parse the command line and serve the app (settings from CMAL_*) until a stop signal."""
     parser = argparse.ArgumentParser(description=__doc__)
@@ -46,20 +93,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     parser.add_argument("--log-level", default="info")
     args = parser.parse_args()
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    settings = Settings()  # type: ignore[call-arg]  # every field has a default
-    app = create_app(settings)
-    config = uvicorn.Config(
-        app,
-        host=args.host,
-        port=args.port,
-        log_level=args.log_level,
-        timeout_graceful_shutdown=30,
-        timeout_keep_alive=settings.keep_alive_s,
-    )
-    DrainingServer(config, app).run()
+    sys.exit(run_service({}, args.host, args.port, args.log_level))
 
 
 if __name__ == "__main__":

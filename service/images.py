@@ -1,4 +1,11 @@
-"""Image decoding with limits: every bad image becomes a clear 4xx, never a 5xx."""
+"""Image decoding with limits: every bad image becomes a clear 4xx, never a 5xx.
+
+What the model sees is what a viewer shows: EXIF orientation is applied (so boxes come back in
+the displayed frame), and transparent pixels are composited onto `ALPHA_BACKGROUND`, a light
+grey in the middle of the pale backgrounds the model was trained on (on black, the default of a
+plain RGB conversion, the model sees shapes where there are none). Images smaller than
+``min_side`` pixels on a side are refused: below it there is nothing the detector can resolve.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +15,10 @@ import hashlib
 import io
 import warnings
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF")
+ALPHA_BACKGROUND = (200, 200, 200)  # RGB under transparent pixels
 
 
 class ImageError(ValueError):
@@ -37,11 +45,12 @@ def content_hash(raw: bytes) -> str:
     return hashlib.sha256(raw).hexdigest()
 
 
-def open_image(raw: bytes, max_bytes: int, max_pixels: int) -> Image.Image:
-    """Decode, fully, an image within the limits; RGB out.
+def open_image(raw: bytes, max_bytes: int, max_pixels: int, min_side: int = 1) -> Image.Image:
+    """Decode, fully, an image within the limits; RGB out, upright, transparency flattened.
 
     Raises:
-        ImageError: empty, too large (413), undecodable, truncated or unsupported format (422).
+        ImageError: empty, too large (413), undecodable, truncated, unsupported format or smaller
+            than ``min_side`` on a side (422).
     """
     if not raw:
         raise ImageError(422, "image is empty")
@@ -58,10 +67,10 @@ def open_image(raw: bytes, max_bytes: int, max_pixels: int) -> Image.Image:
             w, h = image.size
             if w * h > max_pixels:
                 raise ImageError(413, f"image has {w}x{h} = {w * h} pixels; the limit is {max_pixels}")
-            if w < 1 or h < 1:
-                raise ImageError(422, "image has no pixels")
+            if min(w, h) < max(1, min_side):
+                raise ImageError(422, f"image is {w}x{h} pixels; the minimum is {min_side} on each side")
             image.load()
-            return image.convert("RGB")
+            return _flatten(ImageOps.exif_transpose(image))
     except ImageError:
         raise
     except (Image.DecompressionBombWarning, Image.DecompressionBombError):
@@ -70,3 +79,14 @@ def open_image(raw: bytes, max_bytes: int, max_pixels: int) -> Image.Image:
         raise ImageError(422, "image could not be decoded (not an image, or an unsupported format)") from None
     except (OSError, SyntaxError, ValueError) as e:
         raise ImageError(422, f"image could not be decoded: {e}") from None
+
+
+def _flatten(image: Image.Image) -> Image.Image:
+    """RGB, with any transparency composited onto `ALPHA_BACKGROUND`."""
+    has_alpha = image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info)
+    if not has_alpha:
+        return image.convert("RGB")
+    rgba = image.convert("RGBA")
+    flat = Image.new("RGBA", rgba.size, (*ALPHA_BACKGROUND, 255))
+    flat.alpha_composite(rgba)
+    return flat.convert("RGB")

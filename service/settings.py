@@ -8,13 +8,16 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# the demo model shipped with the project, wherever the service is started from
+BUNDLED_MODEL = Path(__file__).resolve().parents[1] / "models" / "shapes-demo"
+
 
 class Settings(BaseSettings):
     """Every setting of the service; each field ``x`` is read from ``CMAL_X``."""
 
     model_config = SettingsConfigDict(env_prefix="CMAL_", protected_namespaces=())
 
-    model_dir: Path = Field(Path("models/shapes-demo"), description="model directory to serve")
+    model_dir: Path = Field(BUNDLED_MODEL, description="model directory to serve (default: the bundled demo)")
     graphs_dir: Path | None = Field(None, description="exported graphs (default MODEL_DIR/export)")
     backend: Literal["onnx", "torchscript", "torch"] = Field("onnx", description="inference backend")
     variant: Literal["fp32", "fp16", "int8"] = Field("fp32", description="ONNX graph variant")
@@ -26,6 +29,7 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(10 * 2**20, description="larger request bodies get 413")
     max_image_bytes: int = Field(8 * 2**20, description="larger encoded images get 413")
     max_image_pixels: int = Field(16_000_000, description="larger images (decompression bombs) get 413")
+    min_image_side: int = Field(16, ge=1, description="images smaller than this on a side get 422")
     max_text_chars: int = Field(300, description="longer texts get 422")
     max_texts: int = Field(32, description="most texts in one /v1/matching request")
     cache_size: int = Field(256, ge=0, description="detector results kept by image content hash")

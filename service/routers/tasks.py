@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import time
 from typing import Any, TypeVar
 
@@ -34,6 +35,8 @@ from service.security import require_api_key
 from service.settings import Settings
 from service.state import ServiceState, State
 
+log = logging.getLogger("cmal.service")
+INFERENCE_FAILED = "inference failed; the service log has the details under this request id"
 router = APIRouter(prefix="/v1", tags=["tasks"], dependencies=[Depends(require_api_key)])
 M = TypeVar("M", bound=BaseModel)
 
@@ -92,7 +95,7 @@ async def _parse(request: Request, model: type[M]) -> tuple[M, bytes]:
         try:
             data = json.loads(body)
         except (json.JSONDecodeError, UnicodeDecodeError):
-            raise ApiError(422, "invalid_json", "request body is not valid JSON") from None
+            raise ApiError(400, "invalid_json", "request body is not valid JSON") from None
         parsed = model.model_validate(data)
         return parsed, decode_base64(parsed.image)  # type: ignore[attr-defined]
     except ValidationError as e:
@@ -125,7 +128,9 @@ async def _run(request: Request, state: ServiceState, task: str, raw: bytes, tex
     settings = state.settings
     _, batcher = state.serving()
     try:
-        image = await asyncio.to_thread(open_image, raw, settings.max_image_bytes, settings.max_image_pixels)
+        image = await asyncio.to_thread(
+            open_image, raw, settings.max_image_bytes, settings.max_image_pixels, settings.min_image_side
+        )
     except ImageError as e:
         raise ApiError(e.status, "invalid_image", e.message) from None
     try:
@@ -144,7 +149,8 @@ async def _run(request: Request, state: ServiceState, task: str, raw: bytes, tex
     except ClientGone:
         raise _client_gone() from None
     except BatchFailed as e:
-        raise ApiError(500, "inference_failed", str(e)) from None
+        log.error("request %s: %s", request.state.request_id, e)
+        raise ApiError(500, "inference_failed", INFERENCE_FAILED) from None
     finally:
         watcher.cancel()
     return result

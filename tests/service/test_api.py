@@ -270,7 +270,8 @@ def test_deadline_and_failing_batch(tiny_exported: Path) -> None:
 
         backend.fuse = broken
         r = await client.post("/v1/vqa", json={"image": image, "question": "q?"})
-        assert r.status_code == 500 and "injected fault" in r.json()["error"]["message"]
+        assert r.status_code == 500 and r.json()["error"]["code"] == "inference_failed"
+        assert "injected" not in r.text and "RuntimeError" not in r.text  # internals stay in the log
         backend.fuse = original
         r = await client.post("/v1/vqa", json={"image": image, "question": "q?"})
         assert r.status_code == 200  # the server keeps serving
@@ -364,3 +365,38 @@ asyncio.run(main())
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "TORCH False" in result.stdout
+
+
+def test_every_failure_answers_in_the_one_envelope(
+    tiny_exported: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = Settings(model_dir=tiny_exported, max_body_bytes=1000)
+
+    async def go(client: httpx.AsyncClient, app) -> None:  # type: ignore[no-untyped-def]
+        def envelope(r: httpx.Response, status: int, code: str) -> dict[str, object]:
+            assert r.status_code == status, r.text
+            body = r.json()
+            assert set(body) == {"error", "request_id"} and body["error"]["code"] == code
+            assert body["request_id"] == r.headers["x-request-id"]
+            return body
+
+        envelope(await client.get("/v1/nothing-here"), 404, "not_found")
+        wrong = await client.get("/v1/vqa")
+        envelope(wrong, 405, "method_not_allowed")
+        assert wrong.headers["allow"] == "POST"
+        envelope(await client.post("/v1/vqa", content=b"{not json"), 400, "invalid_json")
+        envelope(await client.post("/v1/vqa", content=b"x" * 2000), 413, "body_too_large")
+
+        def bug(texts, regions):  # type: ignore[no-untyped-def]
+            raise KeyError("a secret internal detail")
+
+        app.state.service.backend.fuse = bug
+        with caplog.at_level("ERROR", logger="cmal.service"):
+            failed = await client.post("/v1/vqa", json={"image": b64(png()), "question": "q?"})
+        body = envelope(failed, 500, "inference_failed")
+        assert "secret" not in failed.text and "KeyError" not in failed.text
+        assert any(
+            str(body["request_id"]) in r.getMessage() and "secret" in r.getMessage() for r in caplog.records
+        )
+
+    run(settings, go)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import os
@@ -86,7 +87,7 @@ def test_sigterm_drains_in_flight_requests_and_exits_zero(tiny_exported: Path) -
 
 @pytest.mark.slow
 def test_python_client_against_a_real_process(tiny_exported: Path) -> None:
-    from cmal.client import Client, ServiceError
+    from cmal.client import AsyncClient, Client, ServiceError
 
     proc, url = start(tiny_exported)
     image = Image.new("RGB", (160, 120), (200, 200, 200))
@@ -105,9 +106,38 @@ def test_python_client_against_a_real_process(tiny_exported: Path) -> None:
             with pytest.raises(ServiceError) as err:
                 client.vqa(b"not an image", "q?")
             assert err.value.status == 422 and "could not be decoded" in err.value.message
+
+        async def concurrently() -> list[dict[str, object]]:
+            async with AsyncClient(url) as c:
+                assert await c.ready() and (await c.models())[0]["backend"] == "onnx"
+                return await asyncio.gather(
+                    c.entailment(image, "there is a red circle."),
+                    c.grounding(image, "the red circle"),
+                    c.vqa(image, "how many circles are there?", top_k=2),
+                    c.matching(image, ["a red circle.", "a blue box."]),
+                )
+
+        with Client(url) as client:  # the async client answers as the synchronous one does
+            expected = [
+                client.entailment(image, "there is a red circle."),
+                client.grounding(image, "the red circle"),
+                client.vqa(image, "how many circles are there?", top_k=2),
+                client.matching(image, ["a red circle.", "a blue box."]),
+            ]
+        got = asyncio.run(concurrently())
+        # the same answers: batched together the texts are padded differently, so numbers agree to
+        # a tolerance; decisions are not compared (this untrained model's near-ties may flip)
+        assert got[0]["scores"] == pytest.approx(expected[0]["scores"], abs=1e-4)
+        assert got[1]["score"] == pytest.approx(expected[1]["score"], abs=1e-4)
+        assert got[2]["score"] == pytest.approx(expected[2]["score"], abs=1e-4)
+        assert got[3]["scores"] == pytest.approx(expected[3]["scores"], abs=1e-4)
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
+    with Client(url, timeout=5) as gone:  # nothing listens any more: the client's own error
+        with pytest.raises(ServiceError) as err:
+            gone.models()
+        assert err.value.status == 0 and err.value.code == "unreachable"
 
 
 @pytest.mark.slow

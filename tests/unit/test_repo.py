@@ -56,3 +56,12 @@ def test_long_modules_say_why_they_are_long() -> None:
                 if "Over 400 lines on purpose" not in doc:
                     long.append(path.relative_to(ROOT).as_posix())
     assert long == [], "split these modules or say in their docstring why not"
+
+
+def test_the_readme_documents_every_service_setting() -> None:
+    from service.settings import Settings
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("| setting (env) | default | meaning |")[1].split("\n\n")[0]
+    documented = set(re.findall(r"`CMAL_([A-Z_]+)`", section))
+    assert documented == {name.upper() for name in Settings.model_fields}
