@@ -57,21 +57,9 @@ def _unreachable(url: str, e: httpx.HTTPError) -> ServiceError:
     return ServiceError(0, "unreachable", f"{url}: {type(e).__name__}: {e}")
 
 
-def _bodies() -> dict[str, Any]:
-    """Each task method's path and body builder, shared by `Client` and `AsyncClient`."""
-    return {
-        "entailment": lambda image, hypothesis: {"image": _encode(image), "hypothesis": hypothesis},
-        "grounding": lambda image, expression: {"image": _encode(image), "expression": expression},
-        "vqa": lambda image, question, top_k=5: {
-            "image": _encode(image),
-            "question": question,
-            "top_k": top_k,
-        },
-        "matching": lambda image, texts: {"image": _encode(image), "texts": list(texts)},
-    }
-
-
-BODIES = _bodies()
+def _body(image: ImageLike, **fields: Any) -> dict[str, Any]:
+    """A task request's JSON body: the encoded image and the task's fields."""
+    return {"image": _encode(image), **fields}
 
 
 class Client:
@@ -105,22 +93,22 @@ class Client:
 
     def entailment(self, image: ImageLike, hypothesis: str) -> dict[str, Any]:
         """POST /v1/entailment: the ``label`` for ``hypothesis`` and each label's probability (``scores``)."""
-        result: dict[str, Any] = self._call("POST", "/v1/entailment", BODIES["entailment"](image, hypothesis))
+        result: dict[str, Any] = self._call("POST", "/v1/entailment", _body(image, hypothesis=hypothesis))
         return result
 
     def grounding(self, image: ImageLike, expression: str) -> dict[str, Any]:
         """POST /v1/grounding: the ``box`` [x1, y1, x2, y2] in image pixels (or None) and its ``score``."""
-        result: dict[str, Any] = self._call("POST", "/v1/grounding", BODIES["grounding"](image, expression))
+        result: dict[str, Any] = self._call("POST", "/v1/grounding", _body(image, expression=expression))
         return result
 
     def vqa(self, image: ImageLike, question: str, top_k: int = 5) -> dict[str, Any]:
         """POST /v1/vqa: the best ``answer``, its ``score`` and the ``top_k`` ranked answers."""
-        result: dict[str, Any] = self._call("POST", "/v1/vqa", BODIES["vqa"](image, question, top_k))
+        result: dict[str, Any] = self._call("POST", "/v1/vqa", _body(image, question=question, top_k=top_k))
         return result
 
     def matching(self, image: ImageLike, texts: list[str]) -> dict[str, Any]:
         """POST /v1/matching: a match probability per text (``scores``) and the index of the ``best`` one."""
-        result: dict[str, Any] = self._call("POST", "/v1/matching", BODIES["matching"](image, texts))
+        result: dict[str, Any] = self._call("POST", "/v1/matching", _body(image, texts=list(texts)))
         return result
 
     def models(self) -> list[dict[str, Any]]:
@@ -165,25 +153,27 @@ class AsyncClient:
     async def entailment(self, image: ImageLike, hypothesis: str) -> dict[str, Any]:
         """POST /v1/entailment (see `Client.entailment`)."""
         result: dict[str, Any] = await self._call(
-            "POST", "/v1/entailment", BODIES["entailment"](image, hypothesis)
+            "POST", "/v1/entailment", _body(image, hypothesis=hypothesis)
         )
         return result
 
     async def grounding(self, image: ImageLike, expression: str) -> dict[str, Any]:
         """POST /v1/grounding (see `Client.grounding`)."""
         result: dict[str, Any] = await self._call(
-            "POST", "/v1/grounding", BODIES["grounding"](image, expression)
+            "POST", "/v1/grounding", _body(image, expression=expression)
         )
         return result
 
     async def vqa(self, image: ImageLike, question: str, top_k: int = 5) -> dict[str, Any]:
         """POST /v1/vqa (see `Client.vqa`)."""
-        result: dict[str, Any] = await self._call("POST", "/v1/vqa", BODIES["vqa"](image, question, top_k))
+        result: dict[str, Any] = await self._call(
+            "POST", "/v1/vqa", _body(image, question=question, top_k=top_k)
+        )
         return result
 
     async def matching(self, image: ImageLike, texts: list[str]) -> dict[str, Any]:
         """POST /v1/matching (see `Client.matching`)."""
-        result: dict[str, Any] = await self._call("POST", "/v1/matching", BODIES["matching"](image, texts))
+        result: dict[str, Any] = await self._call("POST", "/v1/matching", _body(image, texts=list(texts)))
         return result
 
     async def models(self) -> list[dict[str, Any]]:

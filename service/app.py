@@ -11,12 +11,14 @@ from pathlib import Path
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from PIL import Image
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_fastapi_instrumentator import Instrumentator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from service import metrics
+from service import metrics, openapi
 from service.batcher import Batcher
 from service.errors import ApiError, error_response
 from service.memory import trim_when_idle
@@ -85,7 +87,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             trimmer.cancel()
             await batcher.stop()
 
-    app = FastAPI(
+    # Swagger UI (/docs) and ReDoc (/redoc) from assets the service serves itself, never a CDN:
+    # the docs work on an air-gapped cluster
+    app = FastAPIOffline(
+        redoc_url=None,  # openapi.install_redoc serves one that fetches nothing from a CDN
         title="CMAL serving",
         version="0.1.0",
         description="Visual entailment, grounding, VQA and image-text matching with a CMAL model.",
@@ -94,6 +99,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.service = state
     app.include_router(tasks.router)
     app.include_router(health.router)
+    openapi.install_redoc(app)
+    openapi.install(
+        app,
+        list(tasks.REQUEST_MODELS),
+        bearer=bool(settings.api_key),
+        max_chars=settings.max_text_chars,
+        max_texts=settings.max_texts,
+    )
 
     http_registry = CollectorRegistry()
     Instrumentator(registry=http_registry, excluded_handlers=["/metrics"]).instrument(app)
@@ -108,6 +121,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:
         return FileResponse(STATIC / "index.html")
+
+    # small Shapes pictures for the page, the README's examples and first tries
+    app.mount("/samples", StaticFiles(directory=STATIC / "samples"), name="samples")
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> Response:

@@ -4,13 +4,23 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+# a text must hold a character that is not white space, under both regex dialects that read this
+# pattern: JSON Schema's (ECMA-262, which the OpenAPI document publishes) and Python's (which the
+# service checks with). They disagree on a few characters (U+001C-U+001F and U+0085 are spaces to
+# Python only, U+FEFF to ECMA-262 only), so those are named explicitly.
+TEXT_PATTERN = r"[^\s\x1c-\x1f\x85\ufeff]"
 IMAGE_DOC = "the image, base64-encoded (PNG, JPEG, WebP, BMP or GIF; a data: URL is accepted)"
-EXAMPLE_IMAGE = "iVBORw0KGgo...(base64 PNG)"
+# a 16 x 16 PNG (light grey, a red square): small enough for the docs, and a real image
+EXAMPLE_IMAGE = (
+    "iVBORw0KGgoAAAANSUhEUgAAABAAAAAQCAIAAACQkWg2AAAAK0lEQVR42mM8ceIEAymAiYFEQHsNLMgckbAwrIrerF"
+    "o1mP0wHDQwDoO0BACsRQfRhOexzQAAAABJRU5ErkJggg=="
+)
 
 
 class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    image: str = Field(..., description=IMAGE_DOC, min_length=1)
+    # OpenAPI's "byte" format: base64-encoded data
+    image: str = Field(..., description=IMAGE_DOC, min_length=1, json_schema_extra={"format": "byte"})
 
 
 class EntailmentRequest(_Request):
@@ -117,8 +127,17 @@ class ModelInfo(BaseModel):
     max_batch_size: int
 
 
+class ErrorDetail(BaseModel):
+    """What went wrong: a stable machine-readable ``code`` and a message for people."""
+
+    code: str = Field(..., examples=["invalid_image"])
+    message: str = Field(
+        ..., examples=["image could not be decoded (not an image, or an unsupported format)"]
+    )
+
+
 class ErrorBody(BaseModel):
     """The error envelope of every failure: ``{"error": {"code", "message"}, "request_id"}``."""
 
-    error: dict[str, str]
-    request_id: str | None = None
+    error: ErrorDetail
+    request_id: str | None = Field(None, description="the X-Request-ID of the failed request")

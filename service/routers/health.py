@@ -6,6 +6,7 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 
 from cmal.tasks import ROUTES
+from service.openapi import TASK_ERRORS, error_responses
 from service.schemas import ModelInfo
 from service.security import require_api_key
 from service.state import State
@@ -28,7 +29,12 @@ async def readyz(state: State) -> JSONResponse:
     return JSONResponse({"status": reason}, status_code=503, headers={"Retry-After": "1"})
 
 
-@router.get("/v1/models", response_model=list[ModelInfo], dependencies=[Depends(require_api_key)])
+@router.get(
+    "/v1/models",
+    response_model=list[ModelInfo],
+    dependencies=[Depends(require_api_key)],
+    responses=error_responses({401: TASK_ERRORS[401]}),
+)
 async def models(state: State) -> list[dict[str, object]]:
     """The served model: name, version, backend, execution provider, tasks."""
     backend = state.backend

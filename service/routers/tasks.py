@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 import time
 from typing import Any, TypeVar
 
@@ -21,7 +22,9 @@ from service.errors import ApiError
 from service.images import ImageError, content_hash, decode_base64, open_image
 from service.metrics import CLIENT_CLOSED_REQUEST
 from service.middleware import QUEUE_FULL
+from service.openapi import TASK_ERRORS, error_responses, request_body
 from service.schemas import (
+    TEXT_PATTERN,
     EntailmentRequest,
     EntailmentResponse,
     GroundingRequest,
@@ -37,29 +40,11 @@ from service.state import ServiceState, State
 
 log = logging.getLogger("cmal.service")
 INFERENCE_FAILED = "inference failed; the service log has the details under this request id"
+ERRORS = error_responses(TASK_ERRORS)
+NON_BLANK = re.compile(TEXT_PATTERN)
+REQUEST_MODELS = (EntailmentRequest, GroundingRequest, VqaRequest, MatchingRequest)  # for the OpenAPI
 router = APIRouter(prefix="/v1", tags=["tasks"], dependencies=[Depends(require_api_key)])
 M = TypeVar("M", bound=BaseModel)
-
-
-def _body_doc(model: type[BaseModel]) -> dict[str, Any]:
-    """OpenAPI: the JSON schema, plus the equivalent multipart form with a file upload."""
-    name = model.__name__
-    props = {k: {"type": "string"} for k in model.model_fields if k != "image"}
-    return {
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/json": {"schema": {"$ref": f"#/components/schemas/{name}"}},
-                "multipart/form-data": {
-                    "schema": {
-                        "type": "object",
-                        "required": ["image"],
-                        "properties": {"image": {"type": "string", "format": "binary"}, **props},
-                    }
-                },
-            },
-        }
-    }
 
 
 def _queue_full() -> ApiError:
@@ -111,7 +96,7 @@ def _check_texts(settings: Settings, texts: list[str], field: str) -> list[str]:
     """The texts, or 422 for an empty or overlong one."""
     out = []
     for t in texts:
-        if not t.strip():
+        if not NON_BLANK.search(t):
             raise ApiError(422, "invalid_text", f"'{field}' must not be empty")
         if len(t) > settings.max_text_chars:
             raise ApiError(
@@ -177,7 +162,12 @@ def _meta(request: Request, state: ServiceState) -> dict[str, str]:
     return {"request_id": request.state.request_id, "model_version": backend.files.version}
 
 
-@router.post("/entailment", response_model=EntailmentResponse, openapi_extra=_body_doc(EntailmentRequest))
+@router.post(
+    "/entailment",
+    response_model=EntailmentResponse,
+    responses=ERRORS,
+    openapi_extra=request_body(EntailmentRequest),
+)
 async def entailment(request: Request, state: State) -> dict[str, Any]:
     """Visual entailment: does the image entail, contradict, or say nothing about the hypothesis?"""
     body, raw = await _parse(request, EntailmentRequest)
@@ -187,7 +177,12 @@ async def entailment(request: Request, state: State) -> dict[str, Any]:
     return _answer("entailment", {**verdict, **_meta(request, state)})
 
 
-@router.post("/grounding", response_model=GroundingResponse, openapi_extra=_body_doc(GroundingRequest))
+@router.post(
+    "/grounding",
+    response_model=GroundingResponse,
+    responses=ERRORS,
+    openapi_extra=request_body(GroundingRequest),
+)
 async def grounding(request: Request, state: State) -> dict[str, Any]:
     """Referring-expression grounding: the box of the object the expression names."""
     body, raw = await _parse(request, GroundingRequest)
@@ -197,7 +192,7 @@ async def grounding(request: Request, state: State) -> dict[str, Any]:
     return _answer("grounding", {**box, **_meta(request, state)})
 
 
-@router.post("/vqa", response_model=VqaResponse, openapi_extra=_body_doc(VqaRequest))
+@router.post("/vqa", response_model=VqaResponse, responses=ERRORS, openapi_extra=request_body(VqaRequest))
 async def vqa(request: Request, state: State) -> dict[str, Any]:
     """Visual question answering over the model's answer vocabulary."""
     body, raw = await _parse(request, VqaRequest)
@@ -208,7 +203,12 @@ async def vqa(request: Request, state: State) -> dict[str, Any]:
     return _answer("vqa", {**top, **_meta(request, state)})
 
 
-@router.post("/matching", response_model=MatchingResponse, openapi_extra=_body_doc(MatchingRequest))
+@router.post(
+    "/matching",
+    response_model=MatchingResponse,
+    responses=ERRORS,
+    openapi_extra=request_body(MatchingRequest),
+)
 async def matching(request: Request, state: State) -> dict[str, Any]:
     """Image-text matching: a match probability for each candidate text (the image is detected once)."""
     body, raw = await _parse(request, MatchingRequest)
