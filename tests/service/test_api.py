@@ -400,3 +400,29 @@ def test_every_failure_answers_in_the_one_envelope(
         )
 
     run(settings, go)
+
+
+def test_a_bug_answers_500_without_internals(
+    tiny_exported: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from service.routers import tasks
+
+    def bug(*args):  # type: ignore[no-untyped-def]
+        raise ZeroDivisionError("a secret internal detail")
+
+    monkeypatch.setattr(tasks, "vqa_result", bug)  # fails after inference, while building the answer
+
+    async def go() -> httpx.Response:
+        app = create_app(Settings(model_dir=tiny_exported))
+        async with app.router.lifespan_context(app):
+            # the server re-raises a bug after answering it (for its log): keep the answer
+            transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+                return await client.post("/v1/vqa", json={"image": b64(png()), "question": "q?"})
+
+    with caplog.at_level("ERROR", logger="cmal.service"):
+        r = asyncio.run(go())
+    assert r.status_code == 500 and r.json()["error"]["code"] == "internal_error"
+    assert "secret" not in r.text and "ZeroDivisionError" not in r.text
+    assert r.json()["request_id"] == r.headers["x-request-id"]
+    assert any("secret" in (rec.exc_text or str(rec.exc_info)) for rec in caplog.records)
