@@ -14,6 +14,7 @@ from types import FrameType
 
 import uvicorn
 
+from service import metrics
 from service.app import create_app
 from service.settings import Settings
 
@@ -28,6 +29,7 @@ class DrainingServer(uvicorn.Server):
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         """Mark the service draining (``/readyz`` 503), then let uvicorn shut down gracefully."""
         self._app.state.service.draining = True  # type: ignore[attr-defined]
+        metrics.READY.set(0)  # readiness and its gauge turn at once
         super().handle_exit(sig, frame)
 
     @contextlib.contextmanager

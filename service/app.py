@@ -14,7 +14,7 @@ from fastapi.responses import FileResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 from PIL import Image
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_fastapi_instrumentator import Instrumentator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -78,12 +78,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         state.backend, state.batcher = backend, batcher
         trimmer = asyncio.create_task(trim_when_idle(lambda: batcher.depth == 0 and not batcher.in_flight))
         state.ready = True
+        metrics.READY.set(1)
+        metrics.QUEUE_CAPACITY.set(settings.max_queue)
         log.info("serving %s %s on %s (%s)", files.name, files.version, backend.name, backend.provider)
         try:
             yield
         finally:
             state.ready = False
             state.draining = True
+            metrics.READY.set(0)
             trimmer.cancel()
             await batcher.stop()
 
@@ -108,15 +111,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_texts=settings.max_texts,
     )
 
-    http_registry = CollectorRegistry()
-    Instrumentator(registry=http_registry, excluded_handlers=["/metrics"]).instrument(app)
-    app.state.http_registry = http_registry
+    registry = metrics.app_registry()
+    Instrumentator(registry=registry, excluded_handlers=["/metrics"]).instrument(
+        app, latency_lowr_buckets=metrics.LATENCY_BUCKETS, latency_highr_buckets=metrics.LATENCY_BUCKETS
+    )
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics_endpoint() -> Response:
-        return Response(
-            generate_latest() + generate_latest(http_registry), media_type="text/plain; version=0.0.4"
-        )
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:
