@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import logging
 import sys
 from collections.abc import Iterator
 from types import FrameType
@@ -15,6 +14,7 @@ from types import FrameType
 import uvicorn
 
 from service import metrics
+from service.access_log import configure_logging
 from service.app import create_app
 from service.settings import Settings
 
@@ -64,7 +64,7 @@ def run_service(overrides: dict[str, object], host: str, port: int, log_level: s
     settings are invalid or the model cannot be served)."""
     from pydantic import ValidationError
 
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(log_level)
     try:
         settings = Settings(**overrides)  # type: ignore[arg-type]  # CMAL_* fill the rest
         preflight(settings)
@@ -83,6 +83,8 @@ def run_service(overrides: dict[str, object], host: str, port: int, log_level: s
         log_level=log_level,
         timeout_graceful_shutdown=30,
         timeout_keep_alive=settings.keep_alive_s,
+        log_config=None,  # configure_logging's JSON handler formats uvicorn's lines too
+        access_log=False,  # AccessLog writes one richer line per request instead
     )
     DrainingServer(config, app).run()
     return 0

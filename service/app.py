@@ -19,6 +19,7 @@ from prometheus_fastapi_instrumentator import Instrumentator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service import metrics, openapi
+from service.access_log import AccessLog
 from service.batcher import Batcher
 from service.errors import ApiError, error_response
 from service.memory import trim_when_idle
@@ -156,4 +157,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.add_middleware(Admission, state=state)  # outside the latency histograms: see Admission
     app.add_middleware(RequestId)
+    app.add_middleware(AccessLog)  # outermost: it sees the final status and the whole latency
     return app

@@ -56,6 +56,7 @@ class Job:
     future: asyncio.Future[Any]
     enqueued: float = field(default_factory=time.perf_counter)
     abandoned: bool = False  # withdrawn: its client left or its deadline passed
+    started: float = 0.0  # when its batch was taken from the queue
 
 
 @dataclass
@@ -64,6 +65,8 @@ class JobResult:
 
     regions: Regions  # this job's image only (1 row)
     outputs: dict[str, np.ndarray]  # rows of this job's texts
+    batch_rows: int = 0  # text rows in the batch the job ran in
+    queue_wait_s: float = 0.0  # from enqueue to the start of its batch
 
 
 class Batcher:
@@ -185,6 +188,7 @@ class Batcher:
                 job.future.set_exception(DeadlineExceeded())
                 continue
             metrics.QUEUE_WAIT.observe(now - job.enqueued)
+            job.started = now
             batch.append(job)
             rows += len(job.texts)
         return batch
@@ -229,7 +233,8 @@ class Batcher:
         offset = 0
         for job, regions in zip(batch, per_job, strict=True):
             n = len(job.texts)
-            results.append(JobResult(regions, {k: v[offset : offset + n] for k, v in outputs.items()}))
+            own = {k: v[offset : offset + n] for k, v in outputs.items()}
+            results.append(JobResult(regions, own, len(texts), job.started - job.enqueued))
             offset += n
         return results
 

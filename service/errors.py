@@ -19,6 +19,7 @@ def error_response(
 ) -> JSONResponse:
     """The error envelope as a JSON response, carrying the request id (also as ``X-Request-ID``)."""
     rid = getattr(request.state, "request_id", None)
+    request.state.error_code = code  # for the request's access-log line
     body = {"error": {"code": code, "message": message}, "request_id": rid}
     out = JSONResponse(body, status_code=status, headers=headers or {})
     if rid:

@@ -29,7 +29,9 @@ async def send_error(
 ) -> None:
     """Answer in the service's one error envelope, counted like every task endpoint's answer."""
     metrics.count_failure(scope["path"], status)
-    rid = scope.get("state", {}).get("request_id")
+    state = scope.setdefault("state", {})
+    state["error_code"] = code  # for the request's access-log line
+    rid = state.get("request_id")
     body = json.dumps({"error": {"code": code, "message": message}, "request_id": rid}).encode()
     raw_headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     raw_headers += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()]

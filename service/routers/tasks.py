@@ -138,6 +138,8 @@ async def _run(request: Request, state: ServiceState, task: str, raw: bytes, tex
         raise ApiError(500, "inference_failed", INFERENCE_FAILED) from None
     finally:
         watcher.cancel()
+    request.state.batch_rows = result.batch_rows  # for the request's access-log line
+    request.state.queue_wait_ms = round(1000 * result.queue_wait_s, 2)
     return result
 
 
