@@ -17,6 +17,7 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -37,9 +38,40 @@ def prometheus_binary() -> str:
     pytest.skip(message)
 
 
+def dashboard() -> dict[str, Any]:
+    return dict(json.loads((ROOT / "docker" / "grafana" / "dashboards" / "cmal.json").read_text()))
+
+
+# what Grafana puts in for its variables: every instance, a rate window of a few scrapes
+VARIABLES = {"$__rate_interval": "1m", "$instance": ".*"}
+
+
 def panel_queries() -> list[tuple[str, str]]:
-    dashboard = json.loads((ROOT / "docker" / "grafana" / "dashboards" / "cmal.json").read_text())
-    return [(p["title"], t["expr"]) for p in dashboard["panels"] for t in p["targets"]]
+    """Each panel's queries, with Grafana's variables filled in as Grafana would."""
+    out = []
+    for p in dashboard()["panels"]:
+        for t in p["targets"]:
+            expr = t["expr"]
+            for name, value in VARIABLES.items():
+                expr = expr.replace(name, value)
+            out.append((p["title"], expr))
+    return out
+
+
+def test_panels_are_described_and_filter_by_instance() -> None:
+    board = dashboard()
+    assert [v["name"] for v in board["templating"]["list"]] == ["instance"]
+    for panel in board["panels"]:
+        assert len(panel.get("description", "")) > 30, panel["title"]
+        for target in panel["targets"]:
+            assert '$instance"' in target["expr"], (panel["title"], target["expr"])
+            assert "[1m]" not in target["expr"], panel["title"]  # windows follow the scrape interval
+    boxes = [
+        (p["gridPos"]["x"], p["gridPos"]["y"], p["gridPos"]["w"], p["gridPos"]["h"]) for p in board["panels"]
+    ]
+    for i, (x, y, w, h) in enumerate(boxes):  # no two panels overlap
+        for x2, y2, w2, h2 in boxes[i + 1 :]:
+            assert x + w <= x2 or x2 + w2 <= x or y + h <= y2 or y2 + h2 <= y
 
 
 def load(url: str) -> None:
