@@ -14,8 +14,11 @@ import math
 import os
 import shutil
 import signal
+import statistics
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -100,10 +103,11 @@ def load(url: str) -> None:
             assert c.post("/v1/vqa", json={"image": "!!", "question": "q?"}).status_code == 422
 
 
-@pytest.mark.slow
-def test_every_panel_query_returns_data(tiny_exported: Path, tmp_path: Path) -> None:
+@contextmanager
+def prometheus(url: str, tmp_path: Path) -> Iterator[str]:
+    """A real Prometheus scraping the service at ``url`` every second with the repo's config and
+    rules; yields its API base once it has scraped the service."""
     binary = prometheus_binary()
-    service, url = start(tiny_exported)
     port = url.rsplit(":", 1)[1]
     config = (ROOT / "docker" / "prometheus" / "prometheus.yml").read_text()
     config = config.replace('["api:8000"]', f'["127.0.0.1:{port}"]').replace("5s", "1s")
@@ -131,31 +135,93 @@ def test_every_panel_query_returns_data(tiny_exported: Path, tmp_path: Path) -> 
             time.sleep(0.5)
         else:
             raise AssertionError("Prometheus never scraped the service")
-        # keep sending load until every panel has data (rates need two scrapes after the load):
-        # waits for Prometheus's state, not for a sleep to be long enough
-        deadline = time.time() + 120
-        while True:
-            load(url)
-            empty = []
-            for title, expr in panel_queries():
-                body = httpx.get(f"{api}/query", params={"query": expr}, timeout=10).json()
-                assert body["status"] == "success", (title, body)
-                values = [float(r["value"][1]) for r in body["data"]["result"]]
-                if not values or all(math.isnan(v) for v in values):
-                    empty.append(f"{title}: {expr}")
-            if not empty or time.time() > deadline:
-                break
-            time.sleep(1)
-        assert empty == [], "panels without data:\n" + "\n".join(empty)
-        assert len(panel_queries()) >= 13
-        # the alert rules load in the real Prometheus, evaluate without error, and a healthy
-        # service under light load fires none of them
-        groups = httpx.get(f"{api}/rules", timeout=10).json()["data"]["groups"]
-        loaded = [r for g in groups for r in g["rules"]]
-        assert len(loaded) == 8 and all(r["health"] == "ok" for r in loaded), loaded
-        assert [r["name"] for r in loaded if r["state"] != "inactive"] == []
+        yield api
     finally:
         prom.terminate()
         prom.wait(timeout=30)
+
+
+def scraped_after(api: str, moment: float) -> None:
+    """Wait until Prometheus holds a scrape of the service taken after ``moment`` (epoch s)."""
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        body = httpx.get(f"{api}/query", params={"query": "timestamp(up)"}, timeout=10).json()
+        results = body["data"]["result"]
+        if results and float(results[0]["value"][1]) > moment:
+            return
+        time.sleep(0.3)
+    raise AssertionError("no scrape after the load")
+
+
+@pytest.mark.slow
+def test_prometheus_p50_agrees_with_the_clients(tiny_exported: Path, tmp_path: Path) -> None:
+    """The latency histogram's buckets resolve what clients see: Prometheus's p50 from the
+    exposed buckets lies within 25% of the p50 the load generator measured on the same requests."""
+    service, url = start(tiny_exported)
+    try:
+        with prometheus(url, tmp_path) as api:
+            buf = io.BytesIO()
+            Image.new("RGB", (128, 128), (190, 200, 210)).save(buf, "PNG")
+            body = {"image": base64.b64encode(buf.getvalue()).decode(), "question": "how many circles?"}
+            measured = []
+            with httpx.Client(base_url=url, timeout=30) as c:
+                # one request first, scraped before the measured ones: increase() needs the series
+                # to exist before the requests it counts
+                assert c.post("/v1/vqa", json=body).status_code == 200
+                scraped_after(api, time.time())
+                began = time.time()
+                for _ in range(80):
+                    start_s = time.perf_counter()
+                    assert c.post("/v1/vqa", json=body).status_code == 200
+                    measured.append(time.perf_counter() - start_s)
+            scraped_after(api, time.time())
+            window = math.ceil(time.time() - began) + 1  # from the scrape before them to one after
+            query = (
+                "histogram_quantile(0.5, sum by (le) (increase("
+                f'http_request_duration_seconds_bucket{{handler="/v1/vqa"}}[{window}s])))'
+            )
+            result = httpx.get(f"{api}/query", params={"query": query}, timeout=10).json()["data"]["result"]
+            from_prometheus = float(result[0]["value"][1])
+            clients = statistics.median(measured)
+            assert abs(from_prometheus - clients) <= 0.25 * clients, (from_prometheus, clients)
+    finally:
+        service.send_signal(signal.SIGTERM)
+        service.wait(timeout=30)
+
+
+def check_panels(api: str, url: str) -> None:
+    """Load the service until every panel's query has data, then check the alert rules."""
+    # keep sending load until every panel has data (rates need two scrapes after the load):
+    # waits for Prometheus's state, not for a sleep to be long enough
+    deadline = time.time() + 120
+    while True:
+        load(url)
+        empty = []
+        for title, expr in panel_queries():
+            body = httpx.get(f"{api}/query", params={"query": expr}, timeout=10).json()
+            assert body["status"] == "success", (title, body)
+            values = [float(r["value"][1]) for r in body["data"]["result"]]
+            if not values or all(math.isnan(v) for v in values):
+                empty.append(f"{title}: {expr}")
+        if not empty or time.time() > deadline:
+            break
+        time.sleep(1)
+    assert empty == [], "panels without data:\n" + "\n".join(empty)
+    assert len(panel_queries()) >= 13
+    # the alert rules load in the real Prometheus, evaluate without error, and a healthy
+    # service under light load fires none of them
+    groups = httpx.get(f"{api}/rules", timeout=10).json()["data"]["groups"]
+    loaded = [r for g in groups for r in g["rules"]]
+    assert len(loaded) == 8 and all(r["health"] == "ok" for r in loaded), loaded
+    assert [r["name"] for r in loaded if r["state"] != "inactive"] == []
+
+
+@pytest.mark.slow
+def test_every_panel_query_returns_data(tiny_exported: Path, tmp_path: Path) -> None:
+    service, url = start(tiny_exported)
+    try:
+        with prometheus(url, tmp_path) as api:
+            check_panels(api, url)
+    finally:
         service.send_signal(signal.SIGTERM)
         service.wait(timeout=30)
