@@ -18,7 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_fastapi_instrumentator import Instrumentator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from service import metrics, openapi
+from service import metrics, openapi, tracing
 from service.access_log import AccessLog
 from service.batcher import Batcher
 from service.errors import ApiError, error_response
@@ -53,7 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()  # type: ignore[call-arg]  # every field has a default
     metrics.initialise()
 
-    state = ServiceState(settings)
+    state = ServiceState(settings, tracer=tracing.make_tracer(settings.tracing))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

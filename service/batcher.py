@@ -57,6 +57,8 @@ class Job:
     enqueued: float = field(default_factory=time.perf_counter)
     abandoned: bool = False  # withdrawn: its client left or its deadline passed
     started: float = 0.0  # when its batch was taken from the queue
+    enqueued_ns: int = field(default_factory=time.time_ns)  # the same moments in epoch ns (tracing)
+    started_ns: int = 0
 
 
 @dataclass
@@ -67,6 +69,8 @@ class JobResult:
     outputs: dict[str, np.ndarray]  # rows of this job's texts
     batch_rows: int = 0  # text rows in the batch the job ran in
     queue_wait_s: float = 0.0  # from enqueue to the start of its batch
+    # when each stage ran, (start, end) in epoch ns, for tracing: queue, detector, fusion
+    stages: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
 class Batcher:
@@ -188,7 +192,7 @@ class Batcher:
                 job.future.set_exception(DeadlineExceeded())
                 continue
             metrics.QUEUE_WAIT.observe(now - job.enqueued)
-            job.started = now
+            job.started, job.started_ns = now, time.time_ns()
             batch.append(job)
             rows += len(job.texts)
         return batch
@@ -211,10 +215,12 @@ class Batcher:
             else:
                 todo[key] = job.image
                 metrics.CACHE.labels("miss").inc()
+        detector = (0, 0)
         if todo:
-            start = time.perf_counter()
+            start, start_ns = time.perf_counter(), time.time_ns()
             regions = self.backend.detect(list(todo.values()))
             metrics.INFERENCE.labels("detector").observe(time.perf_counter() - start)
+            detector = (start_ns, time.time_ns())
             for i, key in enumerate(todo):
                 found[key] = regions.take([i])
                 if self.cache_size:
@@ -225,16 +231,18 @@ class Batcher:
         texts = [t for j in batch for t in j.texts]
         rows = [i for i, j in enumerate(batch) for _ in j.texts]
         stacked = _stack(per_job)
-        start = time.perf_counter()
+        start, start_ns = time.perf_counter(), time.time_ns()
         outputs = self.backend.fuse(texts, stacked.take(rows))
         metrics.INFERENCE.labels("fusion").observe(time.perf_counter() - start)
+        fusion = (start_ns, time.time_ns())
         metrics.BATCH_SIZE.observe(len(texts))
         results = []
         offset = 0
         for job, regions in zip(batch, per_job, strict=True):
             n = len(job.texts)
             own = {k: v[offset : offset + n] for k, v in outputs.items()}
-            results.append(JobResult(regions, own, len(texts), job.started - job.enqueued))
+            stages = {"queue": (job.enqueued_ns, job.started_ns), "detector": detector, "fusion": fusion}
+            results.append(JobResult(regions, own, len(texts), job.started - job.enqueued, stages))
             offset += n
         return results
 

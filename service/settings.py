@@ -40,3 +40,7 @@ class Settings(BaseSettings):
     # lost. The server must outlive its clients' idle timeouts (Kludex/uvicorn#2097,
     # vllm-project/vllm#18472); 75 s is nginx's and gunicorn's customary value.
     keep_alive_s: int = Field(75, ge=1, description="idle keep-alive connections close after this")
+    tracing: Literal["off", "console", "otlp"] = Field(
+        "off",
+        description="OpenTelemetry spans per request: off, console (stdout) or otlp (OTEL_EXPORTER_OTLP_*)",
+    )

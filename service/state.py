@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
@@ -22,6 +22,7 @@ class ServiceState:
     batcher: Batcher | None = None
     ready: bool = False  # loaded and warm; False again from the start of shutdown
     draining: bool = False  # a stop signal arrived: /readyz says 503 so traffic moves elsewhere
+    tracer: Any = None  # an OpenTelemetry tracer when CMAL_TRACING is on (service.tracing)
 
     def serving(self) -> tuple[Backend, Batcher]:
         """The backend and batcher, or 503 while the model is not loaded (yet, or any more).

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.requests import ClientDisconnect
 
 from cmal.inference import entailment_result, grounding_result, sigmoid, vqa_result
-from service import metrics
+from service import metrics, tracing
 from service.batcher import Batcher, BatchFailed, ClientGone, DeadlineExceeded, Job, JobResult, QueueFull
 from service.errors import ApiError
 from service.images import ImageError, content_hash, decode_base64, open_image
@@ -109,7 +109,24 @@ def _check_texts(settings: Settings, texts: list[str], field: str) -> list[str]:
 
 
 async def _run(request: Request, state: ServiceState, task: str, raw: bytes, texts: list[str]) -> JobResult:
-    """Decode the image, queue the job, and wait for its result within the deadline."""
+    """Decode the image, queue the job, and wait for its result within the deadline (traced as
+    one server span with its stages when ``CMAL_TRACING`` is on)."""
+    attributes = {"cmal.task": task, "cmal.request_id": request.state.request_id}
+    with tracing.request_span(state.tracer, f"POST /v1/{task}", request.headers, attributes) as span:
+        decode_start = time.time_ns()
+        result, decode_end = await _infer(request, state, task, raw, texts)
+        if span is not None:
+            stages = {"decode": (decode_start, decode_end), **result.stages}
+            tracing.record_stages(state.tracer, span, stages, result.batch_rows)
+    request.state.batch_rows = result.batch_rows  # for the request's access-log line
+    request.state.queue_wait_ms = round(1000 * result.queue_wait_s, 2)
+    return result
+
+
+async def _infer(
+    request: Request, state: ServiceState, task: str, raw: bytes, texts: list[str]
+) -> tuple[JobResult, int]:
+    """The result, and when decoding ended (epoch ns)."""
     settings = state.settings
     _, batcher = state.serving()
     try:
@@ -118,6 +135,7 @@ async def _run(request: Request, state: ServiceState, task: str, raw: bytes, tex
         )
     except ImageError as e:
         raise ApiError(e.status, "invalid_image", e.message) from None
+    decoded = time.time_ns()
     try:
         job = await batcher.submit(task, content_hash(raw), image, texts, settings.request_timeout_ms / 1000)
     except QueueFull:
@@ -138,9 +156,7 @@ async def _run(request: Request, state: ServiceState, task: str, raw: bytes, tex
         raise ApiError(500, "inference_failed", INFERENCE_FAILED) from None
     finally:
         watcher.cancel()
-    request.state.batch_rows = result.batch_rows  # for the request's access-log line
-    request.state.queue_wait_ms = round(1000 * result.queue_wait_s, 2)
-    return result
+    return result, decoded
 
 
 def _answer(task: str, payload: dict[str, Any]) -> dict[str, Any]:
