@@ -47,6 +47,19 @@ def test_compose_file_is_valid() -> None:
     assert gpu.returncode == 0 and "api-gpu" in gpu.stdout.split()
 
 
+def test_prometheus_scrapes_what_runs_in_either_profile() -> None:
+    import yaml
+
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    scrape = yaml.safe_load((ROOT / "docker" / "prometheus" / "prometheus.yml").read_text())
+    targets = [t for job in scrape["scrape_configs"] for c in job["static_configs"] for t in c["targets"]]
+    assert targets == ["api:8000"]  # one target: the CPU service, or the GPU one under its alias
+    assert "api" in compose["api-gpu"]["networks"]["default"]["aliases"]
+    assert "gpu" in compose["api-gpu"]["profiles"] and "profiles" not in compose["api"]
+    mounted = " ".join(compose["prometheus"]["volumes"])
+    assert "alerts.yml:/etc/prometheus/alerts.yml" in mounted and scrape["rule_files"] == ["alerts.yml"]
+
+
 def test_dockerfiles_pass_hadolint() -> None:
     result = subprocess.run(
         [tool("hadolint"), "docker/Dockerfile", "docker/Dockerfile.gpu"],
