@@ -1,11 +1,13 @@
 """Dynamic batching: one asyncio queue feeding the detector and fusion graphs in batches.
 
 A batch closes at ``max_batch_size`` fusion rows or ``max_batch_delay_ms`` after its first
-request. The queue is bounded (excess -> `QueueFull`, answered 429 with Retry-After); each request
-has a deadline (-> `DeadlineExceeded`, 504); a request whose client hangs up is withdrawn from the
-queue at once (`withdraw`). The same image in several requests (or one /v1/matching request's
-texts) is detected once: a content-hash LRU cache keeps recent detector results. Inference runs
-in one worker thread, off the event loop; an exception fails only the batch it happened in.
+request; after a batch that ran alone (one row) the next starts at once, since at low load
+waiting only adds the delay. The queue is bounded (excess -> `QueueFull`, answered 429 with
+Retry-After); each request has a deadline (-> `DeadlineExceeded`, 504); a request whose client
+hangs up is withdrawn from the queue at once (`withdraw`). The same image in several requests
+(or one /v1/matching request's texts) is detected once: a content-hash LRU cache keeps recent
+detector results. Inference runs in one worker thread, off the event loop; an exception fails
+only the batch it happened in.
 """
 
 from __future__ import annotations
@@ -95,6 +97,8 @@ class Batcher:
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cmal-infer")
         self.task: asyncio.Task[None] | None = None
         self.in_flight = 0
+        # rows of the last batch: the load it saw (starts as if busy, so a first burst gathers)
+        self.last_rows = max_batch_size
 
     def start(self) -> None:
         """Start the batching loop on the running event loop."""
@@ -147,8 +151,10 @@ class Batcher:
             self.wakeup.clear()
             while self.pending:
                 # the batch closes at max_batch_size rows or `delay` after its oldest live job
-                # (re-read each time: that job may have been withdrawn meanwhile)
-                while self.pending and self._rows() < self.max_batch_size:
+                # (re-read each time: that job may have been withdrawn meanwhile); when the last
+                # batch ran alone (one row: nobody else was asking), waiting would only add the
+                # delay to this request, so it starts at once
+                while self.pending and self._rows() < self.max_batch_size and self.last_rows > 1:
                     wait = self.pending[0].enqueued + self.delay - time.perf_counter()
                     if wait <= 0:
                         break
@@ -158,6 +164,7 @@ class Batcher:
                 if not batch:
                     continue
                 self.in_flight += len(batch)
+                self.last_rows = sum(len(j.texts) for j in batch)
                 try:
                     results = await loop.run_in_executor(self.executor, self._run, batch)
                 except Exception as e:  # one batch's failure fails only its requests

@@ -142,3 +142,23 @@ def test_the_cache_keeps_recent_images_and_evicts_the_oldest() -> None:
         assert list(batcher.cache) == ["a", "b"]
 
     run(go, cache_size=2)
+
+
+def test_a_request_after_a_lone_batch_starts_at_once_and_one_after_a_shared_batch_gathers() -> None:
+    async def go(batcher: Batcher, backend: FakeBackend) -> None:
+        first = [await batcher.submit("vqa", f"k{i}", image(), ["q"], 3600) for i in range(2)]
+        for job in first:  # two rows fill the batch (max 2): it runs without waiting
+            await job.future
+        await until(lambda: batcher.in_flight == 0, "the shared batch to finish")
+        batcher.delay = 3600.0  # from now on, waiting for company would take an hour
+        waiting = await batcher.submit("vqa", "k2", image(), ["q"], 3600)
+        for _ in range(200):  # the loop runs many times, and keeps gathering after a shared batch
+            await asyncio.sleep(0)
+        assert batcher.depth == 1 and not waiting.future.done()
+        batcher.withdraw(waiting)
+        batcher.last_rows = 1  # as after a batch that ran alone: nobody else was asking
+        alone = await batcher.submit("vqa", "k3", image(), ["q"], 3600)
+        await asyncio.wait_for(alone.future, 60)  # starts at once instead of waiting the hour
+        assert [len(b) for b in backend.fused] == [2, 1]
+
+    run(go, max_batch_size=2)
