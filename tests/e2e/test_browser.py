@@ -19,18 +19,15 @@ import pytest
 from cmal.data.generate import generate_split
 from cmal.tasks import ROUTES
 from tests.service.test_process import start
+from tests.tools import missing
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 DRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 
 
 def _require_browser() -> None:
-    if Path(CHROMIUM).exists() and Path(DRIVER).exists():
-        return
-    message = "chromium and chromium-driver are not installed (apt-get install chromium chromium-driver)"
-    if os.environ.get("CI") == "true":
-        pytest.fail(message)
-    pytest.skip(message)
+    if not (Path(CHROMIUM).exists() and Path(DRIVER).exists()):
+        missing("chromium and chromium-driver are not installed (apt-get install chromium chromium-driver)")
 
 
 def chrome(offline: bool = False):  # type: ignore[no-untyped-def]

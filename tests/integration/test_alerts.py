@@ -7,14 +7,14 @@ CI=true (``.ci/run`` installs it).
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
+
+from tests.tools import require
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "docker" / "prometheus" / "alerts.yml"
@@ -56,13 +56,7 @@ SCENARIOS: dict[str, tuple[str, dict[str, str], dict[str, str], dict[str, str]]]
 
 
 def promtool() -> str:
-    path = shutil.which("promtool")
-    if path:
-        return path
-    message = "promtool is not installed (apt-get install prometheus)"
-    if os.environ.get("CI") == "true":
-        pytest.fail(message)
-    pytest.skip(message)
+    return require("promtool", "apt-get install prometheus")
 
 
 def rules() -> dict[str, dict[str, Any]]:

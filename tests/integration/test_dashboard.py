@@ -11,7 +11,6 @@ import base64
 import io
 import json
 import math
-import os
 import shutil
 import signal
 import statistics
@@ -27,18 +26,13 @@ import pytest
 from PIL import Image
 
 from tests.service.test_process import free_port, start
+from tests.tools import require
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def prometheus_binary() -> str:
-    path = shutil.which("prometheus")
-    if path:
-        return path
-    message = "prometheus is not installed (apt-get install prometheus)"
-    if os.environ.get("CI") == "true":
-        pytest.fail(message)
-    pytest.skip(message)
+    return require("prometheus", "apt-get install prometheus")
 
 
 def dashboard() -> dict[str, Any]:

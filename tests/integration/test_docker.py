@@ -4,27 +4,18 @@ config, and the runtime image's install list (no torch)."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
+from tests.tools import require
 
 ROOT = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
 
 
 def tool(name: str) -> str:
-    path = shutil.which(name) or (str(BIN / name) if (BIN / name).exists() else None)
-    if path:
-        return path
-    message = f"{name} is not installed (see .ci/run for how CI installs it)"
-    if os.environ.get("CI") == "true":
-        pytest.fail(message)
-    pytest.skip(message)
+    return require(name)
 
 
 def test_compose_file_is_valid() -> None:
