@@ -8,6 +8,7 @@ import json
 import logging
 import re
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import numpy as np
@@ -45,6 +46,20 @@ NON_BLANK = re.compile(TEXT_PATTERN)
 REQUEST_MODELS = (EntailmentRequest, GroundingRequest, VqaRequest, MatchingRequest)  # for the OpenAPI
 router = APIRouter(prefix="/v1", tags=["tasks"], dependencies=[Depends(require_api_key)])
 M = TypeVar("M", bound=BaseModel)
+Endpoint = Callable[..., Awaitable[dict[str, Any]]]
+
+
+def task_route(
+    route: str, request_model: type[BaseModel], response_model: type[BaseModel]
+) -> Callable[[Endpoint], Endpoint]:
+    """``POST /v1/<route>``, documented with its request body (JSON or multipart), its answer and
+    every error it can give."""
+    return router.post(
+        f"/{route}",
+        response_model=response_model,
+        responses=ERRORS,
+        openapi_extra=request_body(request_model),
+    )
 
 
 def _queue_full() -> ApiError:
@@ -180,12 +195,7 @@ def _meta(request: Request, state: ServiceState) -> dict[str, str]:
     return {"request_id": request.state.request_id, "model_version": backend.files.version}
 
 
-@router.post(
-    "/entailment",
-    response_model=EntailmentResponse,
-    responses=ERRORS,
-    openapi_extra=request_body(EntailmentRequest),
-)
+@task_route("entailment", EntailmentRequest, EntailmentResponse)
 async def entailment(request: Request, state: State) -> dict[str, Any]:
     """Visual entailment: does the image entail, contradict, or say nothing about the hypothesis?"""
     body, raw = await _parse(request, EntailmentRequest)
@@ -195,12 +205,7 @@ async def entailment(request: Request, state: State) -> dict[str, Any]:
     return _answer("entailment", {**verdict, **_meta(request, state)})
 
 
-@router.post(
-    "/grounding",
-    response_model=GroundingResponse,
-    responses=ERRORS,
-    openapi_extra=request_body(GroundingRequest),
-)
+@task_route("grounding", GroundingRequest, GroundingResponse)
 async def grounding(request: Request, state: State) -> dict[str, Any]:
     """Referring-expression grounding: the box of the object the expression names."""
     body, raw = await _parse(request, GroundingRequest)
@@ -210,7 +215,7 @@ async def grounding(request: Request, state: State) -> dict[str, Any]:
     return _answer("grounding", {**box, **_meta(request, state)})
 
 
-@router.post("/vqa", response_model=VqaResponse, responses=ERRORS, openapi_extra=request_body(VqaRequest))
+@task_route("vqa", VqaRequest, VqaResponse)
 async def vqa(request: Request, state: State) -> dict[str, Any]:
     """Visual question answering over the model's answer vocabulary."""
     body, raw = await _parse(request, VqaRequest)
@@ -221,12 +226,7 @@ async def vqa(request: Request, state: State) -> dict[str, Any]:
     return _answer("vqa", {**top, **_meta(request, state)})
 
 
-@router.post(
-    "/matching",
-    response_model=MatchingResponse,
-    responses=ERRORS,
-    openapi_extra=request_body(MatchingRequest),
-)
+@task_route("matching", MatchingRequest, MatchingResponse)
 async def matching(request: Request, state: State) -> dict[str, Any]:
     """Image-text matching: a match probability for each candidate text (the image is detected once)."""
     body, raw = await _parse(request, MatchingRequest)
