@@ -5,11 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -19,7 +15,7 @@ from service.access_log import JsonFormatter
 from service.app import create_app
 from service.settings import Settings
 from tests.service.test_api import b64, png
-from tests.service.test_process import free_port
+from tests.service.test_process import start
 
 TRACE = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
@@ -71,21 +67,8 @@ def test_a_malformed_traceparent_is_ignored(tiny_exported: Path) -> None:
 
 @pytest.mark.slow
 def test_the_process_logs_json_only_and_one_line_per_request(tiny_exported: Path) -> None:
-    port = free_port()  # started here, not with start(): its --log-level error hides access lines
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "service", "--port", str(port), "--log-level", "info"],
-        env={**os.environ, "CMAL_MODEL_DIR": str(tiny_exported)},
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
+    proc, url = start(tiny_exported, log_level="info")  # info: the access lines are written
     try:
-        for _ in range(600):
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
         body = {"image": b64(png()), "question": "how many?"}
         r = httpx.post(f"{url}/v1/vqa", json=body, headers={"X-Request-ID": "proc-1"}, timeout=60)
         assert r.status_code == 200

@@ -31,11 +31,12 @@ def image_b64() -> str:
     return base64.b64encode(buf.getvalue()).decode()
 
 
-def start(model_dir: Path, **env: str) -> tuple[subprocess.Popen[str], str]:
+def start(model_dir: Path, log_level: str = "error", **env: str) -> tuple[subprocess.Popen[str], str]:
     port = free_port()
     environment = {**os.environ, "CMAL_MODEL_DIR": str(model_dir), **env}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "service", "--host", "127.0.0.1", "--port", str(port), "--log-level", "error"],
+        [sys.executable, "-m", "service", "--host", "127.0.0.1", "--port", str(port),
+         "--log-level", log_level],
         env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
