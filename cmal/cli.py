@@ -203,6 +203,26 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument("--log-level", default="info", help="default info")
     srv.set_defaults(func=commands.serve)
 
+    bench = sub.add_parser(
+        "bench", help="measure the engine and the service over HTTP (JSON report and PNG plot)"
+    )
+    bench.add_argument("--preset", choices=("demo", "paper"), default="demo",
+                       help="demo: the bundled model; paper: the paper's size with random weights "
+                       "(default demo)")  # fmt: skip
+    bench.add_argument("--model", help="measure this model directory instead of a preset")
+    bench.add_argument("--graphs", help="its exported graphs (default: exported into --out)")
+    bench.add_argument("--out", help="output folder (default runs/bench/PRESET)")
+    bench.add_argument("--backends", help="comma-separated, the first is swept (default onnx,onnx-int8,"
+                       "torchscript,torch; paper: onnx,torch)")  # fmt: skip
+    bench.add_argument("--batch-sizes", default="1,8,32", help="engine batch sizes (default 1,8,32)")
+    bench.add_argument("--concurrency", default="1,8,32,64", help="closed-loop clients (default 1,8,32,64)")
+    bench.add_argument("--load", default="0.5", help="open-loop rates as fractions of the best throughput")
+    bench.add_argument("--seconds", type=float, default=10.0, help="seconds per measured point (default 10)")
+    bench.add_argument("--images", type=int, default=300, help="test images, one question each (default 300)")
+    bench.add_argument("--threads", type=int, default=0, help="inference threads (default: the runtime's)")
+    bench.add_argument("--quiet", action="store_true", help="no progress bar")
+    bench.set_defaults(func=commands.bench)
+
     ev = sub.add_parser("evaluate", help="evaluate a model directory on a dataset folder")
     ev.add_argument("--model", required=True, help="model directory")
     ev.add_argument("--data", required=True, help="dataset folder in the canonical formats")

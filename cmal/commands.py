@@ -234,6 +234,35 @@ def export(args: argparse.Namespace) -> int:
     return 0
 
 
+def bench(args: argparse.Namespace) -> int:
+    """`cmal bench`: engine and service throughput and latency; writes bench.json and bench.png."""
+    from cmal.bench.report import summary
+    from cmal.bench.suite import BenchSettings, run_bench
+
+    def ints(text: str) -> list[int]:
+        return [int(v) for v in text.split(",") if v.strip()]
+
+    default_backends = "onnx,torch" if args.preset == "paper" else "onnx,onnx-int8,torchscript,torch"
+    name = Path(args.model).name if args.model else args.preset
+    settings = BenchSettings(
+        out=Path(args.out or f"runs/bench/{name}"),
+        preset=args.preset,
+        model=Path(args.model) if args.model else None,
+        graphs=Path(args.graphs) if args.graphs else None,
+        backends=[b.strip() for b in (args.backends or default_backends).split(",") if b.strip()],
+        batch_sizes=ints(args.batch_sizes),
+        concurrency=ints(args.concurrency),
+        load_fractions=[float(v) for v in args.load.split(",") if v.strip()],
+        seconds=args.seconds,
+        images=args.images,
+        threads=args.threads,
+    )
+    report = run_bench(settings, quiet=args.quiet)
+    print(summary(report))
+    print(f"wrote {settings.out}/bench.json and bench.png")
+    return 0
+
+
 def table(results: dict[str, dict[str, float]]) -> str:
     """Results as an aligned text table: one row per task, one column per metric."""
     lines = [f"{'task':<11}{'metric':<20}{'value':>10}"]

@@ -16,12 +16,11 @@
    service's.
 
 Writes ``report.json`` and ``soak.png`` to ``--out`` and prints a summary. The load generator is a
-minimal HTTP/1.1 client on asyncio streams (pre-encoded requests, a pool of keep-alive
-connections, a new connection whenever none is idle) so that it can offer 10 × C from the same
-2-core machine; it counts a connection reset or an unanswered request as a connection error.
+minimal HTTP/1.1 client on asyncio streams, so that it can offer 10 × C from the same 2-core
+machine; it counts a connection reset or an unanswered request as a connection error.
 
-Over 400 lines on purpose: a standalone script a person copies to another machine, load generator
-included, with no dependency on the test suite.
+The load generator and the service process helpers are `cmal bench`'s (`cmal.bench.loadgen`,
+`cmal.bench.server`).
 """
 
 from __future__ import annotations
@@ -32,14 +31,10 @@ import base64
 import json
 import os
 import random
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -47,53 +42,14 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from cmal.bench.loadgen import Pool, closed_loop, open_loop, request_bytes  # noqa: E402
+from cmal.bench.server import free_port, scrape, start_service, stop_service  # noqa: E402
 from cmal.data.formats import load  # noqa: E402
 from cmal.data.generate import generate_split  # noqa: E402
 
 DEADLINE_S = 10.0  # the service's default CMAL_REQUEST_TIMEOUT_MS
 GRACE_S = 1.0
 SETTLE_S = 40.0  # idle time before memory is read again: the service trims its heap every 30 s
-
-
-@dataclass
-class Outcome:
-    status: int  # -1: connection error
-    latency: float  # from arrival, waiting for a free connection included
-    retry_after: bool = False
-    finished: float = 0.0
-    wire: float = 0.0  # from writing the request on a connection: what the server is answerable for
-
-
-@dataclass
-class Stats:
-    outcomes: list[Outcome] = field(default_factory=list)
-
-    def summary(self, seconds: float) -> dict[str, float | int | dict[str, int]]:
-        ok = [o.latency for o in self.outcomes if o.status == 200]
-        wire = [o.wire for o in self.outcomes if o.status == 200]
-        codes = Counter(str(o.status) for o in self.outcomes)
-
-        def ms(values: list[float], q: float) -> float:
-            return round(1000 * float(np.percentile(values, q)), 1) if values else 0.0
-
-        return {
-            "requests": len(self.outcomes),
-            "status": dict(codes),
-            "throughput_ok_per_s": round(len(ok) / seconds, 1),
-            "p50_ms": ms(ok, 50),
-            "p99_ms": ms(ok, 99),
-            "p50_wire_ms": ms(wire, 50),
-            "p99_wire_ms": ms(wire, 99),
-        }
-
-
-def request_bytes(path: str, body: dict[str, object]) -> bytes:
-    data = json.dumps(body).encode()
-    head = (
-        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(data)}\r\n\r\n"
-    ).encode()
-    return head + data
 
 
 def mixed_requests(folder: Path) -> list[bytes]:
@@ -116,107 +72,6 @@ def mixed_requests(folder: Path) -> list[bytes]:
     return out
 
 
-class Pool:
-    """Keep-alive connections to one server, at most ``size`` at once (a fleet of clients with
-    connection pools); a request takes an idle one, opens a new one, or waits for one to free."""
-
-    # like any well-behaved client, give up idle connections well before the server would close
-    # them (its keep-alive is 75 s): reusing one the server is closing loses the request
-    IDLE_EXPIRY_S = 30.0
-
-    def __init__(self, port: int, size: int):
-        self.port = port
-        self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter, float]] = []
-        self.slots = asyncio.Semaphore(size)
-
-    async def _connection(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        while self.idle:
-            reader, writer, since = self.idle.pop()
-            if time.perf_counter() - since < self.IDLE_EXPIRY_S and not reader.at_eof():
-                return reader, writer
-            writer.close()
-        return await asyncio.open_connection("127.0.0.1", self.port)
-
-    async def send(self, raw: bytes) -> Outcome:
-        start = time.perf_counter()  # arrival: waiting for a free connection counts as latency
-        async with self.slots:
-            return await self._send(raw, start)
-
-    async def _send(self, raw: bytes, start: float) -> Outcome:
-        sent = time.perf_counter()
-        writer = None
-        try:
-            reader, writer = await self._connection()
-            writer.write(raw)
-            await writer.drain()
-            status_line = await reader.readline()
-            if not status_line:
-                raise ConnectionError("server closed the connection without answering")
-            status = int(status_line.split()[1])
-            length, retry_after, close = 0, False, False
-            while (line := await reader.readline()) not in (b"\r\n", b""):
-                name, _, value = line.decode("latin-1").partition(":")
-                name = name.strip().lower()
-                if name == "content-length":
-                    length = int(value)
-                elif name == "retry-after":
-                    retry_after = True
-                elif name == "connection" and value.strip().lower() == "close":
-                    close = True
-            await reader.readexactly(length)
-            if close:
-                writer.close()
-            else:
-                self.idle.append((reader, writer, time.perf_counter()))
-            now = time.perf_counter()
-            return Outcome(status, now - start, retry_after, now, now - sent)
-        except (OSError, ConnectionError, asyncio.IncompleteReadError, ValueError, IndexError):
-            if writer is not None:
-                writer.close()
-            now = time.perf_counter()
-            return Outcome(-1, now - start, finished=now, wire=now - sent)
-
-    def close(self) -> None:
-        for _, writer, _ in self.idle:
-            writer.close()
-        self.idle.clear()
-
-
-async def closed_loop(pool: Pool, requests: list[bytes], clients: int, seconds: float) -> Stats:
-    stats = Stats()
-    stop = time.perf_counter() + seconds
-    counter = iter(range(10**9))
-
-    async def client() -> None:
-        while time.perf_counter() < stop:
-            stats.outcomes.append(await pool.send(requests[next(counter) % len(requests)]))
-
-    await asyncio.gather(*(client() for _ in range(clients)))
-    return stats
-
-
-async def open_loop(pool: Pool, requests: list[bytes], rate: float, seconds: float, seed: int) -> Stats:
-    """Poisson arrivals at ``rate`` per second for ``seconds``; waits for every answer."""
-    stats = Stats()
-    rng = np.random.default_rng(seed)
-    tasks: list[asyncio.Task[None]] = []
-    start = time.perf_counter()
-    next_at, i = start, 0
-
-    async def one(raw: bytes) -> None:
-        stats.outcomes.append(await pool.send(raw))
-
-    while next_at < start + seconds:
-        delay = next_at - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(one(requests[i % len(requests)])))
-        i += 1
-        next_at += float(rng.exponential(1.0 / rate))
-    await asyncio.gather(*tasks)
-    return stats
-
-
 def steal_seconds() -> float:
     """CPU time the hypervisor gave to other machines (all cores), from /proc/stat: on a shared
     virtual machine a latency spike with steal is the neighbours', one without it is ours."""
@@ -231,54 +86,9 @@ def rss_mib(pid: int) -> float:
     raise RuntimeError("no VmRSS")
 
 
-def scrape(port: int) -> dict[str, float]:
-    """The server's request counts by outcome, plus its engine's busy seconds (detector and
-    fusion, ``engine_s``) and the text rows it has run (``rows``)."""
-    import urllib.request
-
-    from prometheus_client.parser import text_string_to_metric_families
-
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
-    counts: dict[str, float] = Counter()
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            if s.name == "cmal_requests_total":
-                counts[s.labels["outcome"]] += s.value
-            elif s.name == "cmal_inference_seconds_sum":
-                counts["engine_s"] += s.value
-            elif s.name == "cmal_batch_size_sum":
-                counts["rows"] += s.value
-    return dict(counts)
-
-
 def server_counts(port: int) -> dict[str, float]:
     """The server's request counts by outcome."""
-    return {k: v for k, v in scrape(port).items() if k not in ("engine_s", "rows")}
-
-
-def start_service(port: int) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "CMAL_MODEL_DIR": str(ROOT / "models" / "shapes-demo")}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "service", "--port", str(port), "--log-level", "warning"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    import urllib.request
-
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            if urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1).status == 200:
-                return proc
-        except OSError:
-            time.sleep(0.2)
-    proc.kill()
-    raise RuntimeError("service never became ready")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return {k: v for k, v in scrape(port).items() if k not in ("engine_s", "rows", "batches")}
 
 
 def within(values: list[float], tolerance: float) -> bool:
@@ -291,7 +101,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         generate_split(Path(tmp), seed=8080, num_images=200, split="test", progress=False)
         requests = mixed_requests(Path(tmp))
     port = free_port()
-    proc = start_service(port)
+    proc, _ = start_service(ROOT / "models" / "shapes-demo", port, Path(args.out) / "service.log")
     report: dict[str, object] = {"requests_in_pool": len(requests)}
     pool = Pool(port, args.connections)
     try:
@@ -384,8 +194,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         plot(minutes, Path(args.out) / "soak.png", rate)
     finally:
         pool.close()
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=60)
+        stop_service(proc)
     return report
 
 

@@ -1,0 +1,47 @@
+"""The engine alone, in-process: a backend's detector + fusion on decoded images, per batch size.
+
+This is the ceiling the service is measured against: the same backend object the service
+builds (`service.runtime.load_backend`), fed whole batches with no HTTP, queue or decoding.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from service.runtime import Backend
+
+
+def time_batches(
+    backend: Backend, images: Sequence[Image.Image], texts: Sequence[str], batch_size: int, seconds: float
+) -> dict[str, Any]:
+    """Run consecutive batches of ``batch_size`` (image, text) samples for at least ``seconds``
+    (and at least 3 batches) after one untimed warm-up batch; samples/s and batch latency."""
+
+    def batch(i: int) -> tuple[list[Image.Image], list[str]]:
+        idx = [(i * batch_size + k) % len(images) for k in range(batch_size)]
+        return [images[k] for k in idx], [texts[k] for k in idx]
+
+    warm_images, warm_texts = batch(0)
+    backend.fuse(warm_texts, backend.detect(warm_images))
+    latencies: list[float] = []
+    began = time.perf_counter()
+    i = 1
+    while time.perf_counter() - began < seconds or len(latencies) < 3:
+        ims, txts = batch(i)
+        start = time.perf_counter()
+        backend.fuse(txts, backend.detect(ims))
+        latencies.append(time.perf_counter() - start)
+        i += 1
+    total = sum(latencies)
+    return {
+        "batch_size": batch_size,
+        "batches": len(latencies),
+        "samples_per_s": round(batch_size * len(latencies) / total, 2),
+        "batch_p50_ms": round(1000 * float(np.median(latencies)), 3),
+        "ms_per_sample": round(1000 * total / (batch_size * len(latencies)), 3),
+    }

@@ -1,0 +1,304 @@
+"""The whole benchmark: engine per batch size, the service over HTTP (closed-loop concurrency
+sweep, open-loop Poisson load at fractions of its best throughput, cold start), each backend,
+the ratios the project's performance targets are stated in, a JSON report and a PNG plot.
+
+Every figure comes from one run on one machine, so the ratios compare like with like. The
+service runs with its detector cache off: each request is a new image, as for the engine.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from cmal.bench.engine import time_batches
+from cmal.bench.server import free_port, scrape, start_service, stop_service
+
+# backend name -> (service backend, ONNX variant)
+BACKENDS = {
+    "onnx": ("onnx", "fp32"),
+    "onnx-fp16": ("onnx", "fp16"),
+    "onnx-int8": ("onnx", "int8"),
+    "torchscript": ("torchscript", "fp32"),
+    "torch": ("torch", "fp32"),
+}
+DATA_SEED = 4242  # a Shapes test split no training run uses
+
+
+@dataclass
+class BenchSettings:
+    """What to measure; the defaults are `cmal bench`'s."""
+
+    out: Path
+    preset: str = "demo"
+    model: Path | None = None  # a model directory instead of a preset
+    graphs: Path | None = None  # its exported graphs (default: exported into ``out``)
+    backends: list[str] = field(default_factory=lambda: ["onnx", "onnx-int8", "torchscript", "torch"])
+    batch_sizes: list[int] = field(default_factory=lambda: [1, 8, 32])
+    concurrency: list[int] = field(default_factory=lambda: [1, 8, 32, 64])
+    load_fractions: list[float] = field(default_factory=lambda: [0.5])
+    seconds: float = 10.0  # per measured point
+    warmup_s: float = 2.0
+    images: int = 300
+    threads: int = 0  # inference threads (0: the runtime's default)
+    service_env: dict[str, str] = field(default_factory=dict)  # extra CMAL_* settings
+
+
+def targets(preset: str) -> dict[str, float]:
+    """The project's targets for a preset (see the README's "Performance")."""
+    if preset == "paper":
+        return {"service_vs_engine_min_c8": 0.95, "p99_over_p50_max": 2.0, "cold_start_s_max": 5.0,
+                "engine_flops_vs_matmul_min": 0.8}  # fmt: skip
+    return {"c1_vs_engine_b1_min": 0.85, "c32_c64_vs_engine_bmax_min": 0.90, "cmax_vs_best_min": 0.95,
+            "p99_over_p50_max": 2.0, "onnx_vs_torch_c1_min": 2.5, "cold_start_s_max": 2.0}  # fmt: skip
+
+
+def vqa_samples(folder: Path) -> list[tuple[Path, str]]:
+    """One VQA question per image of a Shapes split (so no image is asked about twice)."""
+    from cmal.data.formats import load
+
+    seen: dict[Path, str] = {}
+    for q in load(folder / "vqa.jsonl", "vqa"):
+        seen.setdefault(q.image, q.question)
+    return list(seen.items())
+
+
+def write_requests(samples: list[tuple[Path, str]], path: Path) -> None:
+    """The load generator's request file: one /v1/vqa body per sample."""
+    with path.open("w") as f:
+        for image, question in samples:
+            body = {"image": base64.b64encode(image.read_bytes()).decode(), "question": question}
+            f.write(json.dumps({"path": "/v1/vqa", "body": body}) + "\n")
+
+
+def load_phase(port: int, requests: Path, job: dict[str, Any], work: Path) -> dict[str, Any]:
+    """Run one load phase in a separate load-generator process and return its summary."""
+    spec = work / "job.json"
+    spec.write_text(json.dumps({"port": port, "requests": str(requests), **job}))
+    done = subprocess.run(
+        [sys.executable, "-m", "cmal.bench.loadgen", str(spec)], capture_output=True, text=True, check=False
+    )
+    if done.returncode:
+        raise RuntimeError(f"the load generator failed: {done.stderr[-2000:]}")
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+class Progress:
+    """A progress bar over the benchmark's steps (silent when ``quiet``)."""
+
+    def __init__(self, total: int, quiet: bool):
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=total, disable=quiet, unit="step", dynamic_ncols=True)
+
+    def step(self, what: str) -> None:
+        """Show ``what`` runs now; call `done` when it has finished."""
+        self.bar.set_description(what)
+
+    def done(self) -> None:
+        """One step finished."""
+        self.bar.update(1)
+
+    def write(self, text: str) -> None:
+        """Print a line above the bar."""
+        self.bar.write(text)
+
+
+def machine() -> dict[str, Any]:
+    """What the figures were measured on."""
+    import onnxruntime
+
+    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                if ln.startswith("model name")), platform.processor())  # fmt: skip
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
+            "onnxruntime": onnxruntime.__version__, "platform": platform.platform()}  # fmt: skip
+
+
+def run_bench(settings: BenchSettings, quiet: bool = False) -> dict[str, Any]:
+    """Run the benchmark, write ``bench.json`` and ``bench.png`` to ``settings.out``, return the report."""
+    from cmal.bench.presets import exported, prepare, usable
+    from cmal.data.generate import generate_split
+    from cmal.model_dir import EXPORT_DIR
+    from service.runtime import load_backend
+
+    for name in settings.backends:
+        if name not in BACKENDS:
+            raise ValueError(f"unknown backend {name!r}; choose from {', '.join(BACKENDS)}")
+    out = settings.out
+    out.mkdir(parents=True, exist_ok=True)
+    primary = settings.backends[0]
+    n_service = len(settings.concurrency) + len(settings.load_fractions) + len(settings.backends) - 1
+    progress = Progress(2 + len(settings.backends) * len(settings.batch_sizes) + n_service, quiet)
+    log: Callable[[str], None] = progress.write
+
+    progress.step("model")
+    int8 = "onnx-int8" in settings.backends
+    if settings.model:  # its own export when that will do, else one made for the benchmark
+        model_dir = settings.model
+        graphs = settings.graphs or model_dir / EXPORT_DIR
+        if not settings.graphs and not usable(model_dir, graphs, int8):
+            graphs = exported(model_dir, out / f"graphs-{model_dir.name}", int8, True, log)
+    else:
+        model_dir, graphs = prepare(settings.preset, out, int8, log)
+    progress.done()
+
+    progress.step("data")
+    data = out / "data"
+    if not (data / "vqa.jsonl").is_file():
+        generate_split(data, seed=DATA_SEED, num_images=settings.images, split="test", progress=False)
+    samples = vqa_samples(data)[: settings.images]
+    requests = out / "requests.jsonl"
+    write_requests(samples, requests)
+    images = [Image.open(p).convert("RGB") for p, _ in samples]
+    texts = [q for _, q in samples]
+    progress.done()
+
+    engine: dict[str, list[dict[str, Any]]] = {}
+    for name in settings.backends:
+        kind, variant = BACKENDS[name]
+        backend = load_backend(model_dir, graphs, kind, variant, settings.threads)
+        engine[name] = []
+        for b in settings.batch_sizes:
+            progress.step(f"engine {name} batch {b}")
+            engine[name].append(time_batches(backend, images, texts, b, settings.seconds))
+            progress.done()
+        del backend
+
+    service: dict[str, dict[str, Any]] = {}
+    for name in settings.backends:
+        kind, variant = BACKENDS[name]
+        env = {
+            "CMAL_BACKEND": kind, "CMAL_VARIANT": variant, "CMAL_GRAPHS_DIR": str(graphs),
+            "CMAL_CACHE_SIZE": "0", "CMAL_MAX_BATCH_SIZE": str(max(settings.batch_sizes)),
+            "CMAL_MAX_QUEUE": str(max(256, 4 * max(settings.concurrency))),
+            **({"CMAL_THREADS": str(settings.threads)} if settings.threads else {}),
+            **settings.service_env,
+        }  # fmt: skip
+        port = free_port()
+        progress.step(f"service {name}: cold start")
+        proc, cold = start_service(model_dir, port, out / "service.log", env)
+        result: dict[str, Any] = {"cold_start_s": round(cold, 3), "closed_loop": [], "open_loop": []}
+        try:
+            sweep = settings.concurrency if name == primary else [1]
+            for c in sweep:
+                progress.step(f"service {name}: {c} clients")
+                job = {
+                    "mode": "closed",
+                    "clients": c,
+                    "seconds": settings.seconds,
+                    "warmup_s": settings.warmup_s,
+                }
+                before = scrape(port)
+                point = load_phase(port, requests, job, out)
+                after = scrape(port)
+                batches = after.get("batches", 0) - before.get("batches", 0)
+                rows = after.get("rows", 0) - before.get("rows", 0)
+                point["mean_batch_rows"] = round(rows / batches, 2) if batches else 0.0
+                result["closed_loop"].append({"concurrency": c, **point})
+                if name != primary:
+                    break
+                progress.done()
+            if name == primary:
+                best = max(p["throughput_ok_per_s"] for p in result["closed_loop"])
+                for i, fraction in enumerate(settings.load_fractions):
+                    rate = fraction * best
+                    progress.step(f"service {name}: Poisson {rate:.0f}/s")
+                    job = {"mode": "open", "rate": rate, "seconds": 2 * settings.seconds,
+                           "warmup_s": settings.warmup_s, "seed": i}  # fmt: skip
+                    point = load_phase(port, requests, job, out)
+                    result["open_loop"].append({"fraction": fraction, "rate_per_s": round(rate, 2), **point})
+                    progress.done()
+            else:
+                progress.done()
+        finally:
+            stop_service(proc)
+        service[name] = result
+    progress.bar.close()
+
+    report = {
+        "preset": settings.preset if not settings.model else None,
+        "model": str(model_dir),
+        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(settings).items()},
+        "machine": machine(),
+        "engine": engine,
+        "service": service,
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    measured, wanted = ratios(report, primary), targets(settings.preset)
+    report.update(ratios=measured, targets=wanted, verdicts=verdicts(measured, wanted))
+    (out / "bench.json").write_text(json.dumps(report, indent=2) + "\n")
+    from cmal.bench.plot import plot
+
+    plot(report, out / "bench.png")
+    return report
+
+
+def ratios(report: dict[str, Any], primary: str) -> dict[str, float | None]:
+    """The figures the targets are stated in, from one report."""
+    engine = {p["batch_size"]: p["samples_per_s"] for p in report["engine"][primary]}
+    served = report["service"][primary]
+    closed = {p["concurrency"]: p["throughput_ok_per_s"] for p in served["closed_loop"]}
+    bmax = engine[max(engine)]
+    best = max(closed.values())
+    out: dict[str, float | None] = {
+        "c1_vs_engine_b1": closed[1] / engine[1] if 1 in closed and 1 in engine else None,
+        "cmax_vs_best": closed[max(closed)] / best if best else None,
+        "cold_start_s": served["cold_start_s"],
+    }
+    for c, value in closed.items():
+        if c > 1:
+            out[f"c{c}_vs_engine_b{max(engine)}"] = value / bmax
+    for p in served["open_loop"]:
+        out[f"p99_over_p50_at_{p['fraction']}"] = p["p99_ms"] / p["p50_ms"] if p["p50_ms"] else None
+    c1 = {n: s["closed_loop"][0]["throughput_ok_per_s"] for n, s in report["service"].items()
+          if s["closed_loop"] and s["closed_loop"][0]["concurrency"] == 1}  # fmt: skip
+    if "torch" in c1 and primary in c1 and c1["torch"]:
+        out["onnx_vs_torch_c1"] = c1[primary] / c1["torch"]
+    if "onnx-int8" in report["engine"] and primary in report["engine"]:
+        int8 = {p["batch_size"]: p["samples_per_s"] for p in report["engine"]["onnx-int8"]}
+        out["int8_vs_fp32_engine_bmax"] = int8[max(int8)] / bmax
+    return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in out.items()}
+
+
+def verdicts(ratios: dict[str, float | None], targets: dict[str, float]) -> dict[str, bool | None]:
+    """Each target met (True), missed (False) or not measured in this run (None)."""
+
+    def at_least(value: float | None, floor: float) -> bool | None:
+        return None if value is None else value >= floor
+
+    service_vs_engine = [v for k, v in ratios.items() if k.startswith("c") and "_vs_engine_b" in k
+                         and int(k[1:].split("_")[0]) >= 8 and v is not None]  # fmt: skip
+    p99 = [v for k, v in ratios.items() if k.startswith("p99_over_p50") and v is not None]
+    out: dict[str, bool | None] = {}
+    for name, floor in targets.items():
+        if name == "c1_vs_engine_b1_min":
+            out[name] = at_least(ratios.get("c1_vs_engine_b1"), floor)
+        elif name == "c32_c64_vs_engine_bmax_min":
+            wanted = [v for k, v in ratios.items() if k.startswith(("c32_vs", "c64_vs"))]
+            out[name] = all(v is not None and v >= floor for v in wanted) if wanted else None
+        elif name == "service_vs_engine_min_c8":
+            out[name] = all(v >= floor for v in service_vs_engine) if service_vs_engine else None
+        elif name == "cmax_vs_best_min":
+            out[name] = at_least(ratios.get("cmax_vs_best"), floor)
+        elif name == "p99_over_p50_max":
+            out[name] = all(v <= floor for v in p99) if p99 else None
+        elif name == "onnx_vs_torch_c1_min":
+            out[name] = at_least(ratios.get("onnx_vs_torch_c1"), floor)
+        elif name == "cold_start_s_max":
+            cold = ratios.get("cold_start_s")
+            out[name] = None if cold is None else cold <= floor
+        else:
+            out[name] = at_least(ratios.get(name.removesuffix("_min")), floor)
+    return out

@@ -1,0 +1,50 @@
+"""`cmal bench` end to end on the tiny model: every section of the report, and a real PNG plot."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from cmal.cli import main
+
+
+def test_bench_writes_every_figure_and_a_png(tiny_exported: Path, tmp_path: Path) -> None:
+    out = tmp_path / "bench"
+    status = main([
+        "bench", "--model", str(tiny_exported), "--backends", "onnx,torch", "--batch-sizes", "1,2",
+        "--concurrency", "1,2", "--load", "0.5", "--seconds", "0.5", "--images", "6",
+        "--out", str(out), "--quiet",
+    ])  # fmt: skip
+    assert status == 0
+    report = json.loads((out / "bench.json").read_text())
+
+    assert set(report["engine"]) == {"onnx", "torch"}
+    for points in report["engine"].values():
+        assert [p["batch_size"] for p in points] == [1, 2]
+        assert all(p["samples_per_s"] > 0 and p["batches"] >= 3 for p in points)
+
+    onnx = report["service"]["onnx"]
+    assert [p["concurrency"] for p in onnx["closed_loop"]] == [1, 2]
+    assert [p["fraction"] for p in onnx["open_loop"]] == [0.5]
+    for point in onnx["closed_loop"] + onnx["open_loop"]:
+        assert point["requests"] > 0
+        assert point["status"] == {"200": point["requests"]}  # nothing lost, nothing refused
+        assert 0 < point["p50_ms"] <= point["p95_ms"] <= point["p99_ms"]
+        assert point["loadgen_cpu"] >= 0
+    assert onnx["cold_start_s"] > 0
+    # the swept backend's sweep, the others at one client (the ONNX ÷ eager ratio)
+    assert [p["concurrency"] for p in report["service"]["torch"]["closed_loop"]] == [1]
+
+    ratios = report["ratios"]
+    for key in (
+        "c1_vs_engine_b1",
+        "c2_vs_engine_b2",
+        "cmax_vs_best",
+        "p99_over_p50_at_0.5",
+        "onnx_vs_torch_c1",
+    ):
+        assert ratios[key] is not None and ratios[key] > 0, key
+    assert set(report["verdicts"]) == set(report["targets"])
+    assert report["machine"]["cores"] >= 1
+
+    assert (out / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
