@@ -35,8 +35,9 @@ class ServiceState:
         return self.backend, self.batcher
 
 
-def service_state(request: Request) -> ServiceState:
-    """The app's `ServiceState` (set by ``create_app``)."""
+async def service_state(request: Request) -> ServiceState:
+    """The app's `ServiceState` (set by ``create_app``). Async on purpose: FastAPI runs a plain
+    ``def`` dependency in its thread pool, a thread hop on every request for one attribute read."""
     state: ServiceState = request.app.state.service
     return state
 
