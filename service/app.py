@@ -25,7 +25,7 @@ from service.errors import ApiError, error_response
 from service.memory import trim_when_idle
 from service.middleware import Admission, BodyLimit, RequestId
 from service.routers import health, tasks
-from service.runtime import Backend, load_backend
+from service.runtime import Backend, load_backend, parallelism
 from service.settings import Settings
 from service.state import ServiceState
 
@@ -57,13 +57,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        workers, threads = parallelism(settings.backend, settings.workers, settings.threads)
         backend = await asyncio.to_thread(
-            load_backend,
-            settings.model_dir,
-            settings.graphs_dir,
-            settings.backend,
-            settings.variant,
-            settings.threads,
+            load_backend, settings.model_dir, settings.graphs_dir, settings.backend, settings.variant, threads
         )
         await asyncio.to_thread(warm_up, backend, settings.max_batch_size)
         files = backend.files
@@ -74,6 +70,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             settings.max_batch_delay_ms,
             settings.max_queue,
             settings.cache_size,
+            workers,
         )
         batcher.start()
         state.backend, state.batcher = backend, batcher
@@ -81,7 +78,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         state.ready = True
         metrics.READY.set(1)
         metrics.QUEUE_CAPACITY.set(settings.max_queue)
-        log.info("serving %s %s on %s (%s)", files.name, files.version, backend.name, backend.provider)
+        log.info(
+            "serving %s %s on %s (%s), %d workers x %s threads",
+            files.name, files.version, backend.name, backend.provider, workers, threads or "default",
+        )  # fmt: skip
         try:
             yield
         finally:

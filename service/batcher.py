@@ -1,19 +1,26 @@
 """Dynamic batching: one asyncio queue feeding the detector and fusion graphs in batches.
 
-A batch closes at ``max_batch_size`` fusion rows or ``max_batch_delay_ms`` after its first
-request; after a batch that ran alone (one row) the next starts at once, since at low load
-waiting only adds the delay. The queue is bounded (excess -> `QueueFull`, answered 429 with
-Retry-After); each request has a deadline (-> `DeadlineExceeded`, 504); a request whose client
-hangs up is withdrawn from the queue at once (`withdraw`). The same image in several requests
-(or one /v1/matching request's texts) is detected once: a content-hash LRU cache keeps recent
-detector results. Inference runs in one worker thread, off the event loop; an exception fails
-only the batch it happened in.
+Inference runs in ``workers`` threads off the event loop, each running whole batches (detector,
+then fusion) while the others run theirs: on a CPU whose graphs hardly speed up with more
+threads per call, two single-threaded calls side by side do nearly twice the work of one call on
+two threads. Whenever a worker is free and requests are waiting, a batch of up to
+``max_batch_size`` fusion rows starts; while every worker is busy, requests gather into the next
+batch. With ``max_batch_delay_ms`` above 0 a free worker also waits up to that long after the
+oldest request for a fuller batch (worth it only where a bigger batch is much cheaper per row,
+as on a GPU), except right after a batch that ran alone (one row): nobody else was asking.
+
+The queue is bounded (excess -> `QueueFull`, answered 429 with Retry-After); each request has a
+deadline (-> `DeadlineExceeded`, 504); a request whose client hangs up is withdrawn from the
+queue at once (`withdraw`). The same image in several requests (or one /v1/matching request's
+texts) is detected once: a content-hash LRU cache keeps recent detector results. An exception
+fails only the batch it happened in.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 import time
 from collections import OrderedDict, deque
 from concurrent.futures import ThreadPoolExecutor
@@ -85,6 +92,7 @@ class Batcher:
         max_batch_delay_ms: float,
         max_queue: int,
         cache_size: int,
+        workers: int = 1,
     ):
         self.backend = backend
         self.max_batch_size = max_batch_size
@@ -92,10 +100,14 @@ class Batcher:
         self.max_queue = max_queue
         self.cache_size = cache_size
         self.cache: OrderedDict[str, Regions] = OrderedDict()
+        self.cache_lock = threading.Lock()  # the workers share the cache
         self.pending: deque[Job] = deque()
         self.wakeup = asyncio.Event()
-        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cmal-infer")
+        self.workers = workers
+        self.idle_workers = workers
+        self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cmal-infer")
         self.task: asyncio.Task[None] | None = None
+        self.running: set[asyncio.Task[None]] = set()  # batches being run
         self.in_flight = 0
         # rows of the last batch: the load it saw (starts as if busy, so a first burst gathers)
         self.last_rows = max_batch_size
@@ -105,11 +117,13 @@ class Batcher:
         self.task = asyncio.get_running_loop().create_task(self._loop())
 
     async def stop(self) -> None:
-        """Cancel the batching loop and wait for the worker thread to finish."""
+        """Cancel the batching loop, let running batches finish, and stop the worker threads."""
         if self.task:
             self.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self.task
+        if self.running:
+            await asyncio.gather(*self.running, return_exceptions=True)
         self.executor.shutdown(wait=True)
 
     @property
@@ -147,38 +161,49 @@ class Batcher:
     async def _loop(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            await self.wakeup.wait()
+            await self.wakeup.wait()  # a new job, or a worker became free
             self.wakeup.clear()
-            while self.pending:
-                # the batch closes at max_batch_size rows or `delay` after its oldest live job
-                # (re-read each time: that job may have been withdrawn meanwhile); when the last
-                # batch ran alone (one row: nobody else was asking), waiting would only add the
-                # delay to this request, so it starts at once
-                while self.pending and self._rows() < self.max_batch_size and self.last_rows > 1:
-                    wait = self.pending[0].enqueued + self.delay - time.perf_counter()
-                    if wait <= 0:
-                        break
-                    await asyncio.sleep(min(0.001, wait))
+            while self.pending and self.idle_workers:
+                if self.delay:
+                    await self._gather()
                 batch = self._take()
                 metrics.QUEUE_DEPTH.set(len(self.pending))
                 if not batch:
                     continue
                 self.in_flight += len(batch)
+                self.idle_workers -= 1
                 self.last_rows = sum(len(j.texts) for j in batch)
-                try:
-                    results = await loop.run_in_executor(self.executor, self._run, batch)
-                except Exception as e:  # one batch's failure fails only its requests
-                    for job in batch:
-                        if not job.future.done():
-                            job.future.set_exception(
-                                BatchFailed(f"inference failed: {type(e).__name__}: {e}")
-                            )
-                else:
-                    for job, result in zip(batch, results, strict=True):
-                        if not job.future.done():
-                            job.future.set_result(result)
-                finally:
-                    self.in_flight -= len(batch)
+                task = loop.create_task(self._execute(batch))
+                self.running.add(task)
+                task.add_done_callback(self.running.discard)
+
+    async def _gather(self) -> None:
+        """Wait until the queue holds ``max_batch_size`` rows or its oldest live job has waited
+        ``delay`` (re-read each time: that job may have been withdrawn meanwhile); not at all
+        when the last batch ran alone (one row: nobody else was asking, waiting only adds delay)."""
+        while self.pending and self._rows() < self.max_batch_size and self.last_rows > 1:
+            wait = self.pending[0].enqueued + self.delay - time.perf_counter()
+            if wait <= 0:
+                break
+            await asyncio.sleep(min(0.001, wait))
+
+    async def _execute(self, batch: list[Job]) -> None:
+        """Run one batch on a worker thread and settle its jobs' futures."""
+        loop = asyncio.get_running_loop()
+        try:
+            results = await loop.run_in_executor(self.executor, self._run, batch)
+        except Exception as e:  # one batch's failure fails only its requests
+            for job in batch:
+                if not job.future.done():
+                    job.future.set_exception(BatchFailed(f"inference failed: {type(e).__name__}: {e}"))
+        else:
+            for job, result in zip(batch, results, strict=True):
+                if not job.future.done():
+                    job.future.set_result(result)
+        finally:
+            self.in_flight -= len(batch)
+            self.idle_workers += 1
+            self.wakeup.set()
 
     def _rows(self) -> int:
         return sum(len(j.texts) for j in self.pending)
@@ -210,30 +235,32 @@ class Batcher:
         # each image's regions are taken from the cache as it is looked up: inserting this batch's
         # misses below may evict them when the cache is smaller than the batch
         found: dict[str, Regions] = {}
-        for job in batch:
-            key = job.image_key
-            if key in found or key in todo:  # another request of this batch brought the image
-                metrics.CACHE.labels("hit").inc()
-                continue
-            if key in self.cache:
-                self.cache.move_to_end(key)
-                found[key] = self.cache[key]
-                metrics.CACHE.labels("hit").inc()
-            else:
-                todo[key] = job.image
-                metrics.CACHE.labels("miss").inc()
+        with self.cache_lock:
+            for job in batch:
+                key = job.image_key
+                if key in found or key in todo:  # another request of this batch brought the image
+                    metrics.CACHE.labels("hit").inc()
+                    continue
+                if key in self.cache:
+                    self.cache.move_to_end(key)
+                    found[key] = self.cache[key]
+                    metrics.CACHE.labels("hit").inc()
+                else:
+                    todo[key] = job.image
+                    metrics.CACHE.labels("miss").inc()
         detector = (0, 0)
         if todo:
             start, start_ns = time.perf_counter(), time.time_ns()
             regions = self.backend.detect(list(todo.values()))
             metrics.INFERENCE.labels("detector").observe(time.perf_counter() - start)
             detector = (start_ns, time.time_ns())
-            for i, key in enumerate(todo):
-                found[key] = regions.take([i])
-                if self.cache_size:
-                    self.cache[key] = found[key]
-                    if len(self.cache) > self.cache_size:
-                        self.cache.popitem(last=False)
+            with self.cache_lock:
+                for i, key in enumerate(todo):
+                    found[key] = regions.take([i])
+                    if self.cache_size:
+                        self.cache[key] = found[key]
+                        if len(self.cache) > self.cache_size:
+                            self.cache.popitem(last=False)
         per_job = [found[j.image_key] for j in batch]
         texts = [t for j in batch for t in j.texts]
         rows = [i for i, j in enumerate(batch) for _ in j.texts]

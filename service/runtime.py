@@ -6,6 +6,7 @@ PyTorch import torch only when chosen, so the ONNX path never loads it.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
@@ -96,6 +97,33 @@ class TorchBackend:
         with self.torch.no_grad():
             out = self.fusion(*(self.torch.from_numpy(feeds[n]) for n in FUSION_INPUTS))
         return {n: t.numpy() for n, t in zip(FUSION_OUTPUTS, out, strict=True)}
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask: a container's limit, not the host's)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def has_gpu(kind: str) -> bool:
+    """Whether backend ``kind`` would run on a GPU here (CUDA in onnxruntime, or in torch)."""
+    if kind == "onnx":
+        import onnxruntime as ort
+
+        return "CUDAExecutionProvider" in ort.get_available_providers()
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+def parallelism(kind: str, workers: int, threads: int) -> tuple[int, int]:
+    """Inference workers and threads per call, 0s resolved: one worker per usable core, each call
+    single-threaded, on a CPU (this model's graphs barely speed up with threads per call, while
+    calls side by side scale with cores); one worker and the runtime's threads on a GPU."""
+    if not workers:
+        workers = 1 if has_gpu(kind) else usable_cores()
+    if not threads and workers > 1:
+        threads = 1
+    return workers, threads
 
 
 def load_backend(model_dir: Path, graphs_dir: Path | None, kind: str, variant: str, threads: int) -> Backend:

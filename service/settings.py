@@ -21,8 +21,10 @@ class Settings(BaseSettings):
     graphs_dir: Path | None = Field(None, description="exported graphs (default MODEL_DIR/export)")
     backend: Literal["onnx", "torchscript", "torch"] = Field("onnx", description="inference backend")
     variant: Literal["fp32", "fp16", "int8"] = Field("fp32", description="ONNX graph variant")
-    max_batch_size: int = Field(32, ge=1, le=1024, description="a batch closes at this many requests")
-    max_batch_delay_ms: float = Field(5.0, ge=0, description="… or this long after its first request")
+    max_batch_size: int = Field(32, ge=1, le=1024, description="most text rows in one batch")
+    max_batch_delay_ms: float = Field(
+        0.0, ge=0, description="a free worker waits this long for a fuller batch (0: starts at once)"
+    )
     max_queue: int = Field(256, ge=1, description="queued requests beyond this are rejected with 429")
     request_timeout_ms: float = Field(10_000, gt=0, description="per-request deadline (504 after it)")
     api_key: str | None = Field(None, description="if set, requests need 'Authorization: Bearer <key>'")
@@ -33,7 +35,12 @@ class Settings(BaseSettings):
     max_text_chars: int = Field(300, description="longer texts get 422")
     max_texts: int = Field(32, description="most texts in one /v1/matching request")
     cache_size: int = Field(256, ge=0, description="detector results kept by image content hash")
-    threads: int = Field(0, ge=0, description="inference threads (0 = runtime default)")
+    workers: int = Field(
+        0, ge=0, description="inference workers running batches side by side (0: one per core; GPU: 1)"
+    )
+    threads: int = Field(
+        0, ge=0, description="threads per inference call (0 = 1 with several workers, else the runtime's)"
+    )
     # uvicorn closes a keep-alive connection idle this long. Its default (5 s) equals httpx's pool
     # expiry and is far below nginx's or a cloud load balancer's (60 s): a client reusing a
     # connection at the moment the server closes it gets "connection reset" and the request is

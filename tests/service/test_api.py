@@ -39,7 +39,8 @@ async def with_client(settings: Settings, fn):  # type: ignore[no-untyped-def]
 
 @pytest.fixture
 def settings(tiny_exported: Path) -> Settings:
-    return Settings(model_dir=tiny_exported, max_batch_size=8, max_batch_delay_ms=2)
+    # one worker: the tests hold it with a Gate to make a queue form
+    return Settings(model_dir=tiny_exported, max_batch_size=8, max_batch_delay_ms=2, workers=1)
 
 
 def run(settings: Settings, fn):  # type: ignore[no-untyped-def]
@@ -219,7 +220,9 @@ def test_queued_requests_form_batches_and_share_detection(settings: Settings) ->
 
 
 def test_full_queue_rejects_with_retry_after_and_keeps_accepted(tiny_exported: Path) -> None:
-    settings = Settings(model_dir=tiny_exported, max_queue=4, max_batch_size=2, max_batch_delay_ms=20)
+    settings = Settings(
+        model_dir=tiny_exported, max_queue=4, max_batch_size=2, max_batch_delay_ms=20, workers=1
+    )
     image = b64(png())
 
     async def go(client: httpx.AsyncClient, app) -> None:  # type: ignore[no-untyped-def]
@@ -283,7 +286,7 @@ def test_deadline_and_failing_batch(tiny_exported: Path) -> None:
 
 
 def test_a_cache_smaller_than_a_batch_serves_every_image(tiny_exported: Path) -> None:
-    settings = Settings(model_dir=tiny_exported, cache_size=2, max_batch_size=8)
+    settings = Settings(model_dir=tiny_exported, cache_size=2, max_batch_size=8, workers=1)
     a, b, c, d = (b64(png(colour=(10 + 60 * i, 200, 200))) for i in range(4))
 
     async def go(client: httpx.AsyncClient, app) -> None:  # type: ignore[no-untyped-def]

@@ -162,3 +162,20 @@ def test_a_request_after_a_lone_batch_starts_at_once_and_one_after_a_shared_batc
         assert [len(b) for b in backend.fused] == [2, 1]
 
     run(go, max_batch_size=2)
+
+
+def test_with_two_workers_a_batch_runs_while_the_other_is_held() -> None:
+    async def go(batcher: Batcher, backend: FakeBackend) -> None:
+        gate = Gate(backend, method="detect")  # every detector call waits until the gate opens
+        held = await batcher.submit("vqa", "a", image(), ["held"], 60)
+        await gate.wait_entered()
+        other = await batcher.submit("vqa", "b", image(), ["other"], 60)
+        # with one worker this call could only come after the first batch had finished
+        await until(lambda: gate.calls == 2, "the second worker to reach the detector")
+        assert not held.future.done() and not other.future.done()
+        gate.open()
+        assert (await other.future).outputs["itm_logits"].tolist() == [5.0]
+        assert (await held.future).outputs["itm_logits"].tolist() == [4.0]
+        assert sorted(backend.fused) == [["held"], ["other"]]  # two batches side by side
+
+    run(go, workers=2, max_batch_delay_ms=0.0)
