@@ -45,3 +45,36 @@ def time_batches(
         "batch_p50_ms": round(1000 * float(np.median(latencies)), 3),
         "ms_per_sample": round(1000 * total / (batch_size * len(latencies)), 3),
     }
+
+
+def time_parallel(
+    backend: Backend,
+    images: Sequence[Image.Image],
+    texts: Sequence[str],
+    batch_size: int,
+    seconds: float,
+    workers: int,
+) -> dict[str, Any]:
+    """``workers`` threads each running consecutive batches on the same backend for ``seconds``
+    (the engine as the service's workers use it: calls side by side); total samples/s."""
+    import threading
+
+    done = [0] * workers
+    stop = time.perf_counter() + seconds
+
+    def work(w: int) -> None:
+        i = w
+        while time.perf_counter() < stop:
+            idx = [(i * batch_size + k) % len(images) for k in range(batch_size)]
+            backend.fuse([texts[k] for k in idx], backend.detect([images[k] for k in idx]))
+            done[w] += batch_size
+            i += workers
+
+    work_threads = [threading.Thread(target=work, args=(w,)) for w in range(workers)]
+    began = time.perf_counter()
+    for t in work_threads:
+        t.start()
+    for t in work_threads:
+        t.join()
+    elapsed = time.perf_counter() - began
+    return {"batch_size": batch_size, "workers": workers, "samples_per_s": round(sum(done) / elapsed, 2)}

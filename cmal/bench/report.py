@@ -13,6 +13,9 @@ def summary(report: dict[str, Any]) -> str:
             lines.append(
                 f"| {name} | {p['batch_size']} | {p['samples_per_s']:.1f} | {p['batch_p50_ms']:.1f} |"
             )
+    for name, p in report.get("engine_side_by_side", {}).items():
+        label = f"{p['batch_size']}, {p['workers']} calls side by side ({p['threads_per_call']} thread each)"
+        lines.append(f"| {name} | {label} | {p['samples_per_s']:.1f} | – |")
     head = ("service", "load", "answers/s", "p50 ms", "p99 ms", "mean batch", "errors", "load generator CPU")
     lines += ["", "| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
     for name, served in report["service"].items():
@@ -48,7 +51,7 @@ def _target_for(ratio: str, targets: dict[str, float]) -> tuple[str, str] | None
     key = pairs.get(ratio)
     if ratio.startswith("p99_over_p50"):
         key = "p99_over_p50_max"
-    elif ratio.startswith(("c32_vs", "c64_vs")) and "c32_c64_vs_engine_bmax_min" in targets:
+    elif ratio.startswith(("c32_vs_engine_b", "c64_vs_engine_b")) and "c32_c64_vs_engine_bmax_min" in targets:
         key = "c32_c64_vs_engine_bmax_min"
     elif ratio.startswith("c") and "_vs_engine_b" in ratio and "service_vs_engine_min_c8" in targets:
         key = "service_vs_engine_min_c8" if int(ratio[1:].split("_")[0]) >= 8 else None

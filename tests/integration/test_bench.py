@@ -23,6 +23,9 @@ def test_bench_writes_every_figure_and_a_png(tiny_exported: Path, tmp_path: Path
         assert [p["batch_size"] for p in points] == [1, 2]
         assert all(p["samples_per_s"] > 0 and p["batches"] >= 3 for p in points)
 
+    side = report["engine_side_by_side"]["onnx"]
+    assert side["workers"] >= 1 and side["batch_size"] == 2 and side["samples_per_s"] > 0
+
     onnx = report["service"]["onnx"]
     assert [p["concurrency"] for p in onnx["closed_loop"]] == [1, 2]
     assert [p["fraction"] for p in onnx["open_loop"]] == [0.5]
