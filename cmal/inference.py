@@ -236,10 +236,9 @@ class OnnxModel:
         for name in (det_name, fus_name):
             if not (self.graphs_dir / name).is_file():
                 raise FileNotFoundError(f"{self.graphs_dir / name} is in the manifest but not on disk")
-        self.detector = ort.InferenceSession(
-            str(self.graphs_dir / det_name), options, providers=self.providers
-        )
-        self.fusion = ort.InferenceSession(str(self.graphs_dir / fus_name), options, providers=self.providers)
+        self.detector_path, self.fusion_path = self.graphs_dir / det_name, self.graphs_dir / fus_name
+        self.detector = ort.InferenceSession(str(self.detector_path), options, providers=self.providers)
+        self.fusion = ort.InferenceSession(str(self.fusion_path), options, providers=self.providers)
         self.provider = self.fusion.get_providers()[0]
         self.variant = variant
 

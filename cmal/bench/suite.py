@@ -140,7 +140,7 @@ def run_bench(settings: BenchSettings, quiet: bool = False) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     primary = settings.backends[0]
     n_service = len(settings.concurrency) + len(settings.load_fractions) + len(settings.backends) - 1
-    n_engine = len(settings.backends) * len(settings.batch_sizes) + 1
+    n_engine = len(settings.backends) * len(settings.batch_sizes) + 2
     progress = Progress(2 + n_engine + n_service, quiet)
     log: Callable[[str], None] = progress.write
 
@@ -184,6 +184,9 @@ def run_bench(settings: BenchSettings, quiet: bool = False) -> dict[str, Any]:
     parallel = time_parallel(backend, images, texts, max(settings.batch_sizes), settings.seconds, workers)
     parallel["threads_per_call"] = threads
     del backend
+    progress.done()
+    progress.step("FLOPs and the dense matmul rate")
+    compute = compute_share(model_dir, graphs, primary, images, texts, settings, engine)
     progress.done()
 
     service: dict[str, dict[str, Any]] = {}
@@ -244,6 +247,7 @@ def run_bench(settings: BenchSettings, quiet: bool = False) -> dict[str, Any]:
         "machine": machine(),
         "engine": engine,
         "engine_side_by_side": {primary: parallel},
+        "compute": compute,
         "service": service,
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
@@ -254,6 +258,38 @@ def run_bench(settings: BenchSettings, quiet: bool = False) -> dict[str, Any]:
 
     plot(report, out / "bench.png")
     return report
+
+
+def compute_share(
+    model_dir: Path,
+    graphs: Path,
+    primary: str,
+    images: list[Image.Image],
+    texts: list[str],
+    settings: BenchSettings,
+    engine: dict[str, list[dict[str, Any]]],
+) -> dict[str, Any]:
+    """The engine's FLOP/s at its largest batch (FLOPs counted from the shapes the graphs ran
+    with) as a share of the best dense matmul rate ONNX Runtime reaches here on as many threads."""
+    from cmal.bench.flops import engine_flops_per_sample, matmul_rate
+    from cmal.inference import OnnxModel
+
+    kind, variant = BACKENDS[primary]
+    if kind != "onnx":
+        return {}
+    batch = max(settings.batch_sizes)
+    idx = [k % len(images) for k in range(batch)]
+    model = OnnxModel(model_dir, graphs, variant=variant, threads=settings.threads)
+    per_sample = engine_flops_per_sample(model, [images[k] for k in idx], [texts[k] for k in idx])
+    rate = matmul_rate(settings.threads)
+    speed = next(p["samples_per_s"] for p in engine[primary] if p["batch_size"] == batch)
+    return {
+        "batch_size": batch,
+        "gflop_per_sample": {k: round(v / 1e9, 4) for k, v in per_sample.items()},
+        "engine_gflop_per_s": round(per_sample["total"] * speed / 1e9, 2),
+        "matmul_gflop_per_s": round(rate / 1e9, 2),
+        "threads": settings.threads or "runtime default",
+    }
 
 
 def ratios(report: dict[str, Any], primary: str) -> dict[str, float | None]:
@@ -283,6 +319,9 @@ def ratios(report: dict[str, Any], primary: str) -> dict[str, float | None]:
     if "onnx-int8" in report["engine"] and primary in report["engine"]:
         int8 = {p["batch_size"]: p["samples_per_s"] for p in report["engine"]["onnx-int8"]}
         out["int8_vs_fp32_engine_bmax"] = int8[max(int8)] / bmax
+    compute = report.get("compute") or {}
+    if compute.get("matmul_gflop_per_s"):
+        out["engine_flops_vs_matmul"] = compute["engine_gflop_per_s"] / compute["matmul_gflop_per_s"]
     return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in out.items()}
 
 

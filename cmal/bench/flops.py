@@ -1,0 +1,115 @@
+"""FLOPs of the exported graphs from the shapes they actually ran with, and the machine's dense
+matmul rate, so the engine's speed can be stated as a share of what the hardware does.
+
+The shapes come from ONNX Runtime's own profiler (each node's input and output shapes as
+executed), so nothing is guessed from configs: a matrix product counts 2 · output elements · K,
+a convolution 2 · output elements · input channels per group · kernel area.
+Everything else (softmax, layer norm, adds) is left out: it is a few percent of the total here
+and no matmul peak would cover it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+PRODUCTS = ("MatMul", "FusedMatMul", "Gemm", "MatMulInteger", "MatMulIntegerToFloat", "DynamicQuantizeMatMul")
+
+
+def node_flops(op: str, inputs: Sequence[Sequence[int]], output: Sequence[int]) -> int:
+    """Multiply-add FLOPs (×2) of one executed node, 0 for ops that are not counted.
+
+    Each output element of a matrix product takes K multiply-adds, K being the first input's last
+    dimension (the profiler lists only that input when the weight was pre-packed); each output
+    element of a convolution takes input channels per group × kernel area.
+    """
+    if op in PRODUCTS:
+        return 2 * math.prod(output) * inputs[0][-1]
+    if op in ("Conv", "FusedConv") and len(inputs) > 1:
+        weight = inputs[1]  # (out_channels, in_channels / groups, kh, kw)
+        return 2 * math.prod(output) * math.prod(weight[1:])
+    return 0
+
+
+def _shapes(entry: dict[str, Any], key: str) -> list[list[int]]:
+    return [list(next(iter(d.values()))) for d in entry.get("args", {}).get(key, [])]
+
+
+def profiled_flops(make_session: Callable[[Any], Any], feeds: dict[str, np.ndarray]) -> int:
+    """FLOPs of one run of a session built by ``make_session(options)`` on ``feeds``."""
+    import onnxruntime as ort
+
+    with tempfile.TemporaryDirectory() as tmp:
+        options = ort.SessionOptions()
+        options.enable_profiling = True
+        options.profile_file_prefix = str(Path(tmp) / "profile")
+        session = make_session(options)
+        session.run(None, feeds)
+        trace = json.loads(Path(session.end_profiling()).read_text())
+    total = 0
+    for entry in trace:
+        if entry.get("cat") != "Node" or not entry.get("name", "").endswith("_kernel_time"):
+            continue
+        op = entry["args"].get("op_name", "")
+        outputs = _shapes(entry, "output_type_shape")
+        total += node_flops(op, _shapes(entry, "input_type_shape"), outputs[0] if outputs else [])
+    return total
+
+
+def engine_flops_per_sample(model: Any, images: Sequence[Any], texts: Sequence[str]) -> dict[str, float]:
+    """FLOPs per sample of ``model``'s (a `cmal.inference.OnnxModel`) detector and fusion graphs at
+    the batch size of ``images``."""
+    import onnxruntime as ort
+
+    from cmal.inference import FUSION_INPUTS, encode_batch, preprocess
+
+    batch = len(images)
+    providers = model.providers
+
+    def session(path: Path) -> Callable[[Any], Any]:
+        return lambda options: ort.InferenceSession(str(path), options, providers=providers)
+
+    pixels = preprocess(images, model.files.image_size)
+    regions = model.detect(images)
+    feeds = encode_batch(model.files, texts, regions)
+    detector = profiled_flops(session(model.detector_path), {"images": pixels})
+    fusion = profiled_flops(session(model.fusion_path), {n: feeds[n] for n in FUSION_INPUTS})
+    return {"detector": detector / batch, "fusion": fusion / batch, "total": (detector + fusion) / batch}
+
+
+def matmul_rate(threads: int, size: tuple[int, int, int] = (2048, 768, 3072), seconds: float = 3.0) -> float:
+    """The best dense fp32 MatMul rate (FLOP/s) ONNX Runtime reaches here with ``threads`` threads
+    (0: its default), on a product shaped like a transformer layer's feed-forward."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    m, k, n = size
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["a", "b"], ["c"])],
+        "matmul",
+        [helper.make_tensor_value_info("a", TensorProto.FLOAT, [m, k])],
+        [helper.make_tensor_value_info("c", TensorProto.FLOAT, [m, n])],
+        [onnx.numpy_helper.from_array(np.random.default_rng(0).standard_normal((k, n), np.float32), "b")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    a = np.random.default_rng(1).standard_normal((m, k), np.float32)
+    session.run(None, {"a": a})
+    best = math.inf
+    stop = time.perf_counter() + seconds
+    while time.perf_counter() < stop:
+        start = time.perf_counter()
+        session.run(None, {"a": a})
+        best = min(best, time.perf_counter() - start)
+    return 2 * m * k * n / best
