@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,13 +49,22 @@ class GraphMismatch(RuntimeError):
     """Exported graphs that do not belong to the model directory, or were altered."""
 
 
+_DIGESTS: dict[tuple[str, int, int], str] = {}  # (path, size, mtime) -> digest, for this process
+
+
 def sha256(path: Path) -> str:
-    """Hex SHA-256 of a file's contents."""
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    """Hex SHA-256 of a file's contents, remembered for the file's current size and modification
+    time: a start-up checks the same large files more than once (checks before serving, then
+    while loading), and a file that changes gets a new modification time, so is hashed again."""
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _DIGESTS:
+        h = hashlib.sha256()
+        with path.open("rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        _DIGESTS[key] = h.hexdigest()
+    return _DIGESTS[key]
 
 
 def model_version(model_dir: Path) -> str:
@@ -142,6 +152,9 @@ def read_manifest(model_dir: Path, graphs_dir: Path) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"no exported graphs in {graphs_dir}: run `cmal export --model {model_dir}`")
     manifest: dict[str, Any] = read_json(path)
+    files = [model_dir / n for n in manifest["weights"]] + [graphs_dir / n for n in manifest["files"]]
+    with ThreadPoolExecutor(max_workers=4) as pool:  # hashing releases the GIL: one file per core
+        list(pool.map(sha256, [f for f in files if f.is_file()]))
     for name, digest in manifest["weights"].items():
         if not (model_dir / name).is_file() or sha256(model_dir / name) != digest:
             raise GraphMismatch(

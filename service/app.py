@@ -36,16 +36,11 @@ STATIC = Path(__file__).with_name("static")
 
 
 def warm_up(backend: Backend, max_batch_size: int) -> None:
-    """Run every batch shape the batcher will use (powers of two up to max_batch_size) once."""
+    """Run a lone request and the largest batch once each: the first call of a session pays for
+    its setup, and the largest batch sizes the runtime's memory arena for every smaller one."""
     image = Image.new("RGB", (backend.files.image_size, backend.files.image_size), (200, 200, 200))
-    size = 1
-    while True:
-        n = min(size, max_batch_size)
-        regions = backend.detect([image] * n)
-        backend.fuse(["warm up"] * n, regions)
-        if n >= max_batch_size:
-            break
-        size *= 2
+    for n in sorted({1, max_batch_size}):
+        backend.fuse(["warm up"] * n, backend.detect([image] * n))
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
