@@ -29,7 +29,6 @@ import argparse
 import asyncio
 import base64
 import json
-import os
 import random
 import sys
 import tempfile
@@ -43,6 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from cmal.bench.loadgen import Pool, closed_loop, open_loop, request_bytes  # noqa: E402
+from cmal.bench.machine import steal_seconds  # noqa: E402
 from cmal.bench.server import free_port, scrape, start_service, stop_service  # noqa: E402
 from cmal.data.formats import load  # noqa: E402
 from cmal.data.generate import generate_split  # noqa: E402
@@ -70,13 +70,6 @@ def mixed_requests(folder: Path) -> list[bytes]:
             for r in load(folder / "itm.jsonl", "itm")]  # fmt: skip
     random.Random(0).shuffle(out)
     return out
-
-
-def steal_seconds() -> float:
-    """CPU time the hypervisor gave to other machines (all cores), from /proc/stat: on a shared
-    virtual machine a latency spike with steal is the neighbours', one without it is ours."""
-    fields = Path("/proc/stat").read_text().splitlines()[0].split()
-    return int(fields[8]) / os.sysconf("SC_CLK_TCK")
 
 
 def rss_mib(pid: int) -> float:

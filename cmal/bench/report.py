@@ -47,6 +47,7 @@ def _target_for(ratio: str, targets: dict[str, float]) -> tuple[str, str] | None
         "cold_start_s": "cold_start_s_max",
         "onnx_vs_torch_c1": "onnx_vs_torch_c1_min",
         "engine_flops_vs_matmul": "engine_flops_vs_matmul_min",
+        "engine_side_by_side_flops_vs_matmul": "engine_flops_vs_matmul_min",
     }
     key = pairs.get(ratio)
     if ratio.startswith("p99_over_p50"):

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import platform
 import subprocess
 import sys
 import time
@@ -23,6 +21,7 @@ from typing import Any
 from PIL import Image
 
 from cmal.bench.engine import time_batches, time_parallel
+from cmal.bench.machine import describe, steal_seconds
 from cmal.bench.server import free_port, scrape, start_service, stop_service
 
 # backend name -> (service backend, ONNX variant)
@@ -86,12 +85,16 @@ def load_phase(port: int, requests: Path, job: dict[str, Any], work: Path) -> di
     """Run one load phase in a separate load-generator process and return its summary."""
     spec = work / "job.json"
     spec.write_text(json.dumps({"port": port, "requests": str(requests), **job}))
+    stolen = steal_seconds()
     done = subprocess.run(
         [sys.executable, "-m", "cmal.bench.loadgen", str(spec)], capture_output=True, text=True, check=False
     )
     if done.returncode:
         raise RuntimeError(f"the load generator failed: {done.stderr[-2000:]}")
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    # CPU-seconds the hypervisor gave to other machines meanwhile: a slow point with steal is the
+    # neighbours', one without it is ours
+    result["steal_s"] = round(steal_seconds() - stolen, 2)
     return result
 
 
@@ -114,16 +117,6 @@ class Progress:
     def write(self, text: str) -> None:
         """Print a line above the bar."""
         self.bar.write(text)
-
-
-def machine() -> dict[str, Any]:
-    """What the figures were measured on."""
-    import onnxruntime
-
-    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                if ln.startswith("model name")), platform.processor())  # fmt: skip
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
-            "onnxruntime": onnxruntime.__version__, "platform": platform.platform()}  # fmt: skip
 
 
 def run_bench(settings: BenchSettings, quiet: bool = False) -> dict[str, Any]:
@@ -173,7 +166,9 @@ def run_bench(settings: BenchSettings, quiet: bool = False) -> dict[str, Any]:
         engine[name] = []
         for b in settings.batch_sizes:
             progress.step(f"engine {name} batch {b}")
-            engine[name].append(time_batches(backend, images, texts, b, settings.seconds))
+            stolen = steal_seconds()
+            point = time_batches(backend, images, texts, b, settings.seconds)
+            engine[name].append({**point, "steal_s": round(steal_seconds() - stolen, 2)})
             progress.done()
         del backend
     # the engine as the service runs it by default: calls side by side, as many as its workers
@@ -244,7 +239,7 @@ def run_bench(settings: BenchSettings, quiet: bool = False) -> dict[str, Any]:
         "preset": settings.preset if not settings.model else None,
         "model": str(model_dir),
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(settings).items()},
-        "machine": machine(),
+        "machine": describe(),
         "engine": engine,
         "engine_side_by_side": {primary: parallel},
         "compute": compute,
@@ -281,7 +276,7 @@ def compute_share(
     idx = [k % len(images) for k in range(batch)]
     model = OnnxModel(model_dir, graphs, variant=variant, threads=settings.threads)
     per_sample = engine_flops_per_sample(model, [images[k] for k in idx], [texts[k] for k in idx])
-    rate = matmul_rate(settings.threads)
+    rate = matmul_rate(settings.threads, seconds=min(3.0, settings.seconds))
     speed = next(p["samples_per_s"] for p in engine[primary] if p["batch_size"] == batch)
     return {
         "batch_size": batch,
@@ -322,6 +317,9 @@ def ratios(report: dict[str, Any], primary: str) -> dict[str, float | None]:
     compute = report.get("compute") or {}
     if compute.get("matmul_gflop_per_s"):
         out["engine_flops_vs_matmul"] = compute["engine_gflop_per_s"] / compute["matmul_gflop_per_s"]
+        if side and compute.get("batch_size") == max(engine):  # the same batch, calls side by side
+            flops = compute["gflop_per_sample"]["total"] * side
+            out["engine_side_by_side_flops_vs_matmul"] = flops / compute["matmul_gflop_per_s"]
     return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in out.items()}
 
 
@@ -352,6 +350,12 @@ def verdicts(ratios: dict[str, float | None], targets: dict[str, float]) -> dict
         elif name == "cold_start_s_max":
             cold = ratios.get("cold_start_s")
             out[name] = None if cold is None else cold <= floor
+        elif name == "engine_flops_vs_matmul_min":  # the engine at its best: one call, or calls side by side
+            shares = [
+                ratios.get(k) for k in ("engine_flops_vs_matmul", "engine_side_by_side_flops_vs_matmul")
+            ]
+            measured = [v for v in shares if v is not None]
+            out[name] = at_least(max(measured), floor) if measured else None
         else:
             out[name] = at_least(ratios.get(name.removesuffix("_min")), floor)
     return out

@@ -48,6 +48,10 @@ def test_bench_writes_every_figure_and_a_png(tiny_exported: Path, tmp_path: Path
     ):
         assert ratios[key] is not None and ratios[key] > 0, key
     assert set(report["verdicts"]) == set(report["targets"])
+    compute = report["compute"]  # FLOPs from the executed shapes, and the machine's matmul rate
+    assert compute["gflop_per_sample"]["fusion"] > 0 and compute["gflop_per_sample"]["detector"] > 0
+    assert compute["matmul_gflop_per_s"] > 0 and ratios["engine_flops_vs_matmul"] > 0
+    assert all("steal_s" in p for p in onnx["closed_loop"] + report["engine"]["onnx"])
     assert report["machine"]["cores"] >= 1
 
     assert (out / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
