@@ -14,7 +14,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7.5, 7), sharex=True)
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 7), sharex=True)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for i, (name, served) in enumerate(report["service"].items()):
         colour = colours[i % len(colours)]
@@ -23,6 +23,8 @@ def plot(report: dict[str, Any], path: Path) -> None:
         top.plot(x, [p["throughput_ok_per_s"] for p in points], marker="o", color=colour,
                  label=f"service, {name}")  # fmt: skip
         bottom.plot(x, [p["p99_ms"] for p in points], marker="o", color=colour, label=f"service, {name}")
+        if i:  # the other backends: their one-client points only (their engines are in the JSON)
+            continue
         for e in report["engine"].get(name, []):
             if e["batch_size"] in (1, max(p["batch_size"] for p in report["engine"][name])):
                 style = ":" if e["batch_size"] == 1 else "--"
@@ -33,14 +35,14 @@ def plot(report: dict[str, Any], path: Path) -> None:
         top.axhline(p["samples_per_s"], color="black", linestyle="-.", linewidth=1, label=label)
     top.set_ylabel("answers / s")
     top.set_ylim(bottom=0)
-    top.legend(fontsize=7, loc="lower right")
+    top.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     bottom.set_ylabel("p99 latency (ms)")
     bottom.set_yscale("log")
     bottom.set_xlabel("concurrent clients (closed loop)")
     bottom.set_xscale("log", base=2)
     sweep = sorted({p["concurrency"] for s in report["service"].values() for p in s["closed_loop"]})
     bottom.set_xticks(sweep, [str(c) for c in sweep])
-    bottom.legend(fontsize=7)
+    bottom.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     who = report.get("preset") or Path(report["model"]).name
     fig.suptitle(f"cmal bench: {who} on {report['machine']['cores']} cores ({report['machine']['cpu'][:40]})",
                  fontsize=10)  # fmt: skip
