@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # GPU check, for a machine with an NVIDIA GPU: export the demo model (fp32 + fp16), check parity with
-# ONNX Runtime's CUDA execution provider, and time the engine at batch 1 and 32.
+# ONNX Runtime's CUDA execution provider, time the engine at batch 1 and 32, then `cmal bench` both
+# presets on the GPU (fp16 and fp32 ONNX on CUDA, one worker; the paper preset's FLOP/s is stated as
+# a share of the GPU's measured fp16 matmul rate) into OUT_DIR/bench-{demo,paper}/bench.{json,png}.
 # Self-contained: creates its own venv with onnxruntime-gpu (never beside onnxruntime).
 # Usage: bash scripts/gpu_check.sh [OUT_DIR]      (results in OUT_DIR/gpu_check.json)
 set -euo pipefail
@@ -54,3 +56,6 @@ for variant, suffix in (("fp32", ""), ("fp16", ".fp16")):
 (out / "gpu_check.json").write_text(json.dumps(results, indent=2))
 print(json.dumps(results, indent=2))
 PY
+# the service against its engine on the GPU, both presets (about 6 and 8 minutes)
+$V/cmal bench --preset demo --backends onnx-fp16,onnx --out "$OUT/bench-demo" --quiet
+$V/cmal bench --preset paper --backends onnx-fp16,onnx --out "$OUT/bench-paper" --quiet

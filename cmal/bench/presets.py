@@ -56,39 +56,43 @@ def paper_model(out: Path, seed: int = 0) -> Path:
     return out
 
 
-def exported(model_dir: Path, graphs: Path, int8: bool, trained: bool, log: Callable[[str], None]) -> Path:
-    """``graphs`` holding ``model_dir``'s ONNX and TorchScript graphs (and int8, when asked),
-    exported now unless an export of these very weights is already there."""
+def exported(
+    model_dir: Path, graphs: Path, variants: set[str], trained: bool, log: Callable[[str], None]
+) -> Path:
+    """``graphs`` holding ``model_dir``'s ONNX and TorchScript graphs (and the ``variants``,
+    int8 / fp16, asked for), exported now unless such an export of these weights is already there."""
     from cmal.model_dir import MANIFEST
 
-    if usable(model_dir, graphs, int8):
+    if usable(model_dir, graphs, variants):
         return graphs
     from export.api import export_model
 
     log(f"exporting {model_dir} to {graphs} (once; reused while the weights are unchanged)")
     (graphs / MANIFEST).unlink(missing_ok=True)
+    int8, fp16 = "int8" in variants, "fp16" in variants
     if trained:
-        export_model(model_dir, "all", graphs, int8=int8, log=log)
+        export_model(model_dir, "all", graphs, int8=int8, fp16=fp16, log=log)
     else:  # decisions of random weights are near-ties: record variant figures without a verdict
-        export_model(model_dir, "all", graphs, int8=int8, log=log, variant_policy=None)
+        export_model(model_dir, "all", graphs, int8=int8, fp16=fp16, log=log, variant_policy=None)
     return graphs
 
 
-def usable(model_dir: Path, graphs: Path, int8: bool) -> bool:
-    """Whether ``graphs`` holds a passed export of ``model_dir``'s weights (with int8, if asked)."""
+def usable(model_dir: Path, graphs: Path, variants: set[str]) -> bool:
+    """Whether ``graphs`` holds a passed export of ``model_dir``'s weights with the ``variants``."""
     try:
         manifest = read_manifest(model_dir, graphs)
     except (FileNotFoundError, GraphMismatch):
         return False
-    have_int8 = any(info.get("variant") == "int8" for info in manifest["files"].values())
-    return bool(manifest.get("passed")) and (have_int8 or not int8)
+    have = {info.get("variant") for info in manifest["files"].values()}
+    return bool(manifest.get("passed")) and variants <= have
 
 
-def prepare(preset: str, out: Path, int8: bool, log: Callable[[str], None]) -> tuple[Path, Path]:
-    """The model directory and exported graphs folder of ``preset``, made under ``out`` if needed."""
+def prepare(preset: str, out: Path, variants: set[str], log: Callable[[str], None]) -> tuple[Path, Path]:
+    """The model directory and exported graphs folder of ``preset`` with ONNX ``variants`` (int8,
+    fp16), made under ``out`` if needed."""
     if preset == "demo":
-        return BUNDLED, exported(BUNDLED, out / "graphs-demo", int8, trained=True, log=log)
+        return BUNDLED, exported(BUNDLED, out / "graphs-demo", variants, trained=True, log=log)
     if preset == "paper":
         model = paper_model(out / "paper-model")
-        return model, exported(model, out / "graphs-paper", int8=False, trained=False, log=log)
+        return model, exported(model, out / "graphs-paper", variants, trained=False, log=log)
     raise ValueError(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
