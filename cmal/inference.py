@@ -224,6 +224,7 @@ class OnnxModel:
         variant: str = "fp32",
         providers: Sequence[str] | None = None,
         threads: int = 0,
+        spinning: bool = True,
     ):
         import onnxruntime as ort
 
@@ -239,6 +240,8 @@ class OnnxModel:
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
+        if not spinning:  # idle runtime threads sleep instead of burning a core another call needs
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if variant != "fp32" and self.manifest["parity"].get(f"onnx_{variant}", {}).get("passed") is not True:
             raise GraphMismatch(
                 f"{self.graphs_dir}: the {variant} graphs have not passed the quantisation policy "

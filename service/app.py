@@ -54,8 +54,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         workers, threads = parallelism(settings.backend, settings.workers, settings.threads)
         backend = await asyncio.to_thread(
-            load_backend, settings.model_dir, settings.graphs_dir, settings.backend, settings.variant, threads
-        )
+            load_backend, settings.model_dir, settings.graphs_dir, settings.backend, settings.variant,
+            threads, workers == 1,  # several workers: no runtime thread may spin on a core another needs
+        )  # fmt: skip
         await asyncio.to_thread(warm_up, backend, settings.max_batch_size)
         files = backend.files
         metrics.MODEL_INFO.labels(files.name, files.version, backend.name, backend.provider).set(1)

@@ -12,8 +12,10 @@ as on a GPU), except right after a batch that ran alone (one row): nobody else w
 The queue is bounded (excess -> `QueueFull`, answered 429 with Retry-After); each request has a
 deadline (-> `DeadlineExceeded`, 504); a request whose client hangs up is withdrawn from the
 queue at once (`withdraw`). The same image in several requests (or one /v1/matching request's
-texts) is detected once: a content-hash LRU cache keeps recent detector results. An exception
-fails only the batch it happened in.
+texts) is detected once: a content-hash LRU cache keeps recent detector results. Workers decode
+the images they detect (the event loop only checks headers), so decoding runs beside the event
+loop; an image that fails to decode fails only its own request, any other exception only the
+batch it happened in.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from PIL import Image
 
 from cmal.inference import Regions
 from service import metrics
+from service.images import ImageError, finish_image
 from service.runtime import Backend
 
 
@@ -59,7 +62,7 @@ class Job:
 
     task: str
     image_key: str
-    image: Image.Image
+    image: Image.Image  # opened, its header checked; a worker decodes it (`finish_image`)
     texts: list[str]
     deadline: float
     future: asyncio.Future[Any]
@@ -198,7 +201,11 @@ class Batcher:
                     job.future.set_exception(BatchFailed(f"inference failed: {type(e).__name__}: {e}"))
         else:
             for job, result in zip(batch, results, strict=True):
-                if not job.future.done():
+                if job.future.done():
+                    continue
+                if isinstance(result, ImageError):  # its image alone failed to decode
+                    job.future.set_exception(result)
+                else:
                     job.future.set_result(result)
         finally:
             self.in_flight -= len(batch)
@@ -229,8 +236,10 @@ class Batcher:
             rows += len(job.texts)
         return batch
 
-    def _run(self, batch: list[Job]) -> list[JobResult]:
-        """Detect uncached images once each, then fuse every text row in one call (worker thread)."""
+    def _run(self, batch: list[Job]) -> list[JobResult | ImageError]:
+        """Decode and detect uncached images once each, then fuse every text row in one call
+        (worker thread). A job whose image fails to decode gets its `ImageError` instead of a
+        result; the rest of the batch runs without it."""
         todo: dict[str, Image.Image] = {}
         # each image's regions are taken from the cache as it is looked up: inserting this batch's
         # misses below may evict them when the cache is smaller than the batch
@@ -248,6 +257,18 @@ class Batcher:
                 else:
                     todo[key] = job.image
                     metrics.CACHE.labels("miss").inc()
+        broken: dict[str, ImageError] = {}
+        for key, image in list(todo.items()):  # decoding releases the GIL: beside the event loop
+            try:
+                todo[key] = finish_image(image)
+            except ImageError as e:
+                broken[key] = e
+                del todo[key]
+        if broken:
+            failed = batch
+            batch = [j for j in batch if j.image_key not in broken]
+            if not batch:
+                return [broken[j.image_key] for j in failed]
         detector = (0, 0)
         if todo:
             start, start_ns = time.perf_counter(), time.time_ns()
@@ -270,15 +291,17 @@ class Batcher:
         metrics.INFERENCE.labels("fusion").observe(time.perf_counter() - start)
         fusion = (start_ns, time.time_ns())
         metrics.BATCH_SIZE.observe(len(texts))
-        results = []
+        results: dict[int, JobResult | ImageError] = {}
         offset = 0
         for job, regions in zip(batch, per_job, strict=True):
             n = len(job.texts)
             own = {k: v[offset : offset + n] for k, v in outputs.items()}
             stages = {"queue": (job.enqueued_ns, job.started_ns), "detector": detector, "fusion": fusion}
-            results.append(JobResult(regions, own, len(texts), job.started - job.enqueued, stages))
+            results[id(job)] = JobResult(regions, own, len(texts), job.started - job.enqueued, stages)
             offset += n
-        return results
+        if broken:
+            return [broken[j.image_key] if j.image_key in broken else results[id(j)] for j in failed]
+        return list(results.values())
 
 
 def _stack(parts: list[Regions]) -> Regions:

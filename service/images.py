@@ -45,24 +45,14 @@ def content_hash(raw: bytes) -> str:
     return hashlib.sha256(raw).hexdigest()
 
 
-def is_small(raw: bytes, pixels: int = 512 * 512) -> bool:
-    """Whether the image's header says at most ``pixels`` pixels: cheap enough (well under a
-    millisecond) to decode on the event loop instead of paying for a hop to a thread. An
-    unreadable header counts as not small; `open_image` then says what is wrong with it."""
-    try:
-        with Image.open(io.BytesIO(raw)) as image:
-            w, h = image.size
-    except Exception:  # any failure: open_image, off the loop, says what is wrong
-        return False
-    return w * h <= pixels
-
-
-def open_image(raw: bytes, max_bytes: int, max_pixels: int, min_side: int = 1) -> Image.Image:
-    """Decode, fully, an image within the limits; RGB out, upright, transparency flattened.
+def probe_image(raw: bytes, max_bytes: int, max_pixels: int, min_side: int = 1) -> Image.Image:
+    """Check an image's size, format and dimensions from its header alone (microseconds) and
+    return it opened but not decoded; `finish_image` decodes it (in an inference worker, off the
+    event loop).
 
     Raises:
-        ImageError: empty, too large (413), undecodable, truncated, unsupported format or smaller
-            than ``min_side`` on a side (422).
+        ImageError: empty, too large (413), not an image, an unsupported format, or smaller than
+            ``min_side`` on a side (422).
     """
     if not raw:
         raise ImageError(422, "image is empty")
@@ -72,25 +62,46 @@ def open_image(raw: bytes, max_bytes: int, max_pixels: int, min_side: int = 1) -
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(raw))
-            if image.format not in FORMATS:
-                raise ImageError(
-                    422, f"unsupported image format {image.format}; use one of {', '.join(FORMATS)}"
-                )
-            w, h = image.size
-            if w * h > max_pixels:
-                raise ImageError(413, f"image has {w}x{h} = {w * h} pixels; the limit is {max_pixels}")
-            if min(w, h) < max(1, min_side):
-                raise ImageError(422, f"image is {w}x{h} pixels; the minimum is {min_side} on each side")
-            image.load()
-            return _flatten(ImageOps.exif_transpose(image))
-    except ImageError:
-        raise
     except (Image.DecompressionBombWarning, Image.DecompressionBombError):
         raise ImageError(413, "image is too large to decode (decompression bomb)") from None
     except UnidentifiedImageError:
         raise ImageError(422, "image could not be decoded (not an image, or an unsupported format)") from None
     except (OSError, SyntaxError, ValueError) as e:
         raise ImageError(422, f"image could not be decoded: {e}") from None
+    if image.format not in FORMATS:
+        raise ImageError(422, f"unsupported image format {image.format}; use one of {', '.join(FORMATS)}")
+    w, h = image.size
+    if w * h > max_pixels:
+        raise ImageError(413, f"image has {w}x{h} = {w * h} pixels; the limit is {max_pixels}")
+    if min(w, h) < max(1, min_side):
+        raise ImageError(422, f"image is {w}x{h} pixels; the minimum is {min_side} on each side")
+    return image
+
+
+def finish_image(image: Image.Image) -> Image.Image:
+    """Decode a probed image fully: RGB out, upright, transparency flattened.
+
+    Raises:
+        ImageError: truncated or corrupt data (422).
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image.load()
+            return _flatten(ImageOps.exif_transpose(image))
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError):
+        raise ImageError(413, "image is too large to decode (decompression bomb)") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise ImageError(422, f"image could not be decoded: {e}") from None
+
+
+def open_image(raw: bytes, max_bytes: int, max_pixels: int, min_side: int = 1) -> Image.Image:
+    """`probe_image`, then `finish_image`: an image within the limits, fully decoded.
+
+    Raises:
+        ImageError: as `probe_image` and `finish_image`.
+    """
+    return finish_image(probe_image(raw, max_bytes, max_pixels, min_side))
 
 
 def _flatten(image: Image.Image) -> Image.Image:

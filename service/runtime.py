@@ -48,8 +48,10 @@ class Backend(Protocol):
 class OnnxBackend:
     name = "onnx"
 
-    def __init__(self, model_dir: Path, graphs_dir: Path | None, variant: str, threads: int):
-        self.model = OnnxModel(model_dir, graphs_dir, variant=variant, threads=threads)
+    def __init__(
+        self, model_dir: Path, graphs_dir: Path | None, variant: str, threads: int, spinning: bool = True
+    ):
+        self.model = OnnxModel(model_dir, graphs_dir, variant=variant, threads=threads, spinning=spinning)
         self.files = self.model.files
         self.provider = self.model.provider
 
@@ -126,13 +128,16 @@ def parallelism(kind: str, workers: int, threads: int) -> tuple[int, int]:
     return workers, threads
 
 
-def load_backend(model_dir: Path, graphs_dir: Path | None, kind: str, variant: str, threads: int) -> Backend:
+def load_backend(
+    model_dir: Path, graphs_dir: Path | None, kind: str, variant: str, threads: int, spinning: bool = True
+) -> Backend:
     """The backend ``kind`` ("onnx", "torch" or "torchscript") for a model directory, else ``ValueError``.
 
-    ``variant`` (fp32, fp16, int8) applies to ONNX only; ``threads`` 0 keeps the runtime's default.
+    ``variant`` (fp32, fp16, int8) applies to ONNX only; ``threads`` 0 keeps the runtime's default;
+    ``spinning`` False makes ONNX Runtime's idle threads sleep (several workers share the cores).
     """
     if kind == "onnx":
-        return OnnxBackend(model_dir, graphs_dir, variant, threads)
+        return OnnxBackend(model_dir, graphs_dir, variant, threads, spinning)
     if kind in ("torch", "torchscript"):
         return TorchBackend(model_dir, graphs_dir, kind, threads)
     raise ValueError(f"unknown backend {kind!r}")

@@ -30,6 +30,9 @@ def plot(report: dict[str, Any], path: Path) -> None:
                 style = ":" if e["batch_size"] == 1 else "--"
                 top.axhline(e["samples_per_s"], color=colour, linestyle=style, linewidth=1,
                             label=f"engine, {name}, batch {e['batch_size']}")  # fmt: skip
+    for name, p in report.get("engine_after_service", {}).items():
+        label = f"engine, {name}, batch {p['batch_size']}, again after the service"
+        top.axhline(p["samples_per_s"], color="grey", linestyle="--", linewidth=1, label=label)
     for name, p in report.get("engine_side_by_side", {}).items():
         label = f"engine, {name}, {p['workers']} calls of {p['batch_size']} side by side"
         top.axhline(p["samples_per_s"], color="black", linestyle="-.", linewidth=1, label=label)

@@ -13,6 +13,9 @@ def summary(report: dict[str, Any]) -> str:
             lines.append(
                 f"| {name} | {p['batch_size']} | {p['samples_per_s']:.1f} | {p['batch_p50_ms']:.1f} |"
             )
+    for name, p in report.get("engine_after_service", {}).items():
+        lines.append(f"| {name} | {p['batch_size']}, again after the service | {p['samples_per_s']:.1f} | "
+                     f"{p['batch_p50_ms']:.1f} |")  # fmt: skip
     for name, p in report.get("engine_side_by_side", {}).items():
         label = f"{p['batch_size']}, {p['workers']} calls side by side ({p['threads_per_call']} thread each)"
         lines.append(f"| {name} | {label} | {p['samples_per_s']:.1f} | – |")

@@ -133,7 +133,7 @@ def run_bench(settings: BenchSettings, quiet: bool = False) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     primary = settings.backends[0]
     n_service = len(settings.concurrency) + len(settings.load_fractions) + len(settings.backends) - 1
-    n_engine = len(settings.backends) * len(settings.batch_sizes) + 2
+    n_engine = len(settings.backends) * len(settings.batch_sizes) + 3
     progress = Progress(2 + n_engine + n_service, quiet)
     log: Callable[[str], None] = progress.write
 
@@ -175,7 +175,7 @@ def run_bench(settings: BenchSettings, quiet: bool = False) -> dict[str, Any]:
     kind, variant = BACKENDS[primary]
     workers, threads = parallelism(kind, 0, settings.threads)
     progress.step(f"engine {primary}: {workers} calls side by side")
-    backend = load_backend(model_dir, graphs, kind, variant, threads)
+    backend = load_backend(model_dir, graphs, kind, variant, threads, spinning=workers == 1)
     parallel = time_parallel(backend, images, texts, max(settings.batch_sizes), settings.seconds, workers)
     parallel["threads_per_call"] = threads
     del backend
@@ -233,6 +233,15 @@ def run_bench(settings: BenchSettings, quiet: bool = False) -> dict[str, Any]:
         finally:
             stop_service(proc)
         service[name] = result
+
+    # the machine's speed drifts (neighbours): the engine's largest batch once more, after the
+    # service, so the ratios use the engine's mean and the report shows how far it moved
+    progress.step(f"engine {primary} batch {max(settings.batch_sizes)} again")
+    kind, variant = BACKENDS[primary]
+    backend = load_backend(model_dir, graphs, kind, variant, settings.threads)
+    again = time_batches(backend, images, texts, max(settings.batch_sizes), settings.seconds)
+    del backend
+    progress.done()
     progress.bar.close()
 
     report = {
@@ -242,6 +251,7 @@ def run_bench(settings: BenchSettings, quiet: bool = False) -> dict[str, Any]:
         "machine": describe(),
         "engine": engine,
         "engine_side_by_side": {primary: parallel},
+        "engine_after_service": {primary: again},
         "compute": compute,
         "service": service,
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -292,11 +302,18 @@ def compute_share(
 def ratios(report: dict[str, Any], primary: str) -> dict[str, float | None]:
     """The figures the targets are stated in, from one report."""
     engine = {p["batch_size"]: p["samples_per_s"] for p in report["engine"][primary]}
+    again = report.get("engine_after_service", {}).get(primary)
+    drift = None
+    if again:  # the engine's largest batch, before and after the service: their mean
+        before = engine[again["batch_size"]]
+        engine[again["batch_size"]] = (before + again["samples_per_s"]) / 2
+        drift = again["samples_per_s"] / before - 1
     served = report["service"][primary]
     closed = {p["concurrency"]: p["throughput_ok_per_s"] for p in served["closed_loop"]}
     bmax = engine[max(engine)]
     best = max(closed.values())
     out: dict[str, float | None] = {
+        "engine_drift": drift,  # the engine after the service ÷ before, minus 1
         "c1_vs_engine_b1": closed[1] / engine[1] if 1 in closed and 1 in engine else None,
         "cmax_vs_best": closed[max(closed)] / best if best else None,
         "cold_start_s": served["cold_start_s"],

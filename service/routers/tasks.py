@@ -20,7 +20,7 @@ from cmal.inference import entailment_result, grounding_result, sigmoid, vqa_res
 from service import metrics, tracing
 from service.batcher import Batcher, BatchFailed, ClientGone, DeadlineExceeded, Job, JobResult, QueueFull
 from service.errors import ApiError
-from service.images import ImageError, content_hash, decode_base64, is_small, open_image
+from service.images import ImageError, content_hash, decode_base64, probe_image
 from service.metrics import CLIENT_CLOSED_REQUEST
 from service.middleware import QUEUE_FULL
 from service.openapi import TASK_ERRORS, error_responses, request_body
@@ -144,12 +144,8 @@ async def _infer(
     """The result, and when decoding ended (epoch ns)."""
     settings = state.settings
     _, batcher = state.serving()
-    limits = (settings.max_image_bytes, settings.max_image_pixels, settings.min_image_side)
-    try:
-        if is_small(raw):  # a thread hop would cost more than decoding
-            image = open_image(raw, *limits)
-        else:
-            image = await asyncio.to_thread(open_image, raw, *limits)
+    try:  # the header only: the inference worker decodes the pixels, off the event loop
+        image = probe_image(raw, settings.max_image_bytes, settings.max_image_pixels, settings.min_image_side)
     except ImageError as e:
         raise ApiError(e.status, "invalid_image", e.message) from None
     decoded = time.time_ns()
@@ -168,6 +164,8 @@ async def _infer(
         ) from None
     except ClientGone:
         raise _client_gone() from None
+    except ImageError as e:  # the header was fine, the pixels were not
+        raise ApiError(e.status, "invalid_image", e.message) from None
     except BatchFailed as e:
         log.error("request %s: %s", request.state.request_id, e)
         raise ApiError(500, "inference_failed", INFERENCE_FAILED) from None

@@ -179,3 +179,29 @@ def test_with_two_workers_a_batch_runs_while_the_other_is_held() -> None:
         assert sorted(backend.fused) == [["held"], ["other"]]  # two batches side by side
 
     run(go, workers=2, max_batch_delay_ms=0.0)
+
+
+def test_an_image_that_fails_to_decode_fails_only_its_own_job() -> None:
+    import io
+
+    from service.images import ImageError, probe_image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (32, 32), (250, 10, 10)).save(buffer, format="PNG")
+    truncated = buffer.getvalue()[:-40]  # the header is whole, the pixels are not
+
+    async def go(batcher: Batcher, backend: FakeBackend) -> None:
+        gate = Gate(backend)
+        first = await batcher.submit("vqa", "ok0", image(), ["held"], 60)
+        await gate.wait_entered()  # the next two queue up and run as one batch
+        broken = await batcher.submit("vqa", "bad", probe_image(truncated, 2**20, 10**6), ["b"], 60)
+        fine = await batcher.submit("vqa", "ok1", image(), ["fine"], 60)
+        gate.open()
+        await first.future
+        with pytest.raises(ImageError, match="could not be decoded") as failure:
+            await broken.future
+        assert failure.value.status == 422
+        assert (await fine.future).outputs["itm_logits"].tolist() == [4.0]
+        assert backend.fused[-1] == ["fine"]  # the batch ran without the broken image
+
+    run(go, max_batch_delay_ms=0.0)
