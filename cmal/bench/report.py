@@ -30,7 +30,10 @@ def summary(report: dict[str, Any]) -> str:
     lines += ["", "| figure | measured | target | met |", "|---|---|---|---|"]
     for name, value in report["ratios"].items():
         target = _target_for(name, report["targets"])
-        met = report["verdicts"].get(target[0]) if target else None
+        met = None
+        if target and value is not None:  # this row against the bound (verdicts: per target)
+            bound = report["targets"][target[0]]
+            met = value <= bound if target[0].endswith("_max") else value >= bound
         shown = "–" if value is None else f"{value:.3f}"
         lines.append(f"| {name} | {shown} | {target[1] if target else '–'} | {_mark(met)} |")
     return "\n".join(lines)
