@@ -23,6 +23,12 @@ def plot(report: dict[str, Any], path: Path) -> None:
         top.plot(x, [p["throughput_ok_per_s"] for p in points], marker="o", color=colour,
                  label=f"service, {name}")  # fmt: skip
         bottom.plot(x, [p["p99_ms"] for p in points], marker="o", color=colour, label=f"service, {name}")
+        paired = [
+            (p["concurrency"], p["engine_paired"]["samples_per_s"]) for p in points if "engine_paired" in p
+        ]
+        if paired:
+            top.plot(*zip(*paired, strict=True), marker="x", linestyle="none", color="black",
+                     label=f"engine, {name}, measured just before each point")  # fmt: skip
         if i:  # the other backends: their one-client points only (their engines are in the JSON)
             continue
         for e in report["engine"].get(name, []):
@@ -30,9 +36,6 @@ def plot(report: dict[str, Any], path: Path) -> None:
                 style = ":" if e["batch_size"] == 1 else "--"
                 top.axhline(e["samples_per_s"], color=colour, linestyle=style, linewidth=1,
                             label=f"engine, {name}, batch {e['batch_size']}")  # fmt: skip
-    for name, p in report.get("engine_after_service", {}).items():
-        label = f"engine, {name}, batch {p['batch_size']}, again after the service"
-        top.axhline(p["samples_per_s"], color="grey", linestyle="--", linewidth=1, label=label)
     for name, p in report.get("engine_side_by_side", {}).items():
         label = f"engine, {name}, {p['workers']} calls of {p['batch_size']} side by side"
         top.axhline(p["samples_per_s"], color="black", linestyle="-.", linewidth=1, label=label)

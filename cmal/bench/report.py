@@ -13,20 +13,18 @@ def summary(report: dict[str, Any]) -> str:
             lines.append(
                 f"| {name} | {p['batch_size']} | {p['samples_per_s']:.1f} | {p['batch_p50_ms']:.1f} |"
             )
-    for name, p in report.get("engine_after_service", {}).items():
-        lines.append(f"| {name} | {p['batch_size']}, again after the service | {p['samples_per_s']:.1f} | "
-                     f"{p['batch_p50_ms']:.1f} |")  # fmt: skip
     for name, p in report.get("engine_side_by_side", {}).items():
         label = f"{p['batch_size']}, {p['workers']} calls side by side ({p['threads_per_call']} thread each)"
         lines.append(f"| {name} | {label} | {p['samples_per_s']:.1f} | – |")
-    head = ("service", "load", "answers/s", "p50 ms", "p99 ms", "mean batch", "errors", "load generator CPU")
+    head = ("service", "load", "answers/s", "engine just before, samples/s", "p50 ms", "p99 ms", "mean batch",
+            "errors", "load generator CPU")  # fmt: skip
     lines += ["", "| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
     for name, served in report["service"].items():
         for p in served["closed_loop"]:
             lines.append(_row(name, f"{p['concurrency']} clients", p))
         for p in served["open_loop"]:
             lines.append(_row(name, f"Poisson {p['rate_per_s']:.0f}/s", p))
-        lines.append(f"| {name} | cold start to ready | {served['cold_start_s']:.2f} s | | | | | |")
+        lines.append(f"| {name} | cold start to ready | {served['cold_start_s']:.2f} s | | | | | | |")
     lines += ["", "| figure | measured | target | met |", "|---|---|---|---|"]
     for name, value in report["ratios"].items():
         target = _target_for(name, report["targets"])
@@ -41,8 +39,12 @@ def summary(report: dict[str, Any]) -> str:
 
 def _row(name: str, load: str, p: dict[str, Any]) -> str:
     errors = p["requests"] - p["status"].get("200", 0)
-    return (f"| {name} | {load} | {p['throughput_ok_per_s']:.1f} | {p['p50_ms']:.1f} | {p['p99_ms']:.1f} | "
-            f"{p.get('mean_batch_rows', '')} | {errors} | {p['loadgen_cpu']:.2f} |")  # fmt: skip
+    pair = p.get("engine_paired")
+    engine = f"{pair['samples_per_s']:.1f} (batch {pair['batch_size']})" if pair else ""
+    timing = (f"{p['p50_ms']:.1f}", f"{p['p99_ms']:.1f}")
+    cells = (name, load, f"{p['throughput_ok_per_s']:.1f}", engine, *timing, p.get("mean_batch_rows", ""),
+             errors, f"{p['loadgen_cpu']:.2f}")  # fmt: skip
+    return "| " + " | ".join(map(str, cells)) + " |"
 
 
 def _target_for(ratio: str, targets: dict[str, float]) -> tuple[str, str] | None:

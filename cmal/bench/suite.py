@@ -133,7 +133,7 @@ def run_bench(settings: BenchSettings, quiet: bool = False) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     primary = settings.backends[0]
     n_service = len(settings.concurrency) + len(settings.load_fractions) + len(settings.backends) - 1
-    n_engine = len(settings.backends) * len(settings.batch_sizes) + 3
+    n_engine = len(settings.backends) * len(settings.batch_sizes) + 2
     progress = Progress(2 + n_engine + n_service, quiet)
     log: Callable[[str], None] = progress.write
 
@@ -184,6 +184,11 @@ def run_bench(settings: BenchSettings, quiet: bool = False) -> dict[str, Any]:
     compute = compute_share(model_dir, graphs, primary, images, texts, settings, engine)
     progress.done()
 
+    # the machine's speed drifts (neighbours) by tens of percent within minutes: each service point
+    # of the swept backend is paired with the engine measured just before it (batch 1 for one
+    # client, the largest batch otherwise), and its ratio uses that pair
+    kind, variant = BACKENDS[primary]
+    paired = load_backend(model_dir, graphs, kind, variant, settings.threads)
     service: dict[str, dict[str, Any]] = {}
     for name in settings.backends:
         kind, variant = BACKENDS[name]
@@ -208,8 +213,14 @@ def run_bench(settings: BenchSettings, quiet: bool = False) -> dict[str, Any]:
                     "seconds": settings.seconds,
                     "warmup_s": settings.warmup_s,
                 }
+                engine_now = None
+                if name == primary:
+                    b = 1 if c == 1 and 1 in settings.batch_sizes else max(settings.batch_sizes)
+                    engine_now = time_batches(paired, images, texts, b, settings.seconds / 2)
                 before = scrape(port)
                 point = load_phase(port, requests, job, out)
+                if engine_now:
+                    point["engine_paired"] = {k: engine_now[k] for k in ("batch_size", "samples_per_s")}
                 after = scrape(port)
                 batches = after.get("batches", 0) - before.get("batches", 0)
                 rows = after.get("rows", 0) - before.get("rows", 0)
@@ -233,15 +244,7 @@ def run_bench(settings: BenchSettings, quiet: bool = False) -> dict[str, Any]:
         finally:
             stop_service(proc)
         service[name] = result
-
-    # the machine's speed drifts (neighbours): the engine's largest batch once more, after the
-    # service, so the ratios use the engine's mean and the report shows how far it moved
-    progress.step(f"engine {primary} batch {max(settings.batch_sizes)} again")
-    kind, variant = BACKENDS[primary]
-    backend = load_backend(model_dir, graphs, kind, variant, settings.threads)
-    again = time_batches(backend, images, texts, max(settings.batch_sizes), settings.seconds)
-    del backend
-    progress.done()
+    del paired
     progress.bar.close()
 
     report = {
@@ -251,7 +254,6 @@ def run_bench(settings: BenchSettings, quiet: bool = False) -> dict[str, Any]:
         "machine": describe(),
         "engine": engine,
         "engine_side_by_side": {primary: parallel},
-        "engine_after_service": {primary: again},
         "compute": compute,
         "service": service,
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -302,26 +304,27 @@ def compute_share(
 def ratios(report: dict[str, Any], primary: str) -> dict[str, float | None]:
     """The figures the targets are stated in, from one report."""
     engine = {p["batch_size"]: p["samples_per_s"] for p in report["engine"][primary]}
-    again = report.get("engine_after_service", {}).get(primary)
-    drift = None
-    if again:  # the engine's largest batch, before and after the service: their mean
-        before = engine[again["batch_size"]]
-        engine[again["batch_size"]] = (before + again["samples_per_s"]) / 2
-        drift = again["samples_per_s"] / before - 1
     served = report["service"][primary]
     closed = {p["concurrency"]: p["throughput_ok_per_s"] for p in served["closed_loop"]}
+    # each point against the engine measured just before it, where there is one
+    pairs = {p["concurrency"]: p["engine_paired"]["samples_per_s"] for p in served["closed_loop"]
+             if "engine_paired" in p}  # fmt: skip
+    bmax_pairs = [v for c, v in pairs.items() if c > 1]
     bmax = engine[max(engine)]
     best = max(closed.values())
     out: dict[str, float | None] = {
-        "engine_drift": drift,  # the engine after the service ÷ before, minus 1
-        "c1_vs_engine_b1": closed[1] / engine[1] if 1 in closed and 1 in engine else None,
+        # how far the engine's largest batch moved during the service sweep (max ÷ min − 1)
+        "engine_drift": max(bmax_pairs) / min(bmax_pairs) - 1 if len(bmax_pairs) > 1 else None,
+        "c1_vs_engine_b1": closed[1] / pairs.get(1, engine.get(1, 0))
+        if 1 in closed and 1 in engine
+        else None,
         "cmax_vs_best": closed[max(closed)] / best if best else None,
         "cold_start_s": served["cold_start_s"],
     }
     side = report.get("engine_side_by_side", {}).get(primary, {}).get("samples_per_s")
     for c, value in closed.items():
         if c > 1:
-            out[f"c{c}_vs_engine_b{max(engine)}"] = value / bmax
+            out[f"c{c}_vs_engine_b{max(engine)}"] = value / pairs.get(c, bmax)
             if side:  # against the engine run the way the service's workers run it
                 out[f"c{c}_vs_engine_side_by_side"] = value / side
     for p in served["open_loop"]:

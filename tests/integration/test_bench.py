@@ -35,6 +35,9 @@ def test_bench_writes_every_figure_and_a_png(tiny_exported: Path, tmp_path: Path
         assert 0 < point["p50_ms"] <= point["p95_ms"] <= point["p99_ms"]
         assert point["loadgen_cpu"] >= 0
     assert onnx["cold_start_s"] > 0
+    # each point of the swept backend is paired with the engine measured just before it
+    assert [p["engine_paired"]["batch_size"] for p in onnx["closed_loop"]] == [1, 2]
+    assert all(p["engine_paired"]["samples_per_s"] > 0 for p in onnx["closed_loop"])
     # the swept backend's sweep, the others at one client (the ONNX ÷ eager ratio)
     assert [p["concurrency"] for p in report["service"]["torch"]["closed_loop"]] == [1]
 
