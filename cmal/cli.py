@@ -185,7 +185,12 @@ def build_parser() -> argparse.ArgumentParser:
         "export", help="export a model directory to ONNX / TorchScript graphs, with parity checks"
     )
     exp.add_argument("--model", required=True, help="model directory")
-    exp.add_argument("--format", default="all", choices=("onnx", "torchscript", "all"), help="default all")
+    exp.add_argument(
+        "--format",
+        default="all",
+        choices=("onnx", "torchscript", "all", "triton"),
+        help="default all; triton: the ONNX graphs plus a Triton model repository in OUT/triton",
+    )
     exp.add_argument("--out", help="output folder (default MODEL/export)")
     exp.add_argument("--fp16", action="store_true", help="also write fp16 ONNX graphs (for GPUs)")
     exp.add_argument(

@@ -209,14 +209,19 @@ def export(args: argparse.Namespace) -> int:
     from export.api import ParityError, export_model
 
     model_dir = Path(args.model)
+    fmt = "onnx" if args.format == "triton" else args.format  # Triton serves the ONNX graphs
     try:
         manifest = export_model(
-            model_dir, args.format, Path(args.out) if args.out else None, fp16=args.fp16, int8=args.int8
+            model_dir, fmt, Path(args.out) if args.out else None, fp16=args.fp16, int8=args.int8
         )
     except ParityError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     out = Path(args.out) if args.out else model_dir / EXPORT_DIR
+    if args.format == "triton":
+        from export.triton import write_repository
+
+        print(f"wrote the Triton model repository {write_repository(out, manifest)}")
     for name, info in manifest["files"].items():
         print(f"{name:<22}{info['bytes'] / 1e6:>8.2f} MB  {info['variant']}")
     for name, report in manifest["parity"].items():
