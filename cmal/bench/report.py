@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from cmal.bench.targets import meets, target_of
+
 
 def summary(report: dict[str, Any]) -> str:
     """Engine, service and target tables of a `cmal bench` report."""
@@ -27,13 +29,13 @@ def summary(report: dict[str, Any]) -> str:
         lines.append(f"| {name} | cold start to ready | {served['cold_start_s']:.2f} s | | | | | | |")
     lines += ["", "| figure | measured | target | met |", "|---|---|---|---|"]
     for name, value in report["ratios"].items():
-        target = _target_for(name, report["targets"])
-        met = None
-        if target and value is not None:  # this row against the bound (verdicts: per target)
-            bound = report["targets"][target[0]]
-            met = value <= bound if target[0].endswith("_max") else value >= bound
+        target = target_of(name, report["targets"])
+        bound = report["targets"][target] if target else None
+        # this row against its bound (the verdicts are per target)
+        met = meets(value, target, bound) if target and bound is not None and value is not None else None
         shown = "–" if value is None else f"{value:.3f}"
-        lines.append(f"| {name} | {shown} | {target[1] if target else '–'} | {_mark(met)} |")
+        limit = f"{'≤' if target.endswith('_max') else '≥'} {bound:g}" if target else "–"
+        lines.append(f"| {name} | {shown} | {limit} | {_mark(met)} |")
     return "\n".join(lines)
 
 
@@ -45,29 +47,6 @@ def _row(name: str, load: str, p: dict[str, Any]) -> str:
     cells = (name, load, f"{p['throughput_ok_per_s']:.1f}", engine, *timing, p.get("mean_batch_rows", ""),
              errors, f"{p['loadgen_cpu']:.2f}")  # fmt: skip
     return "| " + " | ".join(map(str, cells)) + " |"
-
-
-def _target_for(ratio: str, targets: dict[str, float]) -> tuple[str, str] | None:
-    """The target (its key and a readable bound) a ratio is judged by, if any."""
-    pairs = {
-        "c1_vs_engine_b1": "c1_vs_engine_b1_min",
-        "cmax_vs_best": "cmax_vs_best_min",
-        "cold_start_s": "cold_start_s_max",
-        "onnx_vs_torch_c1": "onnx_vs_torch_c1_min",
-        "engine_flops_vs_matmul": "engine_flops_vs_matmul_min",
-        "engine_side_by_side_flops_vs_matmul": "engine_flops_vs_matmul_min",
-    }
-    key = pairs.get(ratio)
-    if ratio.startswith("p99_over_p50"):
-        key = "p99_over_p50_max"
-    elif ratio.startswith(("c32_vs_engine_b", "c64_vs_engine_b")) and "c32_c64_vs_engine_bmax_min" in targets:
-        key = "c32_c64_vs_engine_bmax_min"
-    elif ratio.startswith("c") and "_vs_engine_b" in ratio and "service_vs_engine_min_c8" in targets:
-        key = "service_vs_engine_min_c8" if int(ratio[1:].split("_")[0]) >= 8 else None
-    if key is None or key not in targets:
-        return None
-    bound = "≤" if key.endswith("_max") else "≥"
-    return key, f"{bound} {targets[key]:g}"
 
 
 def _mark(met: bool | None) -> str:

@@ -23,6 +23,8 @@ from PIL import Image
 from cmal.bench.engine import time_batches, time_parallel
 from cmal.bench.machine import describe, steal_seconds
 from cmal.bench.server import free_port, scrape, start_service, stop_service
+from cmal.bench.targets import targets, verdicts
+from service.runtime import Backend
 
 # backend name -> (service backend, ONNX variant)
 BACKENDS = {
@@ -52,15 +54,6 @@ class BenchSettings:
     images: int = 300
     threads: int = 0  # inference threads (0: the runtime's default)
     service_env: dict[str, str] = field(default_factory=dict)  # extra CMAL_* settings
-
-
-def targets(preset: str) -> dict[str, float]:
-    """The project's targets for a preset (see the README's "Performance")."""
-    if preset == "paper":
-        return {"service_vs_engine_min_c8": 0.95, "p99_over_p50_max": 2.0, "cold_start_s_max": 5.0,
-                "engine_flops_vs_matmul_min": 0.8}  # fmt: skip
-    return {"c1_vs_engine_b1_min": 0.85, "c32_c64_vs_engine_bmax_min": 0.90, "cmax_vs_best_min": 0.95,
-            "p99_over_p50_max": 2.0, "onnx_vs_torch_c1_min": 2.5, "cold_start_s_max": 2.0}  # fmt: skip
 
 
 def vqa_samples(folder: Path) -> list[tuple[Path, str]]:
@@ -121,130 +114,31 @@ class Progress:
 
 def run_bench(settings: BenchSettings, quiet: bool = False) -> dict[str, Any]:
     """Run the benchmark, write ``bench.json`` and ``bench.png`` to ``settings.out``, return the report."""
-    from cmal.bench.presets import exported, prepare, usable
-    from cmal.data.generate import generate_split
-    from cmal.model_dir import EXPORT_DIR
-    from service.runtime import load_backend, parallelism
-
     for name in settings.backends:
         if name not in BACKENDS:
             raise ValueError(f"unknown backend {name!r}; choose from {', '.join(BACKENDS)}")
-    out = settings.out
-    out.mkdir(parents=True, exist_ok=True)
+    settings.out.mkdir(parents=True, exist_ok=True)
     primary = settings.backends[0]
-    n_service = len(settings.concurrency) + len(settings.load_fractions) + len(settings.backends) - 1
     n_engine = len(settings.backends) * len(settings.batch_sizes) + 2
+    n_service = len(settings.concurrency) + len(settings.load_fractions) + len(settings.backends) - 1
     progress = Progress(2 + n_engine + n_service, quiet)
-    log: Callable[[str], None] = progress.write
 
     progress.step("model")
-    variants = {BACKENDS[b][1] for b in settings.backends} - {"fp32"}
-    if settings.model:  # its own export when that will do, else one made for the benchmark
-        model_dir = settings.model
-        graphs = settings.graphs or model_dir / EXPORT_DIR
-        if not settings.graphs and not usable(model_dir, graphs, variants):
-            graphs = exported(model_dir, out / f"graphs-{model_dir.name}", variants, True, log)
-    else:
-        model_dir, graphs = prepare(settings.preset, out, variants, log)
+    model_dir, graphs = _model(settings, progress.write)
     progress.done()
-
     progress.step("data")
-    data = out / "data"
-    if not (data / "vqa.jsonl").is_file():
-        generate_split(data, seed=DATA_SEED, num_images=settings.images, split="test", progress=False)
-    samples = vqa_samples(data)[: settings.images]
-    requests = out / "requests.jsonl"
-    write_requests(samples, requests)
+    samples = _data(settings)
     images = [Image.open(p).convert("RGB") for p, _ in samples]
     texts = [q for _, q in samples]
     progress.done()
 
-    engine: dict[str, list[dict[str, Any]]] = {}
-    for name in settings.backends:
-        kind, variant = BACKENDS[name]
-        backend = load_backend(model_dir, graphs, kind, variant, settings.threads)
-        engine[name] = []
-        for b in settings.batch_sizes:
-            progress.step(f"engine {name} batch {b}")
-            stolen = steal_seconds()
-            point = time_batches(backend, images, texts, b, settings.seconds)
-            engine[name].append({**point, "steal_s": round(steal_seconds() - stolen, 2)})
-            progress.done()
-        del backend
-    # the engine as the service runs it by default: calls side by side, as many as its workers
-    kind, variant = BACKENDS[primary]
-    workers, threads = parallelism(kind, 0, settings.threads)
-    progress.step(f"engine {primary}: {workers} calls side by side")
-    backend = load_backend(model_dir, graphs, kind, variant, threads, spinning=workers == 1)
-    parallel = time_parallel(backend, images, texts, max(settings.batch_sizes), settings.seconds, workers)
-    parallel["threads_per_call"] = threads
-    del backend
-    progress.done()
+    run = _Run(settings, model_dir, graphs, images, texts, progress)
+    engine = {name: run.engine(name) for name in settings.backends}
+    parallel = run.side_by_side()
     progress.step("FLOPs and the dense matmul rate")
-    compute = compute_share(model_dir, graphs, primary, images, texts, settings, engine)
+    compute = compute_share(run.primary_backend, images, texts, settings, engine[primary])
     progress.done()
-
-    # the machine's speed drifts (neighbours) by tens of percent within minutes: each service point
-    # of the swept backend is paired with the engine measured just before it (batch 1 for one
-    # client, the largest batch otherwise), and its ratio uses that pair
-    kind, variant = BACKENDS[primary]
-    paired = load_backend(model_dir, graphs, kind, variant, settings.threads)
-    service: dict[str, dict[str, Any]] = {}
-    for name in settings.backends:
-        kind, variant = BACKENDS[name]
-        env = {
-            "CMAL_BACKEND": kind, "CMAL_VARIANT": variant, "CMAL_GRAPHS_DIR": str(graphs),
-            "CMAL_CACHE_SIZE": "0", "CMAL_MAX_BATCH_SIZE": str(max(settings.batch_sizes)),
-            "CMAL_MAX_QUEUE": str(max(256, 4 * max(settings.concurrency))),
-            **({"CMAL_THREADS": str(settings.threads)} if settings.threads else {}),
-            **settings.service_env,
-        }  # fmt: skip
-        port = free_port()
-        progress.step(f"service {name}: cold start")
-        proc, cold = start_service(model_dir, port, out / "service.log", env)
-        result: dict[str, Any] = {"cold_start_s": round(cold, 3), "closed_loop": [], "open_loop": []}
-        try:
-            sweep = settings.concurrency if name == primary else [1]
-            for c in sweep:
-                progress.step(f"service {name}: {c} clients")
-                job = {
-                    "mode": "closed",
-                    "clients": c,
-                    "seconds": settings.seconds,
-                    "warmup_s": settings.warmup_s,
-                }
-                engine_now = None
-                if name == primary:
-                    b = 1 if c == 1 and 1 in settings.batch_sizes else max(settings.batch_sizes)
-                    engine_now = time_batches(paired, images, texts, b, settings.seconds / 2)
-                before = scrape(port)
-                point = load_phase(port, requests, job, out)
-                if engine_now:
-                    point["engine_paired"] = {k: engine_now[k] for k in ("batch_size", "samples_per_s")}
-                after = scrape(port)
-                batches = after.get("batches", 0) - before.get("batches", 0)
-                rows = after.get("rows", 0) - before.get("rows", 0)
-                point["mean_batch_rows"] = round(rows / batches, 2) if batches else 0.0
-                result["closed_loop"].append({"concurrency": c, **point})
-                if name != primary:
-                    break
-                progress.done()
-            if name == primary:
-                best = max(p["throughput_ok_per_s"] for p in result["closed_loop"])
-                for i, fraction in enumerate(settings.load_fractions):
-                    rate = fraction * best
-                    progress.step(f"service {name}: Poisson {rate:.0f}/s")
-                    job = {"mode": "open", "rate": rate, "seconds": 2 * settings.seconds,
-                           "warmup_s": settings.warmup_s, "seed": i}  # fmt: skip
-                    point = load_phase(port, requests, job, out)
-                    result["open_loop"].append({"fraction": fraction, "rate_per_s": round(rate, 2), **point})
-                    progress.done()
-            else:
-                progress.done()
-        finally:
-            stop_service(proc)
-        service[name] = result
-    del paired
+    service = {name: run.service(name) for name in settings.backends}
     progress.bar.close()
 
     report = {
@@ -260,37 +154,173 @@ def run_bench(settings: BenchSettings, quiet: bool = False) -> dict[str, Any]:
     }
     measured, wanted = ratios(report, primary), targets(settings.preset)
     report.update(ratios=measured, targets=wanted, verdicts=verdicts(measured, wanted))
-    (out / "bench.json").write_text(json.dumps(report, indent=2) + "\n")
+    (settings.out / "bench.json").write_text(json.dumps(report, indent=2) + "\n")
     from cmal.bench.plot import plot
 
-    plot(report, out / "bench.png")
+    plot(report, settings.out / "bench.png")
     return report
 
 
+def _model(settings: BenchSettings, log: Callable[[str], None]) -> tuple[Path, Path]:
+    """The model directory and its exported graphs, with the ONNX variants the backends need."""
+    from cmal.bench.presets import exported, prepare, usable
+    from cmal.model_dir import EXPORT_DIR
+
+    variants = {BACKENDS[b][1] for b in settings.backends} - {"fp32"}
+    if not settings.model:
+        return prepare(settings.preset, settings.out, variants, log)
+    # a model of one's own: its own export when that will do, else one made for the benchmark
+    graphs = settings.graphs or settings.model / EXPORT_DIR
+    if not settings.graphs and not usable(settings.model, graphs, variants):
+        graphs = exported(settings.model, settings.out / f"graphs-{settings.model.name}", variants, True, log)
+    return settings.model, graphs
+
+
+def _data(settings: BenchSettings) -> list[tuple[Path, str]]:
+    """The test split's (image, question) samples, and the load generator's request file."""
+    from cmal.data.generate import generate_split
+
+    data = settings.out / "data"
+    if not (data / "vqa.jsonl").is_file():
+        generate_split(data, seed=DATA_SEED, num_images=settings.images, split="test", progress=False)
+    samples = vqa_samples(data)[: settings.images]
+    write_requests(samples, settings.out / "requests.jsonl")
+    return samples
+
+
+class _Run:
+    """One benchmark's measurements of the engine and of the service, phase by phase."""
+
+    def __init__(
+        self,
+        settings: BenchSettings,
+        model_dir: Path,
+        graphs: Path,
+        images: list[Image.Image],
+        texts: list[str],
+        progress: Progress,
+    ):
+        self.settings, self.model_dir, self.graphs = settings, model_dir, graphs
+        self.images, self.texts, self.progress = images, texts, progress
+        self.primary = settings.backends[0]
+        # kept loaded: the engine measured beside each service point is this same backend
+        self.primary_backend: Backend | None = None
+
+    def _load(self, name: str, threads: int, spinning: bool = True) -> Backend:
+        from service.runtime import load_backend
+
+        kind, variant = BACKENDS[name]
+        return load_backend(self.model_dir, self.graphs, kind, variant, threads, spinning)
+
+    def engine(self, name: str) -> list[dict[str, Any]]:
+        """The backend alone, per batch size, with the CPU time stolen meanwhile."""
+        backend = self._load(name, self.settings.threads)
+        points = []
+        for b in self.settings.batch_sizes:
+            self.progress.step(f"engine {name} batch {b}")
+            stolen = steal_seconds()
+            point = time_batches(backend, self.images, self.texts, b, self.settings.seconds)
+            points.append({**point, "steal_s": round(steal_seconds() - stolen, 2)})
+            self.progress.done()
+        if name == self.primary:
+            self.primary_backend = backend
+        return points
+
+    def side_by_side(self) -> dict[str, Any]:
+        """The engine as the service runs it by default: calls side by side, as many as its workers."""
+        from service.runtime import parallelism
+
+        workers, threads = parallelism(BACKENDS[self.primary][0], 0, self.settings.threads)
+        self.progress.step(f"engine {self.primary}: {workers} calls side by side")
+        backend = self._load(self.primary, threads, spinning=workers == 1)
+        batch = max(self.settings.batch_sizes)
+        parallel = time_parallel(backend, self.images, self.texts, batch, self.settings.seconds, workers)
+        self.progress.done()
+        return {**parallel, "threads_per_call": threads}
+
+    def service(self, name: str) -> dict[str, Any]:
+        """The service over HTTP with backend ``name``: cold start, then the closed-loop sweep and
+        the Poisson load for the swept (first) backend, one client for the others."""
+        settings = self.settings
+        kind, variant = BACKENDS[name]
+        env = {
+            "CMAL_BACKEND": kind, "CMAL_VARIANT": variant, "CMAL_GRAPHS_DIR": str(self.graphs),
+            "CMAL_CACHE_SIZE": "0", "CMAL_MAX_BATCH_SIZE": str(max(settings.batch_sizes)),
+            "CMAL_MAX_QUEUE": str(max(256, 4 * max(settings.concurrency))),
+            **({"CMAL_THREADS": str(settings.threads)} if settings.threads else {}),
+            **settings.service_env,
+        }  # fmt: skip
+        port = free_port()
+        self.progress.step(f"service {name}: cold start")
+        proc, cold = start_service(self.model_dir, port, settings.out / "service.log", env)
+        result: dict[str, Any] = {"cold_start_s": round(cold, 3), "closed_loop": [], "open_loop": []}
+        swept = name == self.primary
+        try:
+            for c in settings.concurrency if swept else [1]:
+                self.progress.step(f"service {name}: {c} clients")
+                result["closed_loop"].append({"concurrency": c, **self._closed_point(port, c, swept)})
+                self.progress.done()
+            best = max(p["throughput_ok_per_s"] for p in result["closed_loop"])
+            for i, fraction in enumerate(settings.load_fractions if swept else []):
+                rate = fraction * best
+                self.progress.step(f"service {name}: Poisson {rate:.0f}/s")
+                job = {"mode": "open", "rate": rate, "seconds": 2 * settings.seconds,
+                       "warmup_s": settings.warmup_s, "seed": i}  # fmt: skip
+                point = load_phase(port, settings.out / "requests.jsonl", job, settings.out)
+                result["open_loop"].append({"fraction": fraction, "rate_per_s": round(rate, 2), **point})
+                self.progress.done()
+        finally:
+            stop_service(proc)
+        return result
+
+    def _closed_point(self, port: int, clients: int, paired: bool) -> dict[str, Any]:
+        """One closed-loop point, with the mean batch the server ran; when ``paired``, the
+        engine measured just before it (batch 1 for one client, the largest batch otherwise):
+        the machine's speed drifts by tens of percent within minutes, and the ratio uses it."""
+        settings = self.settings
+        engine_now = None
+        if paired and self.primary_backend is not None:
+            b = 1 if clients == 1 and 1 in settings.batch_sizes else max(settings.batch_sizes)
+            engine_now = time_batches(self.primary_backend, self.images, self.texts, b, settings.seconds / 2)
+        job = {
+            "mode": "closed",
+            "clients": clients,
+            "seconds": settings.seconds,
+            "warmup_s": settings.warmup_s,
+        }
+        before = scrape(port)
+        point = load_phase(port, settings.out / "requests.jsonl", job, settings.out)
+        after = scrape(port)
+        if engine_now:
+            point["engine_paired"] = {k: engine_now[k] for k in ("batch_size", "samples_per_s")}
+        batches = after.get("batches", 0) - before.get("batches", 0)
+        rows = after.get("rows", 0) - before.get("rows", 0)
+        point["mean_batch_rows"] = round(rows / batches, 2) if batches else 0.0
+        return point
+
+
 def compute_share(
-    model_dir: Path,
-    graphs: Path,
-    primary: str,
+    backend: Backend | None,
     images: list[Image.Image],
     texts: list[str],
     settings: BenchSettings,
-    engine: dict[str, list[dict[str, Any]]],
+    engine: list[dict[str, Any]],
 ) -> dict[str, Any]:
     """The engine's FLOP/s at its largest batch (FLOPs counted from the shapes the graphs ran
-    with) as a share of the best dense matmul rate ONNX Runtime reaches here on as many threads."""
+    with) as a share of the best dense matmul rate ONNX Runtime reaches here on as many threads.
+    Empty unless ``backend`` runs ONNX graphs."""
     from cmal.bench.flops import engine_flops_per_sample, matmul_rate
     from cmal.inference import OnnxModel
 
-    kind, variant = BACKENDS[primary]
-    if kind != "onnx":
+    model = getattr(backend, "model", None)
+    if not isinstance(model, OnnxModel):
         return {}
     batch = max(settings.batch_sizes)
     idx = [k % len(images) for k in range(batch)]
-    model = OnnxModel(model_dir, graphs, variant=variant, threads=settings.threads)
     per_sample = engine_flops_per_sample(model, [images[k] for k in idx], [texts[k] for k in idx])
     gpu = model.provider == "CUDAExecutionProvider"  # then the peak that counts is fp16 on the GPU
     rate = matmul_rate(settings.threads, seconds=min(3.0, settings.seconds), gpu=gpu)
-    speed = next(p["samples_per_s"] for p in engine[primary] if p["batch_size"] == batch)
+    speed = next(p["samples_per_s"] for p in engine if p["batch_size"] == batch)
     return {
         "batch_size": batch,
         "gflop_per_sample": {k: round(v / 1e9, 4) for k, v in per_sample.items()},
@@ -343,41 +373,3 @@ def ratios(report: dict[str, Any], primary: str) -> dict[str, float | None]:
             flops = compute["gflop_per_sample"]["total"] * side
             out["engine_side_by_side_flops_vs_matmul"] = flops / compute["matmul_gflop_per_s"]
     return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in out.items()}
-
-
-def verdicts(ratios: dict[str, float | None], targets: dict[str, float]) -> dict[str, bool | None]:
-    """Each target met (True), missed (False) or not measured in this run (None)."""
-
-    def at_least(value: float | None, floor: float) -> bool | None:
-        return None if value is None else value >= floor
-
-    service_vs_engine = [v for k, v in ratios.items() if k.startswith("c") and "_vs_engine_b" in k
-                         and int(k[1:].split("_")[0]) >= 8 and v is not None]  # fmt: skip
-    p99 = [v for k, v in ratios.items() if k.startswith("p99_over_p50") and v is not None]
-    out: dict[str, bool | None] = {}
-    for name, floor in targets.items():
-        if name == "c1_vs_engine_b1_min":
-            out[name] = at_least(ratios.get("c1_vs_engine_b1"), floor)
-        elif name == "c32_c64_vs_engine_bmax_min":
-            wanted = [v for k, v in ratios.items() if k.startswith(("c32_vs_engine_b", "c64_vs_engine_b"))]
-            out[name] = all(v is not None and v >= floor for v in wanted) if wanted else None
-        elif name == "service_vs_engine_min_c8":
-            out[name] = all(v >= floor for v in service_vs_engine) if service_vs_engine else None
-        elif name == "cmax_vs_best_min":
-            out[name] = at_least(ratios.get("cmax_vs_best"), floor)
-        elif name == "p99_over_p50_max":
-            out[name] = all(v <= floor for v in p99) if p99 else None
-        elif name == "onnx_vs_torch_c1_min":
-            out[name] = at_least(ratios.get("onnx_vs_torch_c1"), floor)
-        elif name == "cold_start_s_max":
-            cold = ratios.get("cold_start_s")
-            out[name] = None if cold is None else cold <= floor
-        elif name == "engine_flops_vs_matmul_min":  # the engine at its best: one call, or calls side by side
-            shares = [
-                ratios.get(k) for k in ("engine_flops_vs_matmul", "engine_side_by_side_flops_vs_matmul")
-            ]
-            measured = [v for v in shares if v is not None]
-            out[name] = at_least(max(measured), floor) if measured else None
-        else:
-            out[name] = at_least(ratios.get(name.removesuffix("_min")), floor)
-    return out
