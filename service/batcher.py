@@ -106,7 +106,6 @@ class Batcher:
         self.cache_lock = threading.Lock()  # the workers share the cache
         self.pending: deque[Job] = deque()
         self.wakeup = asyncio.Event()
-        self.workers = workers
         self.idle_workers = workers
         self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cmal-infer")
         self.task: asyncio.Task[None] | None = None

@@ -7,7 +7,6 @@ import base64
 import io
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -18,11 +17,7 @@ import httpx
 import pytest
 from PIL import Image
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from cmal.bench.server import free_port
 
 
 def image_b64() -> str:
