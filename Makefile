@@ -17,13 +17,14 @@ COMPILE := $(BIN)/uv pip compile pyproject.toml --quiet --python-version 3.11 \
 	--python-platform x86_64-manylinux_2_28 --find-links $(TORCH_WHEELS) \
 	--override $(LOCKS)/overrides.txt --no-header --annotation-style line
 
-.PHONY: help venv test test-fast lint lock serve demo-model demo-ablation clean
+.PHONY: help venv test test-fast lint lock serve demo-model demo-ablation tritonserver clean
 
 help:
 	@echo "make serve   set up and serve the bundled demo model on 127.0.0.1:8000"
 	@echo "make test    set up and run the test suite"
 	@echo "make test-fast  the suite without the tests marked slow (training runs, demo export)"
 	@echo "make lint    ruff and mypy (pinned in the lock)"
+	@echo "make tritonserver  unpack a local tritonserver (from nvidia-pytriton's wheel) into .cache/ for the Triton tests"
 	@echo "make lock    re-resolve requirements/{dev,train,serve}.lock to the newest allowed (PACKAGE=name: only that one)"
 	@echo "make demo-model  rebuild models/shapes-demo from scratch (fixed seeds, about 75 min on 2 cores)"
 	@echo "make demo-ablation  the same fine-tuning without pre-training, for the card (may run beside demo-model once its detector exists)"
@@ -39,7 +40,15 @@ $(DEV_STAMP): $(DEV_LOCK) pyproject.toml | $(BIN)/python
 
 venv: $(DEV_STAMP)
 
-test: $(DEV_STAMP)
+# A local Triton Inference Server for the Triton integration tests and `cmal bench --backends
+# triton`: the binary nvidia-pytriton's wheel bundles, pinned by hash (cmal/tritonserver.py)
+TRITONSERVER := .cache/tritonserver/bin/tritonserver
+$(TRITONSERVER): requirements/tritonserver.txt | $(DEV_STAMP)
+	$(BIN)/python -m cmal.tritonserver install
+
+tritonserver: $(TRITONSERVER)
+
+test: $(DEV_STAMP) $(TRITONSERVER)
 	$(BIN)/python -m pytest -q
 
 test-fast: $(DEV_STAMP)

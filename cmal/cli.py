@@ -201,7 +201,11 @@ def build_parser() -> argparse.ArgumentParser:
     srv = sub.add_parser("serve", help="serve a model over HTTP (as python -m service)")
     srv.add_argument("--model", help="model directory (default: CMAL_MODEL_DIR, else the bundled demo)")
     srv.add_argument("--graphs", help="exported graphs (default MODEL/export)")
-    srv.add_argument("--backend", choices=("onnx", "torchscript", "torch"), help="default onnx")
+    srv.add_argument(
+        "--backend",
+        choices=("onnx", "torchscript", "torch", "triton"),
+        help="default onnx (triton: the server at CMAL_TRITON_URL)",
+    )
     srv.add_argument("--variant", choices=("fp32", "fp16", "int8"), help="ONNX graph variant (default fp32)")
     srv.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1)")
     srv.add_argument("--port", type=int, default=8000, help="port (default 8000)")

@@ -219,9 +219,10 @@ def export(args: argparse.Namespace) -> int:
         return 1
     out = Path(args.out) if args.out else model_dir / EXPORT_DIR
     if args.format == "triton":
-        from export.triton import write_repository
+        from export.triton import write_python_repository, write_repository
 
         print(f"wrote the Triton model repository {write_repository(out, manifest)}")
+        print(f"wrote its CPU test variant (Python backend) {write_python_repository(out, manifest)}")
     for name, info in manifest["files"].items():
         print(f"{name:<22}{info['bytes'] / 1e6:>8.2f} MB  {info['variant']}")
     for name, report in manifest["parity"].items():

@@ -9,12 +9,18 @@ default ``config.pbtxt`` places one instance per GPU; ``configs/cpu.pbtxt`` (Tri
 queue, so overload is rejected rather than queued forever. The graphs are copied as
 ``<model>/1/model.onnx``, and ``repository.json`` records their SHA-256, equal to the export
 manifest's.
+
+``write_python_repository`` writes the CPU test variant, ``triton-python/``: the same graphs
+behind Triton's Python backend (``export/triton_python_model.py`` running ONNX Runtime), for a
+``tritonserver`` without the onnxruntime backend, such as the one ``nvidia-pytriton`` bundles
+(`cmal.tritonserver`), which the integration tests and ``cmal bench`` start.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +29,8 @@ from cmal.inference import sha256
 from cmal.model_dir import graph_file
 
 TRITON_DIR = "triton"
+TRITON_PYTHON_DIR = "triton-python"
+PYTHON_MODEL = Path(__file__).with_name("triton_python_model.py")
 DTYPES = {"float": "TYPE_FP32", "float16": "TYPE_FP16", "int64": "TYPE_INT64", "bool": "TYPE_BOOL"}
 
 
@@ -36,6 +44,7 @@ class TritonSettings:
     max_queue_size: int = 256  # requests beyond this are rejected (the API answers 429)
     gpu_instances: int = 1  # per GPU
     cpu_instances: int = 2
+    python_threads: int = 1  # ONNX Runtime threads per call in the Python-backend variant
 
 
 def _dims(shape: list[Any]) -> tuple[list[int], bool]:
@@ -55,15 +64,24 @@ def _tensor(spec: dict[str, Any]) -> str:
     return "  {\n" + "\n".join(lines) + "\n  }"
 
 
-def model_config(name: str, graph: dict[str, Any], settings: TritonSettings, kind: str) -> str:
-    """One model's ``config.pbtxt`` text; ``kind`` is ``KIND_GPU`` or ``KIND_CPU``."""
+def model_config(
+    name: str, graph: dict[str, Any], settings: TritonSettings, kind: str, python: bool = False
+) -> str:
+    """One model's ``config.pbtxt`` text; ``kind`` is ``KIND_GPU`` or ``KIND_CPU``; ``python``
+    selects the Python backend (`PYTHON_MODEL`) instead of the onnxruntime one."""
+    runtime = 'backend: "python"\n' if python else 'platform: "onnxruntime_onnx"\n'
+    parameters = (
+        f'parameters: {{ key: "threads" value: {{ string_value: "{settings.python_threads}" }} }}\n'
+        if python
+        else ""
+    )
     count = settings.gpu_instances if kind == "KIND_GPU" else settings.cpu_instances
     preferred = ", ".join(str(b) for b in settings.preferred_batch_sizes if b <= settings.max_batch_size)
     inputs = ",\n".join(_tensor(s) for s in graph["inputs"])
     outputs = ",\n".join(_tensor(s) for s in graph["outputs"])
     return (
         f'name: "{name}"\n'
-        'platform: "onnxruntime_onnx"\n'
+        f"{runtime}"
         f"max_batch_size: {settings.max_batch_size}\n"
         f"input [\n{inputs}\n]\n"
         f"output [\n{outputs}\n]\n"
@@ -74,7 +92,39 @@ def model_config(name: str, graph: dict[str, Any], settings: TritonSettings, kin
         "}\n"
         f"instance_group [ {{ kind: {kind} count: {count} }} ]\n"
         "version_policy: { latest: { num_versions: 1 } }\n"
+        f"{parameters}"
     )
+
+
+def _write(
+    out: Path,
+    graphs_dir: Path,
+    manifest: dict[str, Any],
+    configs: Callable[[str, dict[str, Any]], dict[str, str]],
+) -> dict[str, Path]:
+    """Write a repository at ``out`` (replacing it): each model's fp32 graph as ``1/model.onnx``,
+    its config files (relative path -> text, from ``configs(name, graph)``) and
+    ``repository.json``. Returns each model's version folder."""
+    if out.exists():
+        shutil.rmtree(out)
+    record: dict[str, Any] = {"model": manifest["model"], "models": {}}
+    versions = {}
+    for name in ("detector", "fusion"):
+        source = graphs_dir / graph_file(manifest, name, "fp32", fmt="onnx")
+        version = out / name / "1"
+        version.mkdir(parents=True)
+        shutil.copyfile(source, version / "model.onnx")
+        for relative, text in configs(name, manifest["graphs"][name]).items():
+            (out / name / relative).parent.mkdir(exist_ok=True)
+            (out / name / relative).write_text(text)
+        record["models"][name] = {
+            "version": 1,
+            "source": source.name,
+            "sha256": sha256(version / "model.onnx"),
+        }
+        versions[name] = version
+    (out / "repository.json").write_text(json.dumps(record, indent=2) + "\n")
+    return versions
 
 
 def write_repository(
@@ -82,23 +132,42 @@ def write_repository(
 ) -> Path:
     """Write ``graphs_dir/triton`` from the fp32 ONNX graphs of ``manifest``; returns its path."""
     settings = settings or TritonSettings()
-    out = graphs_dir / TRITON_DIR
-    if out.exists():
-        shutil.rmtree(out)
-    record: dict[str, Any] = {"model": manifest["model"], "models": {}}
-    for name in ("detector", "fusion"):
-        source = graphs_dir / graph_file(manifest, name, "fp32", fmt="onnx")
-        folder = out / name
-        (folder / "1").mkdir(parents=True)
-        (folder / "configs").mkdir()
-        shutil.copyfile(source, folder / "1" / "model.onnx")
-        graph = manifest["graphs"][name]
-        (folder / "config.pbtxt").write_text(model_config(name, graph, settings, "KIND_GPU"))
-        (folder / "configs" / "cpu.pbtxt").write_text(model_config(name, graph, settings, "KIND_CPU"))
-        record["models"][name] = {
-            "version": 1,
-            "source": source.name,
-            "sha256": sha256(folder / "1" / "model.onnx"),
+
+    def configs(name: str, graph: dict[str, Any]) -> dict[str, str]:
+        return {
+            "config.pbtxt": model_config(name, graph, settings, "KIND_GPU"),
+            "configs/cpu.pbtxt": model_config(name, graph, settings, "KIND_CPU"),
         }
-    (out / "repository.json").write_text(json.dumps(record, indent=2) + "\n")
+
+    _write(graphs_dir / TRITON_DIR, graphs_dir, manifest, configs)
+    return graphs_dir / TRITON_DIR
+
+
+def runtime_paths() -> list[str]:
+    """The folders holding numpy and onnxruntime in this interpreter, for ``sys_path.txt``."""
+    import numpy
+    import onnxruntime
+
+    paths = (str(Path(m.__file__ or "").resolve().parents[1]) for m in (numpy, onnxruntime))
+    return list(dict.fromkeys(paths))
+
+
+def write_python_repository(
+    graphs_dir: Path,
+    manifest: dict[str, Any],
+    settings: TritonSettings | None = None,
+    sys_path: list[str] | None = None,
+) -> Path:
+    """Write ``graphs_dir/triton-python``, the CPU test variant (see the module docstring), from
+    the fp32 ONNX graphs of ``manifest``; ``sys_path`` defaults to this interpreter's
+    `runtime_paths`. Returns its path."""
+    settings = settings or TritonSettings()
+
+    def configs(name: str, graph: dict[str, Any]) -> dict[str, str]:
+        return {"config.pbtxt": model_config(name, graph, settings, "KIND_CPU", python=True)}
+
+    out = graphs_dir / TRITON_PYTHON_DIR
+    for version in _write(out, graphs_dir, manifest, configs).values():
+        shutil.copyfile(PYTHON_MODEL, version / "model.py")
+        (version / "sys_path.txt").write_text("\n".join(sys_path or runtime_paths()) + "\n")
     return out

@@ -56,6 +56,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         backend = await asyncio.to_thread(
             load_backend, settings.model_dir, settings.graphs_dir, settings.backend, settings.variant,
             threads, workers == 1,  # several workers: no runtime thread may spin on a core another needs
+            settings.triton_url, settings.request_timeout_ms / 1000,
         )  # fmt: skip
         await asyncio.to_thread(warm_up, backend, settings.max_batch_size)
         files = backend.files
@@ -86,6 +87,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             metrics.READY.set(0)
             trimmer.cancel()
             await batcher.stop()
+            await asyncio.to_thread(backend.close)
 
     # Swagger UI (/docs) and ReDoc (/redoc) from assets the service serves itself, never a CDN:
     # the docs work on an air-gapped cluster

@@ -10,7 +10,8 @@ oldest request for a fuller batch (worth it only where a bigger batch is much ch
 as on a GPU), except right after a batch that ran alone (one row): nobody else was asking.
 
 The queue is bounded (excess -> `QueueFull`, answered 429 with Retry-After); each request has a
-deadline (-> `DeadlineExceeded`, 504); a request whose client hangs up is withdrawn from the
+deadline (-> `DeadlineExceeded`, 504); a remote backend's (Triton's) full queue, deadline and
+absence keep their meanings (429, 504, 503); a request whose client hangs up is withdrawn from the
 queue at once (`withdraw`). The same image in several requests (or one /v1/matching request's
 texts) is detected once: a content-hash LRU cache keeps recent detector results. Workers decode
 the images they detect (the event loop only checks headers), so decoding runs beside the event
@@ -35,7 +36,7 @@ from PIL import Image
 from cmal.inference import Regions
 from service import metrics
 from service.images import ImageError, finish_image
-from service.runtime import Backend
+from service.runtime import Backend, BackendOverloaded, BackendTimeout, BackendUnavailable
 
 
 class QueueFull(Exception):
@@ -48,6 +49,10 @@ class DeadlineExceeded(Exception):
 
 class BatchFailed(Exception):
     """Inference raised on the job's batch (answered 500); the message names the exception."""
+
+
+class Unavailable(Exception):
+    """The remote inference server cannot be reached (answered 503)."""
 
 
 class ClientGone(Exception):
@@ -197,7 +202,7 @@ class Batcher:
         except Exception as e:  # one batch's failure fails only its requests
             for job in batch:
                 if not job.future.done():
-                    job.future.set_exception(BatchFailed(f"inference failed: {type(e).__name__}: {e}"))
+                    job.future.set_exception(_outcome(e))
         else:
             for job, result in zip(batch, results, strict=True):
                 if job.future.done():
@@ -301,6 +306,19 @@ class Batcher:
         if broken:
             return [broken[j.image_key] if j.image_key in broken else results[id(j)] for j in failed]
         return list(results.values())
+
+
+def _outcome(error: Exception) -> Exception:
+    """What a batch's jobs fail with when running it raised ``error``: a remote server's
+    rejection, deadline or absence keeps its meaning (429, 504, 503); anything else is a
+    `BatchFailed` (500) naming the exception."""
+    if isinstance(error, BackendOverloaded):
+        return QueueFull(str(error))
+    if isinstance(error, BackendTimeout):
+        return DeadlineExceeded(str(error))
+    if isinstance(error, BackendUnavailable):
+        return Unavailable(str(error))
+    return BatchFailed(f"inference failed: {type(error).__name__}: {error}")
 
 
 def _stack(parts: list[Regions]) -> Regions:

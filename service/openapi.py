@@ -28,8 +28,8 @@ TASK_ERRORS: dict[int, str] = {
     413: "the body, the image or its pixel count is over the limit",
     415: "the content type is neither application/json nor multipart/form-data",
     422: "a field is missing, mistyped or out of range, the image cannot be decoded or is too small",
-    429: "the queue is full; retry after the Retry-After seconds",
-    503: "the model is not loaded yet",
+    429: "the queue (or, with CMAL_BACKEND=triton, Triton's) is full; retry after the Retry-After seconds",
+    503: "the model is not loaded yet, or the Triton server cannot be reached",
     504: "no result within the request deadline",
     500: "an internal error; the body gives the request id the service log files it under",
 }

@@ -27,6 +27,18 @@ from cmal.inference import (
 from cmal.model_dir import EXPORT_DIR, graph_file
 
 
+class BackendOverloaded(Exception):
+    """A remote inference server rejected the batch: its queue is full (answered 429)."""
+
+
+class BackendTimeout(Exception):
+    """A remote inference server did not answer within the request deadline (answered 504)."""
+
+
+class BackendUnavailable(Exception):
+    """A remote inference server cannot be reached or is not ready (answered 503)."""
+
+
 class Backend(Protocol):
     """What the service needs of an inference backend: ``name``, execution ``provider``, the model's
     ``files``, and `detect` and `fuse`.
@@ -42,6 +54,10 @@ class Backend(Protocol):
 
     def fuse(self, texts: Sequence[str], regions: Regions) -> dict[str, np.ndarray]:
         """Every head's logits, by output name, for texts paired row by row with ``regions``."""
+        ...
+
+    def close(self) -> None:
+        """Release what the backend holds beyond memory (connections); called once, at shutdown."""
         ...
 
 
@@ -60,6 +76,9 @@ class OnnxBackend:
 
     def fuse(self, texts: Sequence[str], regions: Regions) -> dict[str, np.ndarray]:
         return self.model.fuse(texts, regions)
+
+    def close(self) -> None:
+        """Nothing to release."""
 
 
 class TorchBackend:
@@ -100,6 +119,14 @@ class TorchBackend:
             out = self.fusion(*(self.torch.from_numpy(feeds[n]) for n in FUSION_INPUTS))
         return {n: t.numpy() for n, t in zip(FUSION_OUTPUTS, out, strict=True)}
 
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+# batches in flight to Triton at once by default: enough to keep two model instances busy and give
+# its dynamic batcher several API batches to merge, while the API's own CPU work stays small
+TRITON_WORKERS = 4
+
 
 def usable_cores() -> int:
     """CPU cores this process may run on (its affinity mask: a container's limit, not the host's)."""
@@ -107,7 +134,10 @@ def usable_cores() -> int:
 
 
 def has_gpu(kind: str) -> bool:
-    """Whether backend ``kind`` would run on a GPU here (CUDA in onnxruntime, or in torch)."""
+    """Whether backend ``kind`` would run on a GPU here (CUDA in onnxruntime, or in torch; never
+    for ``triton``, which runs elsewhere)."""
+    if kind == "triton":
+        return False
     if kind == "onnx":
         import onnxruntime as ort
 
@@ -120,7 +150,10 @@ def has_gpu(kind: str) -> bool:
 def parallelism(kind: str, workers: int, threads: int) -> tuple[int, int]:
     """Inference workers and threads per call, 0s resolved: one worker per usable core, each call
     single-threaded, on a CPU (this model's graphs barely speed up with threads per call, while
-    calls side by side scale with cores); one worker and the runtime's threads on a GPU."""
+    calls side by side scale with cores); one worker and the runtime's threads on a GPU. With
+    ``triton`` the workers mostly wait on the network: `TRITON_WORKERS` batches in flight."""
+    if kind == "triton":
+        return workers or TRITON_WORKERS, threads
     if not workers:
         workers = 1 if has_gpu(kind) else usable_cores()
     if not threads and workers > 1:
@@ -129,13 +162,26 @@ def parallelism(kind: str, workers: int, threads: int) -> tuple[int, int]:
 
 
 def load_backend(
-    model_dir: Path, graphs_dir: Path | None, kind: str, variant: str, threads: int, spinning: bool = True
+    model_dir: Path,
+    graphs_dir: Path | None,
+    kind: str,
+    variant: str,
+    threads: int,
+    spinning: bool = True,
+    triton_url: str = "",
+    timeout_s: float = 10.0,
 ) -> Backend:
-    """The backend ``kind`` ("onnx", "torch" or "torchscript") for a model directory, else ``ValueError``.
+    """The backend ``kind`` ("onnx", "torch", "torchscript" or "triton") for a model directory,
+    else ``ValueError``.
 
     ``variant`` (fp32, fp16, int8) applies to ONNX only; ``threads`` 0 keeps the runtime's default;
-    ``spinning`` False makes ONNX Runtime's idle threads sleep (several workers share the cores).
+    ``spinning`` False makes ONNX Runtime's idle threads sleep (several workers share the cores);
+    ``triton_url`` and ``timeout_s`` (each call's deadline) apply to ``triton``.
     """
+    if kind == "triton":
+        from service.triton_backend import TritonBackend
+
+        return TritonBackend(model_dir, triton_url, timeout_s)
     if kind == "onnx":
         return OnnxBackend(model_dir, graphs_dir, variant, threads, spinning)
     if kind in ("torch", "torchscript"):

@@ -19,7 +19,12 @@ class Settings(BaseSettings):
 
     model_dir: Path = Field(BUNDLED_MODEL, description="model directory to serve (default: the bundled demo)")
     graphs_dir: Path | None = Field(None, description="exported graphs (default MODEL_DIR/export)")
-    backend: Literal["onnx", "torchscript", "torch"] = Field("onnx", description="inference backend")
+    backend: Literal["onnx", "torchscript", "torch", "triton"] = Field(
+        "onnx", description="inference backend"
+    )
+    triton_url: str = Field(
+        "127.0.0.1:8001", description="gRPC host:port of the Triton server (CMAL_BACKEND=triton)"
+    )
     variant: Literal["fp32", "fp16", "int8"] = Field("fp32", description="ONNX graph variant")
     max_batch_size: int = Field(32, ge=1, le=1024, description="most text rows in one batch")
     max_batch_delay_ms: float = Field(

@@ -18,7 +18,16 @@ from starlette.requests import ClientDisconnect
 
 from cmal.inference import entailment_result, grounding_result, sigmoid, vqa_result
 from service import metrics, tracing
-from service.batcher import Batcher, BatchFailed, ClientGone, DeadlineExceeded, Job, JobResult, QueueFull
+from service.batcher import (
+    Batcher,
+    BatchFailed,
+    ClientGone,
+    DeadlineExceeded,
+    Job,
+    JobResult,
+    QueueFull,
+    Unavailable,
+)
 from service.errors import ApiError
 from service.images import ImageError, content_hash, decode_base64, probe_image
 from service.metrics import CLIENT_CLOSED_REQUEST
@@ -41,6 +50,7 @@ from service.state import ServiceState, State
 
 log = logging.getLogger("cmal.service")
 INFERENCE_FAILED = "inference failed; the service log has the details under this request id"
+BACKEND_UNAVAILABLE = "the inference server cannot be reached; retry shortly"
 ERRORS = error_responses(TASK_ERRORS)
 NON_BLANK = re.compile(TEXT_PATTERN)
 REQUEST_MODELS = (EntailmentRequest, GroundingRequest, VqaRequest, MatchingRequest)  # for the OpenAPI
@@ -164,6 +174,11 @@ async def _infer(
         ) from None
     except ClientGone:
         raise _client_gone() from None
+    except QueueFull:  # accepted here, rejected by a remote inference server's full queue
+        raise _queue_full() from None
+    except Unavailable as e:
+        log.error("request %s: %s", request.state.request_id, e)
+        raise ApiError(503, "backend_unavailable", BACKEND_UNAVAILABLE, {"Retry-After": "1"}) from None
     except ImageError as e:  # the header was fine, the pixels were not
         raise ApiError(e.status, "invalid_image", e.message) from None
     except BatchFailed as e:

@@ -66,3 +66,32 @@ def test_the_repository_serves_the_exported_files_unchanged(repository: Path) ->
         entry = record["models"][model]
         copied = repository / model / str(entry["version"]) / "model.onnx"
         assert sha256(copied) == entry["sha256"] == manifest["files"][entry["source"]]["sha256"]
+
+
+def test_the_cpu_test_variant_serves_the_same_graphs_with_the_python_backend(repository: Path) -> None:
+    from export.triton import PYTHON_MODEL, write_python_repository
+
+    graphs = repository.parent
+    manifest = json.loads((graphs / MANIFEST).read_text())
+    variant = write_python_repository(
+        graphs, manifest, TritonSettings(max_batch_size=16), sys_path=["/x/site"]
+    )
+    record = json.loads((variant / "repository.json").read_text())
+    for model in ("detector", "fusion"):
+        python, onnx = (
+            parse(variant / model / "config.pbtxt"),
+            parse(repository / model / "configs/cpu.pbtxt"),
+        )
+        assert python.backend == "python" and not python.platform
+        assert [g.kind for g in python.instance_group] == [mc.ModelInstanceGroup.KIND_CPU]
+        # the same tensors as the onnxruntime config, which the test above checks against the graph
+        assert python.input == onnx.input and python.output == onnx.output
+        assert python.parameters["threads"].string_value == "1"
+        version = variant / model / "1"
+        assert (version / "model.py").read_text() == PYTHON_MODEL.read_text()
+        assert (version / "sys_path.txt").read_text() == "/x/site\n"
+        assert sha256(version / "model.onnx") == record["models"][model]["sha256"]
+        assert (
+            record["models"][model]["sha256"]
+            == manifest["files"][record["models"][model]["source"]]["sha256"]
+        )
