@@ -4,8 +4,9 @@
 Each model's ``config.pbtxt`` takes its input and output names, dtypes and dims from the exported
 graphs as recorded in ``manifest.json`` (the batch dimension becomes ``max_batch_size``; a tensor
 that is only ``[batch]`` gets ``dims: [1]`` reshaped to a scalar, Triton's convention). The
-default ``config.pbtxt`` places one instance per GPU; ``configs/cpu.pbtxt`` (Triton's
-``--model-config-name=cpu``) places CPU instances instead. ``max_queue_size`` bounds each model's
+default ``config.pbtxt`` places one instance per GPU, as does ``configs/gpu.pbtxt``;
+``configs/cpu.pbtxt`` places CPU instances instead (Triton's ``--model-config-name=cpu`` / ``gpu``
+chooses, as the compose file's ``TRITON_MODEL_CONFIG`` does). ``max_queue_size`` bounds each model's
 queue, so overload is rejected rather than queued forever. The graphs are copied as
 ``<model>/1/model.onnx``, and ``repository.json`` records their SHA-256, equal to the export
 manifest's.
@@ -136,6 +137,7 @@ def write_repository(
     def configs(name: str, graph: dict[str, Any]) -> dict[str, str]:
         return {
             "config.pbtxt": model_config(name, graph, settings, "KIND_GPU"),
+            "configs/gpu.pbtxt": model_config(name, graph, settings, "KIND_GPU"),
             "configs/cpu.pbtxt": model_config(name, graph, settings, "KIND_CPU"),
         }
 

@@ -35,18 +35,18 @@ def prometheus_binary() -> str:
     return require("prometheus", "apt-get install prometheus")
 
 
-def dashboard() -> dict[str, Any]:
-    return dict(json.loads((ROOT / "docker" / "grafana" / "dashboards" / "cmal.json").read_text()))
+def dashboard(name: str = "cmal") -> dict[str, Any]:
+    return dict(json.loads((ROOT / "docker" / "grafana" / "dashboards" / f"{name}.json").read_text()))
 
 
 # what Grafana puts in for its variables: every instance, a rate window of a few scrapes
 VARIABLES = {"$__rate_interval": "1m", "$instance": ".*"}
 
 
-def panel_queries() -> list[tuple[str, str]]:
-    """Each panel's queries, with Grafana's variables filled in as Grafana would."""
+def panel_queries(name: str = "cmal") -> list[tuple[str, str]]:
+    """Each panel's queries in dashboard ``name``, with Grafana's variables filled in as Grafana would."""
     out = []
-    for p in dashboard()["panels"]:
+    for p in dashboard(name)["panels"]:
         for t in p["targets"]:
             expr = t["expr"]
             for name, value in VARIABLES.items():
@@ -55,8 +55,9 @@ def panel_queries() -> list[tuple[str, str]]:
     return out
 
 
-def test_panels_are_described_and_filter_by_instance() -> None:
-    board = dashboard()
+@pytest.mark.parametrize("name", ["cmal", "triton"])
+def test_panels_are_described_and_filter_by_instance(name: str) -> None:
+    board = dashboard(name)
     assert [v["name"] for v in board["templating"]["list"]] == ["instance"]
     for panel in board["panels"]:
         assert len(panel.get("description", "")) > 30, panel["title"]
@@ -98,15 +99,27 @@ def load(url: str) -> None:
 
 
 @contextmanager
-def prometheus(url: str, tmp_path: Path) -> Iterator[str]:
+def prometheus(url: str, tmp_path: Path, triton_metrics: str = "") -> Iterator[str]:
     """A real Prometheus scraping the service at ``url`` every second with the repo's config and
-    rules; yields its API base once it has scraped the service."""
+    rules (and Triton's metrics at ``triton_metrics``, ``host:port``, in place of the config's DNS
+    lookup of the ``triton`` service; without it that job is dropped); yields its API base once
+    it has scraped every target."""
+    import yaml
+
     binary = prometheus_binary()
     port = url.rsplit(":", 1)[1]
-    config = (ROOT / "docker" / "prometheus" / "prometheus.yml").read_text()
-    config = config.replace('["api:8000"]', f'["127.0.0.1:{port}"]').replace("5s", "1s")
-    assert f"127.0.0.1:{port}" in config
-    (tmp_path / "prometheus.yml").write_text(config)
+    config = yaml.safe_load((ROOT / "docker" / "prometheus" / "prometheus.yml").read_text())
+    config["global"] = {"scrape_interval": "1s", "evaluation_interval": "1s"}
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert jobs["cmal-api"]["static_configs"] == [{"targets": ["api:8000"]}]
+    jobs["cmal-api"]["static_configs"] = [{"targets": [f"127.0.0.1:{port}"]}]
+    assert jobs["triton"]["dns_sd_configs"][0]["names"] == ["triton"]
+    if triton_metrics:
+        del jobs["triton"]["dns_sd_configs"]
+        jobs["triton"]["static_configs"] = [{"targets": [triton_metrics]}]
+    else:
+        config["scrape_configs"].remove(jobs["triton"])
+    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
     shutil.copyfile(ROOT / "docker" / "prometheus" / "alerts.yml", tmp_path / "alerts.yml")
     prom_port = free_port()
     prom = subprocess.Popen(
@@ -122,13 +135,15 @@ def prometheus(url: str, tmp_path: Path) -> Iterator[str]:
                 answer = httpx.get(f"{api}/targets", timeout=2)
                 # while starting, Prometheus answers 503 in plain text: not ready yet
                 targets = answer.json()["data"]["activeTargets"] if answer.status_code == 200 else []
-                if targets and targets[0]["health"] == "up":
+                if len(targets) == len(config["scrape_configs"]) and all(
+                    t["health"] == "up" for t in targets
+                ):
                     break
             except (httpx.HTTPError, KeyError, IndexError):
                 pass
             time.sleep(0.5)
         else:
-            raise AssertionError("Prometheus never scraped the service")
+            raise AssertionError("Prometheus never scraped every target")
         yield api
     finally:
         prom.terminate()
@@ -188,24 +203,36 @@ def test_prometheus_p50_agrees_with_the_clients(demo_exported: Path, tmp_path: P
         service.wait(timeout=30)
 
 
-def check_panels(api: str, url: str) -> None:
-    """Load the service until every panel's query has data, then check the alert rules."""
-    # keep sending load until every panel has data (rates need two scrapes after the load):
-    # waits for Prometheus's state, not for a sleep to be long enough
-    deadline = time.time() + 120
+def empty_panels(api: str, name: str) -> list[str]:
+    """The queries of dashboard ``name`` that return no data (or only NaN) in Prometheus now;
+    each must at least be valid PromQL."""
+    empty = []
+    for title, expr in panel_queries(name):
+        body = httpx.get(f"{api}/query", params={"query": expr}, timeout=10).json()
+        assert body["status"] == "success", (title, body)
+        values = [float(r["value"][1]) for r in body["data"]["result"]]
+        if not values or all(math.isnan(v) for v in values):
+            empty.append(f"{title}: {expr}")
+    return empty
+
+
+def panels_with_data(api: str, url: str, name: str, timeout_s: float = 120) -> bool:
+    """Send load to the service at ``url`` until every query of dashboard ``name`` has data (rates
+    need two scrapes after the load): waits for Prometheus's state, not for a sleep to be long
+    enough. Fails naming the empty panels after ``timeout_s``."""
+    deadline = time.time() + timeout_s
     while True:
         load(url)
-        empty = []
-        for title, expr in panel_queries():
-            body = httpx.get(f"{api}/query", params={"query": expr}, timeout=10).json()
-            assert body["status"] == "success", (title, body)
-            values = [float(r["value"][1]) for r in body["data"]["result"]]
-            if not values or all(math.isnan(v) for v in values):
-                empty.append(f"{title}: {expr}")
-        if not empty or time.time() > deadline:
-            break
+        empty = empty_panels(api, name)
+        if not empty:
+            return True
+        assert time.time() < deadline, "panels without data:\n" + "\n".join(empty)
         time.sleep(1)
-    assert empty == [], "panels without data:\n" + "\n".join(empty)
+
+
+def check_panels(api: str, url: str) -> None:
+    """Load the service until every panel's query has data, then check the alert rules."""
+    assert panels_with_data(api, url, "cmal")
     assert len(panel_queries()) >= 13
     # the alert rules load in the real Prometheus, evaluate without error, and a healthy
     # service under light load fires none of them

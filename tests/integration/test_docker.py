@@ -36,6 +36,12 @@ def test_compose_file_is_valid() -> None:
         cwd=ROOT, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert gpu.returncode == 0 and "api-gpu" in gpu.stdout.split()
+    triton = subprocess.run(
+        [tool("docker-compose"), "-f", "docker-compose.yml", "--profile", "triton", "config"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert triton.returncode == 0, triton.stderr
+    assert "CMAL_BACKEND: triton" in triton.stdout and "CMAL_TRITON_URL: triton:8001" in triton.stdout
 
 
 def test_prometheus_scrapes_what_runs_in_either_profile() -> None:
@@ -43,10 +49,19 @@ def test_prometheus_scrapes_what_runs_in_either_profile() -> None:
 
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
     scrape = yaml.safe_load((ROOT / "docker" / "prometheus" / "prometheus.yml").read_text())
-    targets = [t for job in scrape["scrape_configs"] for c in job["static_configs"] for t in c["targets"]]
-    assert targets == ["api:8000"]  # one target: the CPU service, or the GPU one under its alias
-    assert "api" in compose["api-gpu"]["networks"]["default"]["aliases"]
-    assert "gpu" in compose["api-gpu"]["profiles"] and "profiles" not in compose["api"]
+    jobs = {job["job_name"]: job for job in scrape["scrape_configs"]}
+    # one API target: the CPU service, or the GPU or Triton-backed one under its alias
+    assert jobs["cmal-api"]["static_configs"] == [{"targets": ["api:8000"]}]
+    for service, profile in (("api-gpu", "gpu"), ("api-triton", "triton")):
+        assert "api" in compose[service]["networks"]["default"]["aliases"]
+        assert compose[service]["profiles"] == [profile]
+    assert "profiles" not in compose["api"]
+    # Triton, found by DNS only where the triton profile runs it (no target, not a down one, elsewhere)
+    assert compose["triton"]["profiles"] == ["triton"]
+    assert jobs["triton"]["dns_sd_configs"] == [
+        {"names": ["triton"], "type": "A", "port": 8002, "refresh_interval": "30s"}
+    ]
+    assert "--model-repository=/models" in compose["triton"]["command"]
     mounted = " ".join(compose["prometheus"]["volumes"])
     assert "alerts.yml:/etc/prometheus/alerts.yml" in mounted and scrape["rule_files"] == ["alerts.yml"]
 

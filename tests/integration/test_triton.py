@@ -32,7 +32,7 @@ def parse(path: Path) -> mc.ModelConfig:
 
 
 @pytest.mark.parametrize("model", ["detector", "fusion"])
-@pytest.mark.parametrize("config", ["config.pbtxt", "configs/cpu.pbtxt"])
+@pytest.mark.parametrize("config", ["config.pbtxt", "configs/gpu.pbtxt", "configs/cpu.pbtxt"])
 def test_each_config_matches_its_onnx_graph(repository: Path, model: str, config: str) -> None:
     parsed = parse(repository / model / config)
     session = ort.InferenceSession(
@@ -54,7 +54,7 @@ def test_each_config_matches_its_onnx_graph(repository: Path, model: str, config
     batching = parsed.dynamic_batching
     assert list(batching.preferred_batch_size) == [8, 16]  # only sizes within max_batch_size
     assert batching.default_queue_policy.max_queue_size == 8  # overload is rejected, not queued forever
-    kind = mc.ModelInstanceGroup.KIND_CPU if config.startswith("configs/") else mc.ModelInstanceGroup.KIND_GPU
+    kind = mc.ModelInstanceGroup.KIND_CPU if config == "configs/cpu.pbtxt" else mc.ModelInstanceGroup.KIND_GPU
     assert [g.kind for g in parsed.instance_group] == [kind]
 
 

@@ -208,3 +208,19 @@ def test_the_triton_backend_never_imports_torch() -> None:
     code = "import sys, service.triton_backend, service.app; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_every_triton_panel_and_api_panel_has_data(
+    demo_exported: Path, triton: tritonserver.LocalTriton, tmp_path: Path
+) -> None:
+    """Both dashboards against a real Prometheus scraping the API (CMAL_BACKEND=triton) and Triton
+    with the repo's scrape config."""
+    from tests.integration.test_dashboard import panels_with_data, prometheus
+
+    api, url = start(demo_exported, CMAL_BACKEND="triton", CMAL_TRITON_URL=triton.grpc_url)
+    try:
+        with prometheus(url, tmp_path, triton_metrics=f"127.0.0.1:{triton.metrics_port}") as prom:
+            assert panels_with_data(prom, url, "triton")
+            assert panels_with_data(prom, url, "cmal")
+    finally:
+        stop(api)
