@@ -63,3 +63,27 @@ def test_the_api_deployment_agrees_with_the_service() -> None:
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     pause = container["lifecycle"]["preStop"]["sleep"]["seconds"]
     assert pod["terminationGracePeriodSeconds"] >= pause + DRAIN_S  # the drain is never cut short
+
+
+def test_triton_runs_on_a_gpu_behind_a_service_the_api_can_reach() -> None:
+    docs = documents()
+    deployment = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "cmal-triton")
+    pod = deployment["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert container["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
+    assert "--model-config-name=gpu" in container["args"]  # configs/gpu.pbtxt of the exported repository
+    exit_timeout = next(
+        int(a.split("=")[1]) for a in container["args"] if a.startswith("--exit-timeout-secs=")
+    )
+    pause = container["lifecycle"]["preStop"]["sleep"]["seconds"]
+    assert pod["terminationGracePeriodSeconds"] >= pause + exit_timeout
+    claim = next(v for v in pod["volumes"] if v["name"] == "models")["persistentVolumeClaim"]["claimName"]
+    assert any(d["kind"] == "PersistentVolumeClaim" and d["metadata"]["name"] == claim for d in docs)
+    service = next(d for d in docs if d["kind"] == "Service" and d["metadata"]["name"] == "cmal-triton")
+    assert {"name": "grpc", "port": 8001, "targetPort": "grpc", "protocol": "TCP"} in service["spec"]["ports"]
+    # the switch the manifest's header gives names a real setting and this Service's gRPC port
+    header = (MANIFESTS[0].parent / "triton.yaml").read_text().split("apiVersion", 1)[0]
+    assert "CMAL_BACKEND=triton CMAL_TRITON_URL=cmal-triton:8001" in header
+    assert {"CMAL_BACKEND", "CMAL_TRITON_URL"} <= {f"CMAL_{n.upper()}" for n in Settings.model_fields}
