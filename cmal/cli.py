@@ -222,7 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--graphs", help="its exported graphs (default: exported into --out)")
     bench.add_argument("--out", help="output folder (default runs/bench/PRESET)")
     bench.add_argument("--backends", help="comma-separated, the first is swept (default onnx,onnx-int8,"
-                       "torchscript,torch; paper: onnx,torch)")  # fmt: skip
+                       "torchscript,torch; paper: onnx,torch); triton starts a local tritonserver "
+                       "(make tritonserver)")  # fmt: skip
     bench.add_argument("--batch-sizes", default="1,8,32", help="engine batch sizes (default 1,8,32)")
     bench.add_argument("--concurrency", default="1,8,32,64", help="closed-loop clients (default 1,8,32,64)")
     bench.add_argument("--load", default="0.5", help="open-loop rates as fractions of the best throughput")

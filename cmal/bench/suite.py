@@ -24,6 +24,7 @@ from cmal.bench.engine import time_batches, time_parallel
 from cmal.bench.machine import describe, steal_seconds
 from cmal.bench.server import free_port, scrape, start_service, stop_service
 from cmal.bench.targets import targets, verdicts
+from cmal.tritonserver import LocalTriton
 from service.runtime import Backend
 
 # backend name -> (service backend, ONNX variant)
@@ -33,6 +34,9 @@ BACKENDS = {
     "onnx-int8": ("onnx", "int8"),
     "torchscript": ("torchscript", "fp32"),
     "torch": ("torch", "fp32"),
+    # the API in front of a local tritonserver (cmal.tritonserver) serving the export's CPU test
+    # variant; its engine is the same Triton called directly, without HTTP or the service
+    "triton": ("triton", "fp32"),
 }
 DATA_SEED = 4242  # a Shapes test split no training run uses
 
@@ -133,12 +137,15 @@ def run_bench(settings: BenchSettings, quiet: bool = False) -> dict[str, Any]:
     progress.done()
 
     run = _Run(settings, model_dir, graphs, images, texts, progress)
-    engine = {name: run.engine(name) for name in settings.backends}
-    parallel = run.side_by_side()
-    progress.step("FLOPs and the dense matmul rate")
-    compute = compute_share(run.primary_backend, images, texts, settings, engine[primary])
-    progress.done()
-    service = {name: run.service(name) for name in settings.backends}
+    try:
+        engine = {name: run.engine(name) for name in settings.backends}
+        parallel = run.side_by_side()
+        progress.step("FLOPs and the dense matmul rate")
+        compute = compute_share(run.primary_backend, images, texts, settings, engine[primary])
+        progress.done()
+        service = {name: run.service(name) for name in settings.backends}
+    finally:
+        run.close()
     progress.bar.close()
 
     report = {
@@ -205,12 +212,35 @@ class _Run:
         self.primary = settings.backends[0]
         # kept loaded: the engine measured beside each service point is this same backend
         self.primary_backend: Backend | None = None
+        self.triton: LocalTriton | None = None  # started for the triton backend, stopped by `close`
+
+    def _triton_url(self) -> str:
+        """The gRPC address of the local tritonserver, started on first use on the export's CPU
+        test variant (written if the export lacks it)."""
+        if self.triton is None:
+            from cmal import tritonserver
+            from cmal.model_dir import MANIFEST
+            from export.triton import TRITON_PYTHON_DIR, write_python_repository
+
+            repository = self.graphs / TRITON_PYTHON_DIR
+            if not (repository / "repository.json").is_file():
+                manifest = json.loads((self.graphs / MANIFEST).read_text())
+                repository = write_python_repository(self.graphs, manifest)
+            self.progress.step("starting tritonserver")
+            self.triton = tritonserver.start(repository, self.settings.out / "triton.log")
+        return self.triton.grpc_url
 
     def _load(self, name: str, threads: int, spinning: bool = True) -> Backend:
         from service.runtime import load_backend
 
         kind, variant = BACKENDS[name]
-        return load_backend(self.model_dir, self.graphs, kind, variant, threads, spinning)
+        url = self._triton_url() if kind == "triton" else ""
+        return load_backend(self.model_dir, self.graphs, kind, variant, threads, spinning, url, timeout_s=120)
+
+    def close(self) -> None:
+        """Stop what the run started (tritonserver)."""
+        if self.triton is not None:
+            self.triton.stop()
 
     def engine(self, name: str) -> list[dict[str, Any]]:
         """The backend alone, per batch size, with the CPU time stolen meanwhile."""
@@ -248,6 +278,7 @@ class _Run:
             "CMAL_CACHE_SIZE": "0", "CMAL_MAX_BATCH_SIZE": str(max(settings.batch_sizes)),
             "CMAL_MAX_QUEUE": str(max(256, 4 * max(settings.concurrency))),
             **({"CMAL_THREADS": str(settings.threads)} if settings.threads else {}),
+            **({"CMAL_TRITON_URL": self._triton_url()} if kind == "triton" else {}),
             **settings.service_env,
         }  # fmt: skip
         port = free_port()
@@ -361,6 +392,10 @@ def ratios(report: dict[str, Any], primary: str) -> dict[str, float | None]:
         out[f"p99_over_p50_at_{p['fraction']}"] = p["p99_ms"] / p["p50_ms"] if p["p50_ms"] else None
     c1 = {n: s["closed_loop"][0]["throughput_ok_per_s"] for n, s in report["service"].items()
           if s["closed_loop"] and s["closed_loop"][0]["concurrency"] == 1}  # fmt: skip
+    for name, served_c1 in c1.items():  # each backend's service against its own engine, batch 1
+        b1 = next((p["samples_per_s"] for p in report["engine"].get(name, []) if p["batch_size"] == 1), None)
+        if b1:
+            out[f"{name}_c1_vs_own_engine_b1"] = served_c1 / b1
     if "torch" in c1 and primary in c1 and c1["torch"]:
         out["onnx_vs_torch_c1"] = c1[primary] / c1["torch"]
     if "onnx-int8" in report["engine"] and primary in report["engine"]:
