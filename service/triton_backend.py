@@ -8,13 +8,16 @@ batcher merges the batches of several API workers and replicas. No torch here ei
 `tritonclient.grpc.aio` runs on one private event loop thread; the service's inference workers
 (threads) hand it their calls and wait. Triton's answers map onto the service's contract:
 a full Triton queue -> `BackendOverloaded` (429), a call past its deadline -> `BackendTimeout`
-(504), an unreachable server -> `BackendUnavailable` (503).
+(504), an unreachable server -> `BackendUnavailable` (503). At start the API waits up to
+`STARTUP_WAIT_S` for Triton and both models to be ready.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
+import time
 from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -39,6 +42,10 @@ from service.runtime import BackendOverloaded, BackendTimeout, BackendUnavailabl
 
 T = TypeVar("T")
 MODELS = ("detector", "fusion")
+# how long a starting API waits for Triton (an orchestrator may start both at once); the API's
+# Kubernetes startup probe allows 120 s
+STARTUP_WAIT_S = 100.0
+log = logging.getLogger(__name__)
 
 
 def _translate(error: Exception) -> Exception:
@@ -60,7 +67,7 @@ class TritonBackend:
 
     name = "triton"
 
-    def __init__(self, model_dir: Path, url: str, timeout_s: float):
+    def __init__(self, model_dir: Path, url: str, timeout_s: float, wait_s: float = STARTUP_WAIT_S):
         self.files = ModelFiles.load(model_dir)
         self.url = url
         self.provider = f"triton@{url}"
@@ -69,7 +76,33 @@ class TritonBackend:
         self.thread = threading.Thread(target=self.loop.run_forever, name="cmal-triton", daemon=True)
         self.thread.start()
         self.client: aioclient.InferenceServerClient = self._wait(self._connect())
-        self._check_models()
+        try:
+            self._wait_until_ready(wait_s)
+            self._check_models()
+        except Exception:
+            self.close()
+            raise
+
+    def _wait_until_ready(self, wait_s: float) -> None:
+        """Wait up to ``wait_s`` for Triton and both models to be ready (an API pod may start before
+        Triton has loaded), logging every 10 s; then `BackendUnavailable` naming the reason."""
+        began = time.monotonic()
+        logged = began
+        while True:
+            try:
+                missing = [m for m in MODELS if not self._wait(self.client.is_model_ready(m))]
+                reason = f"models not ready: {', '.join(missing)}" if missing else ""
+            except BackendUnavailable as e:
+                reason = str(e)
+            if not reason:
+                return
+            now = time.monotonic()
+            if now - began >= wait_s:
+                raise BackendUnavailable(f"Triton at {self.url} not ready after {wait_s:.0f} s ({reason})")
+            if now - logged >= 10:
+                log.warning("waiting for Triton at %s: %s", self.url, reason)
+                logged = now
+            time.sleep(0.5)
 
     async def _connect(self) -> aioclient.InferenceServerClient:
         return aioclient.InferenceServerClient(self.url)  # made on the loop that will use it
@@ -82,11 +115,7 @@ class TritonBackend:
             raise _translate(e) from None
 
     def _check_models(self) -> None:
-        """Both models are ready and fit this model directory (names and answer count), else
-        `BackendUnavailable` / `GraphMismatch`."""
-        for model in MODELS:
-            if not self._wait(self.client.is_model_ready(model)):
-                raise BackendUnavailable(f"Triton at {self.url} has no ready model {model!r}")
+        """Both models fit this model directory (tensor names and answer count), else `GraphMismatch`."""
         detector = self._wait(self.client.get_model_metadata("detector"))
         fusion = self._wait(self.client.get_model_metadata("fusion"))
         names = {

@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from service.app import create_app
+from service.runtime import BackendOverloaded, BackendTimeout, BackendUnavailable
 from service.settings import Settings
 from tests.service.sync import Gate, until
 
@@ -429,3 +430,42 @@ def test_a_bug_answers_500_without_internals(
     assert "secret" not in r.text and "ZeroDivisionError" not in r.text
     assert r.json()["request_id"] == r.headers["x-request-id"]
     assert any("secret" in (rec.exc_text or str(rec.exc_info)) for rec in caplog.records)
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "code"),
+    [
+        (BackendOverloaded("Exceeds maximum queue size"), 429, "queue_full"),
+        (BackendTimeout("Deadline Exceeded"), 504, "deadline_exceeded"),
+        (BackendUnavailable("failed to connect to all addresses"), 503, "backend_unavailable"),
+    ],
+)
+def test_a_remote_backends_refusals_keep_their_meaning(
+    tiny_exported: Path, error: Exception, status: int, code: str
+) -> None:
+    """What a remote inference server (Triton) says about a batch reaches the client as the
+    service's own 429 / 504 / 503, never as a 500."""
+    settings = Settings(model_dir=tiny_exported, workers=1)
+    image = b64(png())
+
+    async def go(client: httpx.AsyncClient, app) -> None:  # type: ignore[no-untyped-def]
+        backend = app.state.service.backend
+        original = backend.detect
+
+        def refuse(images):  # type: ignore[no-untyped-def]
+            raise error
+
+        backend.detect = refuse
+        before = (await client.get("/metrics")).text
+        r = await client.post("/v1/vqa", json={"image": image, "question": "q?"})
+        assert r.status_code == status and r.json()["error"]["code"] == code
+        if status in (429, 503):
+            assert r.headers["retry-after"] == "1"
+        assert str(error) not in r.text  # the server's words stay in the log
+        backend.detect = original
+        assert (await client.post("/v1/vqa", json={"image": image, "question": "q?"})).status_code == 200
+        after = (await client.get("/metrics")).text
+        outcome = {429: "rejected", 504: "timeout", 503: "error"}[status]
+        assert change(before, after, f'cmal_requests_total{{task="vqa",outcome="{outcome}"}}') == 1
+
+    run(settings, go)
