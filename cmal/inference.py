@@ -7,7 +7,7 @@ never torch). The same host-side encoding as training (`cmal.text.encode`) feeds
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -141,26 +141,29 @@ def encode_batch(files: ModelFiles, texts: Sequence[str], regions: Regions) -> d
     return feeds
 
 
-def read_manifest(model_dir: Path, graphs_dir: Path) -> dict[str, Any]:
-    """The export manifest, checked against the model directory and the graph files.
+def read_manifest(model_dir: Path, graphs_dir: Path, files: Collection[str] | None = None) -> dict[str, Any]:
+    """The export manifest, checked against the model directory and the graph files: the weights it
+    names, and the graph files among ``files`` (default: every graph file on disk; a backend
+    passes the two it loads, so a start does not hash variants it never opens).
 
     Raises:
-        GraphMismatch: the manifest names other weights, or a graph file's checksum differs.
+        GraphMismatch: the manifest names other weights, or a checked graph file's checksum differs.
         FileNotFoundError: no manifest (the model was never exported).
     """
     path = graphs_dir / MANIFEST
     if not path.is_file():
         raise FileNotFoundError(f"no exported graphs in {graphs_dir}: run `cmal export --model {model_dir}`")
     manifest: dict[str, Any] = read_json(path)
-    files = [model_dir / n for n in manifest["weights"]] + [graphs_dir / n for n in manifest["files"]]
+    graphs = {n: i for n, i in manifest["files"].items() if files is None or n in files}
+    paths = [model_dir / n for n in manifest["weights"]] + [graphs_dir / n for n in graphs]
     with ThreadPoolExecutor(max_workers=4) as pool:  # hashing releases the GIL: one file per core
-        list(pool.map(sha256, [f for f in files if f.is_file()]))
+        list(pool.map(sha256, [f for f in paths if f.is_file()]))
     for name, digest in manifest["weights"].items():
         if not (model_dir / name).is_file() or sha256(model_dir / name) != digest:
             raise GraphMismatch(
                 f"{graphs_dir}: graphs were exported from other weights than {model_dir / name}"
             )
-    for name, info in manifest["files"].items():
+    for name, info in graphs.items():
         file = graphs_dir / name
         if not file.is_file():
             continue  # an optional variant that was not exported
@@ -230,7 +233,8 @@ class OnnxModel:
 
         self.model_dir = model_dir
         self.graphs_dir = graphs_dir or model_dir / EXPORT_DIR
-        self.manifest = read_manifest(model_dir, self.graphs_dir)
+        # the weights first; the two graphs this variant loads once they are named (not the others)
+        self.manifest = read_manifest(model_dir, self.graphs_dir, files=())
         if not self.manifest.get("passed", False):
             raise GraphMismatch(f"{self.graphs_dir}: the export failed its parity checks (see manifest.json)")
         self.files = ModelFiles.load(model_dir)
@@ -252,6 +256,7 @@ class OnnxModel:
         for name in (det_name, fus_name):
             if not (self.graphs_dir / name).is_file():
                 raise FileNotFoundError(f"{self.graphs_dir / name} is in the manifest but not on disk")
+        read_manifest(model_dir, self.graphs_dir, files=(det_name, fus_name))
         self.detector_path, self.fusion_path = self.graphs_dir / det_name, self.graphs_dir / fus_name
         self.detector = ort.InferenceSession(str(self.detector_path), options, providers=self.providers)
         self.fusion = ort.InferenceSession(str(self.fusion_path), options, providers=self.providers)

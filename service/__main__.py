@@ -46,15 +46,24 @@ def preflight(settings: Settings) -> None:
     """Check, before any server starts, that the model can be served: the model directory, its
     files and its exported graphs (`ValueError` / `FileNotFoundError` with one clear line)."""
     from cmal.inference import GraphMismatch, read_manifest
-    from cmal.model_dir import EXPORT_DIR, MODEL_FILES, require
+    from cmal.model_dir import EXPORT_DIR, MODEL_FILES, graph_file, require
 
     model_dir = settings.model_dir
     if not model_dir.is_dir():
         raise FileNotFoundError(f"model directory {model_dir} does not exist (set CMAL_MODEL_DIR)")
     require(model_dir, MODEL_FILES)
     if settings.backend in ("onnx", "torchscript"):
-        try:
-            read_manifest(model_dir, settings.graphs_dir or model_dir / EXPORT_DIR)
+        graphs = settings.graphs_dir or model_dir / EXPORT_DIR
+        onnx = settings.backend == "onnx"
+        try:  # the weights, then only the two graphs this backend will load
+            manifest = read_manifest(model_dir, graphs, files=())
+            variant = settings.variant if onnx else "fp32"
+            fmt = "onnx" if onnx else "torchscript"
+            read_manifest(
+                model_dir,
+                graphs,
+                files=[graph_file(manifest, g, variant, fmt) for g in ("detector", "fusion")],
+            )
         except GraphMismatch as e:
             raise ValueError(str(e)) from None
 

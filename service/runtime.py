@@ -97,9 +97,11 @@ class TorchBackend:
             from cmal.inference import read_manifest
 
             graphs = graphs_dir or model_dir / EXPORT_DIR
-            manifest = read_manifest(model_dir, graphs)
-            self.detector = torch.jit.load(str(graphs / graph_file(manifest, "detector", fmt="torchscript")))
-            self.fusion = torch.jit.load(str(graphs / graph_file(manifest, "fusion", fmt="torchscript")))
+            manifest = read_manifest(model_dir, graphs, files=())  # the weights; then the two graphs it loads
+            names = [graph_file(manifest, g, fmt="torchscript") for g in ("detector", "fusion")]
+            read_manifest(model_dir, graphs, files=names)
+            self.detector = torch.jit.load(str(graphs / names[0]))
+            self.fusion = torch.jit.load(str(graphs / names[1]))
         else:
             from cmal.detector.io import load_detector
             from cmal.model.io import load_cmal

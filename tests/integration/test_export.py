@@ -164,6 +164,17 @@ def test_corrupted_or_mismatched_graphs_are_refused(exported, tmp_path: Path) ->
     with pytest.raises(GraphMismatch, match="checksum differs"):
         OnnxModel(copy)
 
+    # a backend checks only the graphs it loads (a start hashes nothing it never opens), while a
+    # full check of the export still finds every altered file
+    unused = tmp_path / "unused"
+    shutil.copytree(model_dir, unused)
+    ts = next(n for n, i in json.loads((unused / "export" / "manifest.json").read_text())["files"].items()
+              if i["format"] == "torchscript" and i["graph"] == "fusion")  # fmt: skip
+    (unused / "export" / ts).write_bytes(b"not a graph")
+    OnnxModel(unused)
+    with pytest.raises(GraphMismatch, match="checksum differs"):
+        read_manifest(unused, unused / "export")
+
     other = tmp_path / "other"
     shutil.copytree(model_dir, other)
     weights = other / "cmal.safetensors"
