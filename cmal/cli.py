@@ -230,6 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--seconds", type=float, default=10.0, help="seconds per measured point (default 10)")
     bench.add_argument("--images", type=int, default=300, help="test images, one question each (default 300)")
     bench.add_argument("--threads", type=int, default=0, help="inference threads (default: the runtime's)")
+    bench.add_argument("--processes", type=_positive, default=1, help="server processes (default 1)")
     bench.add_argument("--quiet", action="store_true", help="no progress bar")
     bench.set_defaults(func=commands.bench)
 

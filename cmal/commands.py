@@ -262,6 +262,7 @@ def bench(args: argparse.Namespace) -> int:
         seconds=args.seconds,
         images=args.images,
         threads=args.threads,
+        service_env={"CMAL_PROCESSES": str(args.processes)},
     )
     report = run_bench(settings, quiet=args.quiet)
     print(summary(report))

@@ -2,6 +2,8 @@
 
     .venv/bin/python scripts/overload_soak.py --out runs/reliability [--soak-minutes 30]
 
+The service takes its settings from the environment's CMAL_* (e.g. CMAL_PROCESSES=2).
+
 1. **Capacity**: a closed loop of 64 clients for 15 s over mixed requests (the four endpoints on
    a fresh Shapes test split) gives the service's throughput C on this machine.
 2. **Overload**: 60 s of open-loop (Poisson) arrivals at 10 × C over at most 512 connections.
@@ -73,10 +75,26 @@ def mixed_requests(folder: Path) -> list[bytes]:
 
 
 def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS")
+    """Resident memory of the service: the process and its children (the server processes of
+    CMAL_PROCESSES > 1; their supervisor's own share is small)."""
+    total = 0.0
+    for proc in [pid, *children(pid)]:
+        for line in Path(f"/proc/{proc}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1]) / 1024
+    return total
+
+
+def children(pid: int) -> list[int]:
+    """Direct children of ``pid`` (from /proc)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(stat.parent.name))
+        except (OSError, ValueError, IndexError):
+            continue  # it exited meanwhile
+    return out
 
 
 def server_counts(port: int) -> dict[str, float]:

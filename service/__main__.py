@@ -1,45 +1,23 @@
 """Run the service: ``python -m service [--host 127.0.0.1] [--port 8000]`` (settings from CMAL_*).
 
 SIGTERM / SIGINT: readiness turns 503 at once, in-flight requests finish, then the process exits 0.
+
+``CMAL_PROCESSES`` above 1 runs that many server processes on the one port (uvicorn's supervisor:
+a parent that starts them, restarts one that dies and passes a stop signal on to each), every
+one with its own model, batcher and workers. One process's event loop parses every request
+under one interpreter lock, which caps a CPU server well before its inference workers do; each
+process has its own. The metrics of all processes are added up (`service.metrics`).
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
-from collections.abc import Iterator
-from types import FrameType
 
-import uvicorn
-
-from service import metrics
 from service.access_log import configure_logging
 from service.app import create_app
+from service.server import DrainingServer, server_config
 from service.settings import Settings
-
-
-class DrainingServer(uvicorn.Server):
-    """uvicorn's server, flipping the app to draining the moment a stop signal arrives."""
-
-    def __init__(self, config: uvicorn.Config, app: object):
-        super().__init__(config)
-        self._app = app
-
-    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        """Mark the service draining (``/readyz`` 503), then let uvicorn shut down gracefully."""
-        self._app.state.service.draining = True  # type: ignore[attr-defined]
-        metrics.READY.set(0)  # readiness and its gauge turn at once
-        super().handle_exit(sig, frame)
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        """uvicorn's signal capture, without re-raising the captured signal: a completed drain exits 0."""
-        # uvicorn re-raises a captured SIGTERM after its graceful shutdown, so the process would end
-        # "killed by SIGTERM"; the drain completed, so report success (exit status 0) instead
-        with super().capture_signals():
-            yield
-            self._captured_signals.clear()
 
 
 def preflight(settings: Settings) -> None:
@@ -84,18 +62,12 @@ def run_service(overrides: dict[str, object], host: str, port: int, log_level: s
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if settings.processes > 1:
+        from service.processes import run_processes
+
+        return run_processes(settings, overrides, host, port, log_level)
     app = create_app(settings)
-    config = uvicorn.Config(
-        app,
-        host=host,
-        port=port,
-        log_level=log_level,
-        timeout_graceful_shutdown=30,
-        timeout_keep_alive=settings.keep_alive_s,
-        log_config=None,  # configure_logging's JSON handler formats uvicorn's lines too
-        access_log=False,  # AccessLog writes one richer line per request instead
-    )
-    DrainingServer(config, app).run()
+    DrainingServer(server_config(app, settings, host, port, log_level), app).run()
     return 0
 
 

@@ -52,10 +52,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        workers, threads = parallelism(settings.backend, settings.workers, settings.threads)
+        workers, threads = parallelism(
+            settings.backend, settings.workers, settings.threads, settings.processes
+        )
         backend = await asyncio.to_thread(
             load_backend, settings.model_dir, settings.graphs_dir, settings.backend, settings.variant,
-            threads, workers == 1,  # several workers: no runtime thread may spin on a core another needs
+            # several workers or processes: no runtime thread may spin on a core another needs
+            threads, workers * settings.processes == 1,
             settings.triton_url, settings.request_timeout_ms / 1000,
         )  # fmt: skip
         await asyncio.to_thread(warm_up, backend, settings.max_batch_size)
@@ -115,9 +118,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app, latency_lowr_buckets=metrics.LATENCY_BUCKETS, latency_highr_buckets=metrics.LATENCY_BUCKETS
     )
 
+    exposed = metrics.exposed_registry(registry)
+
     @app.get("/metrics", include_in_schema=False)
     async def metrics_endpoint() -> Response:
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(exposed), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:

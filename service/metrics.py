@@ -1,14 +1,26 @@
 """Prometheus metrics of the service. Their names are part of the contract: the Grafana dashboard,
-the alert rules and the README's panel table read them."""
+the alert rules and the README's panel table read them.
+
+With several server processes (``CMAL_PROCESSES``) every process writes its values to files in
+``PROMETHEUS_MULTIPROC_DIR`` (set by the parent before any process imports prometheus_client) and
+``/metrics``, whichever process answers it, adds them up (`prometheus_client.multiprocess`):
+counters and histograms sum, the queue gauges sum over live processes, readiness is the least
+ready process's. ``process_*`` metrics, which prometheus_client cannot aggregate, are read from
+/proc for every live process (`ServerProcesses`).
+"""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
+from pathlib import Path
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
-from prometheus_client.metrics_core import Metric
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from cmal.tasks import ROUTES
+
+MULTIPROCESS_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
 
 # Every latency histogram (HTTP, queue wait, inference stages) uses these buckets: 1 ms to 10 s,
 # each bound at most 1.33 x the last (1, 1.25, 1.5, 2, 2.5, 3, 4, 5, 6, 7.5 per decade).
@@ -37,10 +49,23 @@ INFERENCE = Histogram(
     ["stage"],
     buckets=LATENCY_BUCKETS,
 )
-QUEUE_DEPTH = Gauge("cmal_queue_depth", "Requests waiting for a batch")
-QUEUE_CAPACITY = Gauge("cmal_queue_capacity", "Requests the queue holds before 429s (CMAL_MAX_QUEUE)")
-READY = Gauge("cmal_ready", "1 while the model is loaded and the service takes traffic, else 0")
-MODEL_INFO = Gauge("cmal_model_info", "The served model", ["name", "version", "backend", "provider"])
+QUEUE_DEPTH = Gauge("cmal_queue_depth", "Requests waiting for a batch", multiprocess_mode="livesum")
+QUEUE_CAPACITY = Gauge(
+    "cmal_queue_capacity",
+    "Requests the queue holds before 429s (CMAL_MAX_QUEUE)",
+    multiprocess_mode="livesum",
+)
+READY = Gauge(
+    "cmal_ready",
+    "1 while the model is loaded and the service takes traffic, else 0",
+    multiprocess_mode="livemin",
+)
+MODEL_INFO = Gauge(
+    "cmal_model_info",
+    "The served model",
+    ["name", "version", "backend", "provider"],
+    multiprocess_mode="livemax",
+)
 CACHE = Counter(
     "cmal_detector_cache_total",
     "Requests by whether their image needed its own detector pass (miss) or not (hit)",
@@ -91,6 +116,53 @@ def app_registry() -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Forward(REGISTRY))
     return registry
+
+
+def exposed_registry(app_registry: CollectorRegistry) -> CollectorRegistry:
+    """What ``/metrics`` serves: ``app_registry`` in one process; with several, every process's
+    values added up from their files, and every live process's resident memory and CPU time."""
+    if not MULTIPROCESS_DIR:
+        return app_registry
+    from prometheus_client import multiprocess
+
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    registry.register(ServerProcesses(Path(MULTIPROCESS_DIR)))
+    return registry
+
+
+class ServerProcesses:
+    """``process_resident_memory_bytes`` and ``process_cpu_seconds_total`` summed over the live
+    server processes (those with a metrics file in the multiprocess folder), from /proc."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.page = os.sysconf("SC_PAGE_SIZE")
+        self.tick = os.sysconf("SC_CLK_TCK")
+
+    def pids(self) -> set[int]:
+        """Processes that wrote metrics and still run."""
+        found = {
+            int(f.stem.rsplit("_", 1)[1])
+            for f in self.folder.glob("*.db")
+            if f.stem.rsplit("_", 1)[1].isdigit()
+        }
+        return {pid for pid in found if Path(f"/proc/{pid}").exists()}
+
+    def collect(self) -> Iterable[Metric]:
+        """The two process metrics, summed."""
+        rss, cpu = 0.0, 0.0
+        for pid in self.pids():
+            try:
+                rss += int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * self.page
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                cpu += (int(fields[11]) + int(fields[12])) / self.tick
+            except (OSError, IndexError, ValueError):
+                continue  # it exited meanwhile
+        yield GaugeMetricFamily(
+            "process_resident_memory_bytes", "Resident memory of the server processes", rss
+        )
+        yield CounterMetricFamily("process_cpu_seconds_total", "CPU time of the live server processes", cpu)
 
 
 def initialise() -> None:

@@ -149,16 +149,17 @@ def has_gpu(kind: str) -> bool:
     return bool(torch.cuda.is_available())
 
 
-def parallelism(kind: str, workers: int, threads: int) -> tuple[int, int]:
-    """Inference workers and threads per call, 0s resolved: one worker per usable core, each call
-    single-threaded, on a CPU (this model's graphs barely speed up with threads per call, while
-    calls side by side scale with cores); one worker and the runtime's threads on a GPU. With
-    ``triton`` the workers mostly wait on the network: `TRITON_WORKERS` batches in flight."""
+def parallelism(kind: str, workers: int, threads: int, processes: int = 1) -> tuple[int, int]:
+    """Inference workers and threads per call of one of ``processes`` server processes, 0s
+    resolved: on a CPU, the process's share of the usable cores (at least one), each call
+    single-threaded when there are several (this model's graphs barely speed up with threads per
+    call, while calls side by side scale with cores); one worker and the runtime's threads on a
+    GPU. With ``triton`` the workers mostly wait on the network: `TRITON_WORKERS` batches in flight."""
     if kind == "triton":
         return workers or TRITON_WORKERS, threads
     if not workers:
-        workers = 1 if has_gpu(kind) else usable_cores()
-    if not threads and workers > 1:
+        workers = 1 if has_gpu(kind) else max(1, usable_cores() // processes)
+    if not threads and workers * processes > 1:
         threads = 1
     return workers, threads
 

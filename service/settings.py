@@ -40,8 +40,14 @@ class Settings(BaseSettings):
     max_text_chars: int = Field(300, description="longer texts get 422")
     max_texts: int = Field(32, description="most texts in one /v1/matching request")
     cache_size: int = Field(256, ge=0, description="detector results kept by image content hash")
+    processes: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="server processes, each with its own batcher, workers and share of the port",
+    )
     workers: int = Field(
-        0, ge=0, description="inference workers running batches side by side (0: one per core; GPU: 1)"
+        0, ge=0, description="inference workers per process (0: the process's share of the cores; GPU: 1)"
     )
     threads: int = Field(
         0, ge=0, description="threads per inference call (0 = 1 with several workers, else the runtime's)"

@@ -243,8 +243,10 @@ def check_panels(api: str, url: str) -> None:
 
 
 @pytest.mark.slow
-def test_every_panel_query_returns_data(tiny_exported: Path, tmp_path: Path) -> None:
-    service, url = start(tiny_exported)
+@pytest.mark.parametrize("processes", [1, 2])
+def test_every_panel_query_returns_data(tiny_exported: Path, tmp_path: Path, processes: int) -> None:
+    # with two server processes /metrics adds both up, process memory and CPU included
+    service, url = start(tiny_exported, CMAL_PROCESSES=str(processes))
     try:
         with prometheus(url, tmp_path) as api:
             check_panels(api, url)

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -50,9 +51,13 @@ def start(model_dir: Path, log_level: str = "error", **env: str) -> tuple[subpro
 
 
 @pytest.mark.slow
-def test_sigterm_drains_in_flight_requests_and_exits_zero(tiny_exported: Path) -> None:
-    # a long batch delay keeps requests in flight when the signal arrives
-    proc, url = start(tiny_exported, CMAL_MAX_BATCH_DELAY_MS="3000", CMAL_MAX_BATCH_SIZE="64")
+@pytest.mark.parametrize("processes", [1, 2])
+def test_sigterm_drains_in_flight_requests_and_exits_zero(tiny_exported: Path, processes: int) -> None:
+    # a long batch delay keeps requests in flight when the signal arrives; with two server
+    # processes the parent passes the signal on and each drains its own
+    proc, url = start(
+        tiny_exported, CMAL_MAX_BATCH_DELAY_MS="3000", CMAL_MAX_BATCH_SIZE="64", CMAL_PROCESSES=str(processes)
+    )
     try:
         assert httpx.get(f"{url}/healthz").status_code == 200
         body = {"image": image_b64(), "question": "how many circles are there?"}
@@ -194,3 +199,32 @@ def vqa_count(url: str, outcome: str) -> float:
 
 def queue_depth(url: str) -> float:
     return scrape(url)["cmal_queue_depth{}"]
+
+
+@pytest.mark.slow
+def test_several_server_processes_answer_and_count_together(tiny_exported: Path) -> None:
+    """CMAL_PROCESSES=2: every request answered, and /metrics (whichever process answers it)
+    adds up both processes: the requests each counted, and their queue capacities."""
+    proc, url = start(tiny_exported, CMAL_PROCESSES="2", CMAL_MAX_QUEUE="100")
+    try:
+        body = {"image": image_b64(), "question": "how many circles are there?"}
+        with httpx.Client(base_url=url, timeout=60, limits=httpx.Limits(max_connections=16)) as client:
+            with ThreadPoolExecutor(16) as pool:
+                statuses = list(pool.map(lambda _: client.post("/v1/vqa", json=body).status_code, range(120)))
+            bad = client.post("/v1/vqa", json={"image": "!!", "question": "q?"})
+            text = client.get("/metrics").text
+        assert statuses == [200] * 120 and bad.status_code == 422
+        assert vqa_count(url, "ok") == 120 and vqa_count(url, "bad_request") == 1
+        assert "cmal_queue_capacity 200.0" in text  # both live processes' queues
+        assert "cmal_ready 1.0" in text
+        rss = next(
+            float(line.split()[1])
+            for line in text.splitlines()
+            if line.startswith("process_resident_memory_bytes")
+        )
+        assert rss > 0
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
