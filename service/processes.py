@@ -9,8 +9,13 @@ the processes themselves (spawned, so nothing here may live in ``__main__``).
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import ctypes.util
 import os
 import shutil
+import signal
+import sys
 import tempfile
 
 import uvicorn
@@ -27,9 +32,24 @@ _LOG_LEVEL = "_CMAL_SERVICE_LOG_LEVEL"  # the parent's --log-level, for its serv
 
 def process_app() -> FastAPI:
     """The app of one server process of several (``CMAL_PROCESSES``): settings from the
-    environment the parent prepared, logging as the parent's."""
+    environment the parent prepared, logging as the parent's; it drains and exits if the parent
+    dies without passing a stop signal on (killed), instead of serving on, orphaned."""
     configure_logging(os.environ.get(_LOG_LEVEL, "info"))
+    _term_with_parent()
     return create_app()
+
+
+def _term_with_parent() -> None:
+    """Ask Linux for SIGTERM when the parent process dies (prctl PR_SET_PDEATHSIG); elsewhere
+    nothing."""
+    name = ctypes.util.find_library("c")
+    if not name or not sys.platform.startswith("linux"):
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(name, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 class DrainingProcess(multiprocess.Process):

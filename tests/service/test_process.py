@@ -228,3 +228,33 @@ def test_several_server_processes_answer_and_count_together(tiny_exported: Path)
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+@pytest.mark.slow
+def test_server_processes_do_not_outlive_a_killed_parent(tiny_exported: Path) -> None:
+    proc, _ = start(tiny_exported, CMAL_PROCESSES="2")
+    children = [p for p in Path("/proc").glob("[0-9]*") if parent_of(p) == proc.pid]
+    assert len(children) >= 2  # the two server processes (and multiprocessing's resource tracker)
+    proc.kill()  # no stop signal to pass on
+    proc.wait()
+    deadline = time.time() + 60
+    while time.time() < deadline and any(running(p) for p in children):
+        time.sleep(0.1)
+    left = [p.name for p in children if running(p)]
+    for pid in left:
+        os.kill(int(pid), signal.SIGKILL)
+    assert left == []  # each drained and exited when its parent died
+
+
+def parent_of(proc_dir: Path) -> int:
+    try:
+        return int((proc_dir / "stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return -1
+
+
+def running(proc_dir: Path) -> bool:
+    try:
+        return (proc_dir / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
