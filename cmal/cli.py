@@ -2,6 +2,7 @@
 
 Subcommands:
     cmal data shapes --out DIR --seed N --num-images N --split {train,val,test,compositional}
+                     [--domain {shapes,shifted}]
     cmal data check DIR
     cmal train detector --data DIR --out MODEL_DIR [--val DIR]
     cmal train pretrain --data DIR --out DIR [--detector MODEL_DIR]
@@ -76,7 +77,16 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("train", "val", "test", "compositional"),
         help="split (default train)",
     )
-    shapes.add_argument("--image-size", type=int, default=128, help="image side in pixels (default 128)")
+    shapes.add_argument(
+        "--domain",
+        default="shapes",
+        choices=("shapes", "shifted"),
+        help="shapes (default): the demo model's world; shifted: a world its detector never saw (star, "
+        "hexagon, pentagon, ring; pink, cyan, brown, white, lime; dark background; 160 px; other wording)",
+    )
+    shapes.add_argument(
+        "--image-size", type=int, help="image side in pixels (default: the domain's, 128 or 160)"
+    )
     shapes.add_argument("--quiet", action="store_true", help="no progress bar")
     shapes.add_argument(
         "--overwrite", action="store_true", help="replace the split already in --out (default: refuse)"

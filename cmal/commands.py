@@ -27,6 +27,7 @@ def data_shapes(args: argparse.Namespace) -> int:
         split=args.split,
         image_size=args.image_size,
         progress=not args.quiet,
+        domain=args.domain,
     )
     print(summary.table())
     print(f"wrote {args.out} in {time.perf_counter() - start:.1f} s")
