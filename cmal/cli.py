@@ -6,7 +6,7 @@ Subcommands:
     cmal data check DIR
     cmal train detector --data DIR --out MODEL_DIR [--val DIR]
     cmal train pretrain --data DIR --out DIR [--detector MODEL_DIR]
-    cmal train finetune --init DIR --tasks ve,rec,vqa,itm --train DIR --val DIR --out DIR
+    cmal train finetune --init DIR --tasks ve,rec,vqa,itm --train DIR --val DIR --out DIR [--adapt-detector]
     cmal export --model MODEL_DIR --format {onnx,torchscript,all} [--out DIR] [--fp16] [--int8]
     cmal evaluate --model MODEL_DIR --data DIR --task {ve,rec,vqa,itm,detection,all} [--output FILE]
     cmal serve [--model MODEL_DIR] [--backend B] [--variant V] [--host H] [--port P]
@@ -82,7 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
         default="shapes",
         choices=("shapes", "shifted"),
         help="shapes (default): the demo model's world; shifted: a world its detector never saw (star, "
-        "hexagon, pentagon, ring; pink, cyan, brown, white, lime; dark background; 160 px; other wording)",
+        "hexagon, pentagon, ring; pink, cyan, brown, black, lime; bluish blotchy background; 160 px; "
+        "other wording)",
     )
     shapes.add_argument(
         "--image-size", type=int, help="image side in pixels (default: the domain's, 128 or 160)"
@@ -187,6 +188,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=_fraction,
         default=1.0,
         help="start from λ·pre-trained + (1-λ)·fresh weights (default 1: the pre-trained weights)",
+    )
+    fin.add_argument(
+        "--adapt-detector",
+        action="store_true",
+        help="also train the detector's backbone and region-feature path through the task losses (for "
+        "images the detector never saw); its heads train on --train's objects.jsonl when it has one, "
+        "else stay frozen and its region proposals are kept by distillation (default: frozen detector)",
     )
     loop_options(fin, 10)
     fin.set_defaults(func=commands.train_finetune)

@@ -47,7 +47,7 @@ _COLOURS = {
     "red": "red", "green": "green", "blue": "blue", "yellow": "yellow",
     "purple": "purple", "violet": "purple", "orange": "orange",
     "pink": "pink", "rose": "pink", "cyan": "cyan", "aqua": "cyan", "brown": "brown",
-    "white": "white", "lime": "lime",
+    "black": "black", "lime": "lime",
 }  # fmt: skip
 _SIZES = {
     "small": "small", "little": "small", "tiny": "small", "mini": "small",

@@ -6,7 +6,7 @@ the templates. The meaning (relations, counts, definite descriptions) and the la
 shared, so ``cmal data check`` re-derives the labels of either domain.
 
 The ``shifted`` domain is a domain the bundled detector never saw: four other shapes (star,
-hexagon, pentagon, ring), five other colours, a dark blotchy background instead of pale stripes,
+hexagon, pentagon, ring), five other colours, a bluish blotchy background instead of stripes,
 160-pixel images, and other question and statement templates. It exists to measure and
 regression-test transfer (`cmal train finetune --adapt-detector`) without outside data.
 """
@@ -63,7 +63,7 @@ class Domain:
     size_words: dict[str, tuple[str, ...]]
     plurals: dict[str, str]  # singular noun -> plural (generic nouns included)
     palette: dict[str, tuple[int, int, int]]  # colour -> RGB
-    background: str  # "stripes" (pale) or "blotches" (dark)
+    background: str  # "stripes" (pale, neutral) or "blotches" (bluish grey)
     image_size: int  # default image side in pixels
     size_ranges: dict[str, tuple[float, float]]  # box side as a fraction of the image side
     wording: Wording = field(default_factory=lambda: dict(SHAPES_WORDING))
@@ -97,7 +97,7 @@ SHAPES_WORLD = Domain(
 SHIFTED = Domain(
     name="shifted",
     shapes=("star", "hexagon", "pentagon", "ring"),
-    colours=("pink", "cyan", "brown", "white", "lime"),
+    colours=("pink", "cyan", "brown", "black", "lime"),
     shape_words={
         "star": ("star",),
         "hexagon": ("hexagon",),
@@ -108,7 +108,7 @@ SHIFTED = Domain(
         "pink": ("pink", "rose"),
         "cyan": ("cyan", "aqua"),
         "brown": ("brown",),
-        "white": ("white",),
+        "black": ("black",),
         "lime": ("lime",),
     },
     size_words={"small": ("small", "mini"), "large": ("large", "huge")},
@@ -124,10 +124,10 @@ SHIFTED = Domain(
     },
     palette={
         "pink": (240, 120, 185),
-        "cyan": (40, 205, 220),
-        "brown": (150, 95, 45),
-        "white": (240, 240, 235),
-        "lime": (150, 230, 40),
+        "cyan": (30, 190, 210),
+        "brown": (140, 85, 40),
+        "black": (35, 35, 40),
+        "lime": (140, 215, 30),
     },
     background="blotches",
     image_size=160,

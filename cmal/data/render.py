@@ -46,8 +46,8 @@ def _background(size: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def _blotches(size: int, rng: np.random.Generator) -> np.ndarray:
-    """A dark texture (the shifted domain): base tone + a few soft blotches + pixel noise."""
-    base = rng.uniform(35, 70) + rng.uniform(-10, 10, size=3)  # (3,)
+    """A bluish-grey texture (the shifted domain): tinted base tone + a few soft blotches + pixel noise."""
+    base = rng.uniform(165, 210) + np.array([-14.0, -2.0, 16.0]) + rng.uniform(-6, 6, size=3)  # (3,)
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
     shade = np.zeros((size, size), np.float32)
     for _ in range(int(rng.integers(3, 7))):

@@ -49,12 +49,13 @@ def test_other_shapes_colours_and_image_size(shifted_train: Path) -> None:
 
 
 def test_other_background(shifted_train: Path, shapes_train: Path) -> None:
-    def corner_brightness(folder: Path) -> float:  # the top-left 8x8 pixels, mostly background
-        return float(
-            np.mean([np.asarray(Image.open(p))[:8, :8].mean() for p in sorted(folder.glob("images/*"))[:50]])
-        )
+    def corner_tint(folder: Path) -> float:  # blue minus red of the top-left 8x8 pixels (background)
+        corners = [
+            np.asarray(Image.open(p))[:8, :8].astype(float) for p in sorted(folder.glob("images/*"))[:50]
+        ]
+        return float(np.mean([c[..., 2].mean() - c[..., 0].mean() for c in corners]))
 
-    assert corner_brightness(shifted_train) < 100 < 150 < corner_brightness(shapes_train)
+    assert corner_tint(shifted_train) > 20 and abs(corner_tint(shapes_train)) < 8  # bluish, not neutral
 
 
 def test_other_words(shifted_train: Path) -> None:
