@@ -4,7 +4,7 @@ Subcommands:
     cmal data shapes --out DIR --seed N --num-images N --split {train,val,test,compositional}
                      [--domain {shapes,shifted}]
     cmal data check DIR
-    cmal train detector --data DIR --out MODEL_DIR [--val DIR]
+    cmal train detector --data DIR --out MODEL_DIR [--val DIR] [--init MODEL_DIR [--drop-old-classes]]
     cmal train pretrain --data DIR --out DIR [--detector MODEL_DIR]
     cmal train finetune --init DIR --tasks ve,rec,vqa,itm --train DIR --val DIR --out DIR [--adapt-detector]
     cmal export --model MODEL_DIR --format {onnx,torchscript,all} [--out DIR] [--fp16] [--int8]
@@ -108,6 +108,16 @@ def build_parser() -> argparse.ArgumentParser:
     det.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (default 3e-3)")
     det.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     det.add_argument("--threads", type=int, default=0, help="torch threads (default: all cores)")
+    det.add_argument(
+        "--init",
+        help="continue from this model directory's detector (and copy its CMAL model along); the "
+        "data's new tags and attributes are added to its vocabularies",
+    )
+    det.add_argument(
+        "--drop-old-classes",
+        action="store_true",
+        help="with --init: keep only the classes found in --data (default: keep the old ones too)",
+    )
     det.add_argument("--quiet", action="store_true", help="no progress bars")
     det.set_defaults(func=commands.train_detector)
 
