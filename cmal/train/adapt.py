@@ -45,6 +45,7 @@ from cmal.train.examples import Example, cap_per_task, load_examples, split_off
 from cmal.train.steps import FinetuneStep
 from cmal.train.trainer import TrainSettings
 
+Teacher = tuple[torch.Tensor, torch.Tensor]  # heatmap logits (N, 1, h, w), box maps (N, 4, h, w)
 HEADS = ("heat", "box", "tag_head", "attribute_head")
 """The detection heads: frozen unless boxes are given."""
 DISTILL_WEIGHT = 1.0
@@ -73,23 +74,35 @@ class FolderImages:
 @torch.no_grad()
 def detect_now(
     detector: Detector, images: FolderImages, batch_size: int = 64
-) -> tuple[RegionTable, torch.Tensor]:
-    """The region table of ``images`` under the detector as it is now, and each slot's cell index."""
+) -> tuple[RegionTable, torch.Tensor, Teacher]:
+    """The region table of ``images`` under the detector as it is now, each slot's cell index, and
+    the heatmap logits and box maps (what distillation holds an adapted detector to)."""
     was_training = detector.training
     detector.eval()
     outs: list[DetectorOutput] = []
-    index = []
+    index, heat, box = [], [], []
     for start in range(0, len(images.paths), batch_size):
         x = images.batch(torch.arange(start, min(start + batch_size, len(images.paths))))
         maps = detector.dense(x)
         outs.append(detector.decode(maps, x.shape[-1], x.shape[-2]))
         index.append(detector.peaks(maps)[1])
+        heat.append(maps.heat)
+        box.append(torch.cat([maps.size, maps.offset], 1))
     detector.train(was_training)
     boxes, scores, tags, attributes, features, valid = (torch.cat(p).numpy() for p in zip(*outs, strict=True))
     table = RegionTable(
         [str(p) for p in images.paths], boxes, scores, tags, attributes, features, valid, images.sizes
     )
-    return table, torch.cat(index)
+    return table, torch.cat(index), (torch.cat(heat), torch.cat(box))
+
+
+def by_image(examples: Sequence[Example], seed: int, epoch: int) -> np.ndarray:
+    """An epoch's order of ``examples`` with each image's examples next to each other (images and
+    the examples of an image shuffled), so a batch runs the detector over few images."""
+    rng = np.random.default_rng([seed, epoch])
+    rows = np.array([e.row for e in examples])
+    rank = rng.permutation(int(rows.max()) + 1 if len(rows) else 0)
+    return np.lexsort((rng.random(len(rows)), rank[rows]))
 
 
 class RegionAdapter(nn.Module):
@@ -100,6 +113,7 @@ class RegionAdapter(nn.Module):
         images: the training folder's images, rows as in ``table``.
         index: each slot's cell (N, K), from `detect_now` with the starting detector.
         table: the starting detector's region table of ``images``.
+        teacher: its heatmap logits and box maps (`detect_now`), kept when the heads are frozen.
         objects_dir: a folder whose ``objects.jsonl`` trains the heads too (None: heads frozen).
         tags, attributes: the detector's vocabularies (for ``objects_dir``).
     """
@@ -110,6 +124,7 @@ class RegionAdapter(nn.Module):
         images: FolderImages,
         index: torch.Tensor,
         table: RegionTable,
+        teacher: Teacher,
         objects_dir: Path | None = None,
         tags: Sequence[str] = (),
         attributes: Sequence[str] = (),
@@ -131,22 +146,7 @@ class RegionAdapter(nn.Module):
                 raise ValueError(f"{objects_dir}/objects.jsonl lacks {missing} of the folder's images")
         for name in HEADS:
             getattr(detector, name).requires_grad_(self.boxes is not None)
-        self.teacher: tuple[torch.Tensor, torch.Tensor] | None = None
-        if self.boxes is None:
-            self.teacher = self._teacher_maps()
-
-    @torch.no_grad()
-    def _teacher_maps(self, batch_size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
-        """The starting detector's heatmap logits and box maps of every image (the distillation target)."""
-        self.detector.eval()
-        heat, box = [], []
-        for start in range(0, len(self.images.paths), batch_size):
-            maps = self.detector.dense(
-                self.images.batch(torch.arange(start, min(start + batch_size, len(self.images.paths))))
-            )
-            heat.append(maps.heat)
-            box.append(torch.cat([maps.size, maps.offset], 1))
-        return torch.cat(heat), torch.cat(box)
+        self.teacher = teacher if self.boxes is None else None
 
     def train(self, mode: bool = True) -> RegionAdapter:
         """Train mode for the module, but the detector's BatchNorm keeps its running statistics."""
@@ -223,14 +223,16 @@ def adapt_setup(
     trained on ``objects.jsonl`` when the training folder has one, else frozen and distilled."""
     detector, _, _ = load_detector(out_dir)
     images = FolderImages(train_dir, detector.config.image_size, progress)
-    table, index = detect_now(detector, images)
+    table, index, teacher = detect_now(detector, images)
     examples = load_examples(train_dir, tasks, table, tokenizer, vocab)
     val_images = FolderImages(val_dir, detector.config.image_size, progress) if val_dir else images
     if val_dir is None:
         examples, _ = split_off(examples, 0.05, s.holdout_seed)
     boxes = train_dir if (train_dir / "objects.jsonl").is_file() else None
     try:
-        adapter = RegionAdapter(detector, images, index, table, boxes, labels["tags"], labels["attributes"])
+        adapter = RegionAdapter(
+            detector, images, index, table, teacher, boxes, labels["tags"], labels["attributes"]
+        )
     except ValueError as e:
         raise ValueError(
             f"{e}; to adapt to new classes, first fine-tune the detector on the boxes with "
@@ -242,7 +244,7 @@ def adapt_setup(
         )
 
     def validation() -> tuple[RegionTable, list[Example]]:
-        now, _ = detect_now(detector, val_images)
+        now, _, _ = detect_now(detector, val_images)
         folder = val_dir or train_dir
         val = load_examples(folder, tasks, now, tokenizer, vocab, uid_offset=10**8 if val_dir else 0)
         if val_dir is None:

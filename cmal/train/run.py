@@ -36,7 +36,7 @@ from cmal.model_dir import (
 from cmal.regions import RegionTable, detect_folder
 from cmal.tasks import TASK_IDS
 from cmal.text.tokenizer import load_tokenizer, train_tokenizer
-from cmal.train.adapt import AdaptStep, adapt_setup
+from cmal.train.adapt import AdaptStep, adapt_setup, by_image
 from cmal.train.distributed import DistInfo, barrier, init_distributed, shutdown
 from cmal.train.examples import (
     TEXT_FIELD,
@@ -357,7 +357,10 @@ def finetune(
         if adapted:
             save_detector(adapted.adapter.detector, out_dir, labels["tags"], labels["attributes"])
 
-    best = fit(step, trained, examples, make_batch, validate, save, out_dir, s, dist, "finetune", progress)
+    order = (lambda epoch: by_image(examples, s.seed, epoch)) if adapted else None
+    best = fit(
+        step, trained, examples, make_batch, validate, save, out_dir, s, dist, "finetune", progress, order
+    )
     if dist.main:
         update_metrics(
             out_dir,
