@@ -313,7 +313,12 @@ def finetune(
     if pretrained:
         tokenizer: Tokenizer = load_tokenizer(init_dir)
         old = Vocabularies.load(init_dir)
-        synonyms, attribute_words = old.synonyms, old.attribute_words
+        # a detector with new classes (`cmal train detector --init`): each new tag or attribute is
+        # its own word, so text naming it anchors to its regions
+        synonyms = {**{t: t for t in labels["tags"]}, **old.synonyms}
+        attribute_words = {**{a: a for a in labels["attributes"]}, **old.attribute_words}
+        if not old.attribute_words:  # a model trained without attribute anchors keeps going without
+            attribute_words = {}
     else:
         tokenizer = train_tokenizer(_corpus(train_dir), vocab_size=vocab_size, max_length=base.max_tokens)
         synonyms = _synonyms(labels["tags"])

@@ -142,6 +142,9 @@ def test_detector_with_boxes_new_classes_then_adapt_with_heads(
     args = ["train", "finetune", "--init", str(det), "--tasks", "vqa", "--train", str(train),
             "--out", str(out), "--adapt-detector", *TINY]  # fmt: skip
     assert cli_main(args) == 0
+    assert json.loads((out / "synonyms.json").read_text())["star"] == "star"  # new classes anchor
+    assert json.loads((out / "labels.json").read_text())["attribute_words"]["pink"] == "pink"
+    assert json.loads((out / "synonyms.json").read_text())["box"] == "square"  # old words kept
     start_, end = parameters(det), parameters(out)
     assert all(
         not torch.equal(start_[k], end[k]) for k in start_ if k.split(".")[0] in ("heat", "box", "tag_head")
