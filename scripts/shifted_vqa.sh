@@ -7,8 +7,11 @@
 #
 #   scripts/shifted_vqa.sh                       all four runs, one after the other
 #   scripts/shifted_vqa.sh adapt-10 frozen-10    only these
-# THREADS (default 1), EPOCHS_100 (default 12) and EPOCHS_10 (default 60) override the defaults;
-# CMAL (default .venv/bin/cmal) is the command to run.
+#   scripts/shifted_vqa.sh boxes-100             the route with boxes: the detector first fine-tuned
+#                                                on the training split's objects.jsonl (new classes
+#                                                added, DET_EPOCHS epochs), then the same VQA run
+# THREADS (default 1), EPOCHS_100 (default 12), EPOCHS_10 (default 60) and DET_EPOCHS (default 6)
+# override the defaults; CMAL (default .venv/bin/cmal) is the command to run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CMAL=${CMAL:-.venv/bin/cmal}
@@ -17,6 +20,7 @@ RUNS=${RUNS:-runs/shifted-vqa}
 THREADS=${THREADS:-1}
 EPOCHS_100=${EPOCHS_100:-12}
 EPOCHS_10=${EPOCHS_10:-60}
+DET_EPOCHS=${DET_EPOCHS:-6}
 WANTED=("${@:-frozen-100}")
 [[ $# -gt 0 ]] || WANTED=(frozen-100 frozen-10 adapt-100 adapt-10)
 
@@ -34,12 +38,17 @@ mkdir -p "$DATA/train10-vqa"
 ln -sfn ../train/images "$DATA/train10-vqa/images"
 awk 'NR % 10 == 1' "$DATA/train/vqa.jsonl" > "$DATA/train10-vqa/vqa.jsonl"
 
-run() {  # NAME: frozen-100, frozen-10, adapt-100 or adapt-10
-  local name=$1 train=train-vqa epochs=$EPOCHS_100 adapt=()
+run() {  # NAME: frozen-100, frozen-10, adapt-100, adapt-10, boxes-100 or boxes-10
+  local name=$1 train=train-vqa epochs=$EPOCHS_100 adapt=() init=models/shapes-demo
   [[ $name == *-10 ]] && train=train10-vqa epochs=$EPOCHS_10
   [[ $name == adapt-* ]] && adapt=(--adapt-detector)
+  if [[ $name == boxes-* ]]; then
+    init=$RUNS/boxes-detector
+    [[ -f "$init/detector.safetensors" ]] || $CMAL train detector --init models/shapes-demo --data "$DATA/train" \
+      --val "$DATA/val" --out "$init" --epochs "$DET_EPOCHS" --threads "$THREADS" --quiet
+  fi
   echo "== $name: $epochs epochs on $DATA/$train ${adapt[*]}"
-  $CMAL train finetune --init models/shapes-demo --tasks vqa --train "$DATA/$train" --val "$DATA/val-vqa" \
+  $CMAL train finetune --init "$init" --tasks vqa --train "$DATA/$train" --val "$DATA/val-vqa" \
     --out "$RUNS/$name" --epochs "$epochs" --threads "$THREADS" --seed 0 "${adapt[@]}" --quiet
   $CMAL evaluate --model "$RUNS/$name" --data "$DATA/test-vqa" --task vqa --output "$RUNS/$name/test.json" --quiet
 }
