@@ -2,10 +2,11 @@
 
 Subcommands:
     cmal data shapes --out DIR --seed N --num-images N --split {train,val,test,compositional}
+                     [--domain {shapes,shifted}]
     cmal data check DIR
-    cmal train detector --data DIR --out MODEL_DIR [--val DIR]
+    cmal train detector --data DIR --out MODEL_DIR [--val DIR] [--init MODEL_DIR [--drop-old-classes]]
     cmal train pretrain --data DIR --out DIR [--detector MODEL_DIR]
-    cmal train finetune --init DIR --tasks ve,rec,vqa,itm --train DIR --val DIR --out DIR
+    cmal train finetune --init DIR --tasks ve,rec,vqa,itm --train DIR --val DIR --out DIR [--adapt-detector]
     cmal export --model MODEL_DIR --format {onnx,torchscript,all} [--out DIR] [--fp16] [--int8]
     cmal evaluate --model MODEL_DIR --data DIR --task {ve,rec,vqa,itm,detection,all} [--output FILE]
     cmal serve [--model MODEL_DIR] [--backend B] [--variant V] [--host H] [--port P]
@@ -76,7 +77,17 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("train", "val", "test", "compositional"),
         help="split (default train)",
     )
-    shapes.add_argument("--image-size", type=int, default=128, help="image side in pixels (default 128)")
+    shapes.add_argument(
+        "--domain",
+        default="shapes",
+        choices=("shapes", "shifted"),
+        help="shapes (default): the demo model's world; shifted: a world its detector never saw (star, "
+        "hexagon, pentagon, ring; pink, cyan, brown, black, lime; bluish blotchy background; 160 px; "
+        "other wording)",
+    )
+    shapes.add_argument(
+        "--image-size", type=int, help="image side in pixels (default: the domain's, 128 or 160)"
+    )
     shapes.add_argument("--quiet", action="store_true", help="no progress bar")
     shapes.add_argument(
         "--overwrite", action="store_true", help="replace the split already in --out (default: refuse)"
@@ -97,6 +108,16 @@ def build_parser() -> argparse.ArgumentParser:
     det.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (default 3e-3)")
     det.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     det.add_argument("--threads", type=int, default=0, help="torch threads (default: all cores)")
+    det.add_argument(
+        "--init",
+        help="continue from this model directory's detector (and copy its CMAL model along); the "
+        "data's new tags and attributes are added to its vocabularies",
+    )
+    det.add_argument(
+        "--drop-old-classes",
+        action="store_true",
+        help="with --init: keep only the classes found in --data (default: keep the old ones too)",
+    )
     det.add_argument("--quiet", action="store_true", help="no progress bars")
     det.set_defaults(func=commands.train_detector)
 
@@ -177,6 +198,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=_fraction,
         default=1.0,
         help="start from λ·pre-trained + (1-λ)·fresh weights (default 1: the pre-trained weights)",
+    )
+    fin.add_argument(
+        "--adapt-detector",
+        action="store_true",
+        help="also train the detector's backbone and region-feature path through the task losses (for "
+        "images the detector never saw); its heads train on --train's objects.jsonl when it has one, "
+        "else stay frozen and its region proposals are kept by distillation (default: frozen detector)",
     )
     loop_options(fin, 10)
     fin.set_defaults(func=commands.train_finetune)

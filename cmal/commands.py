@@ -27,6 +27,7 @@ def data_shapes(args: argparse.Namespace) -> int:
         split=args.split,
         image_size=args.image_size,
         progress=not args.quiet,
+        domain=args.domain,
     )
     print(summary.table())
     print(f"wrote {args.out} in {time.perf_counter() - start:.1f} s")
@@ -74,6 +75,8 @@ def train_detector(args: argparse.Namespace) -> int:
     """`cmal train detector`: train the region detector into a model directory."""
     from cmal.detector.train import DetectorTrainSettings, train_detector
 
+    if args.drop_old_classes and not args.init:
+        raise ValueError("--drop-old-classes needs --init (the detector whose classes to drop)")
     settings = DetectorTrainSettings(
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed, threads=args.threads
     )
@@ -84,6 +87,8 @@ def train_detector(args: argparse.Namespace) -> int:
         Path(args.val) if args.val else None,
         settings,
         progress=not args.quiet,
+        init=Path(args.init) if args.init else None,
+        keep_old_classes=not args.drop_old_classes,
     )
     print(table({"detection": metrics}))
     print(f"saved the best checkpoint to {args.out} ({time.perf_counter() - start:.0f} s)")
@@ -103,6 +108,7 @@ def train_settings(args: argparse.Namespace) -> TrainSettings:
         "plain_pass",
         "init_blend",
         "skip_ambiguous",
+        "adapt_detector",
     )
     return TrainSettings(
         epochs=args.epochs,

@@ -99,3 +99,11 @@ def demo_exported(tmp_path_factory: pytest.TempPathFactory) -> Path:
     shutil.copytree(DEMO_DIR, model, ignore=shutil.ignore_patterns("export"))
     export_model(model, "onnx", log=lambda *_: None)
     return model
+
+
+@pytest.fixture(scope="session")
+def shifted_train(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """200 images of the shifted domain (other shapes, colours, background, size and wording)."""
+    out = tmp_path_factory.mktemp("shifted_train")
+    generate_split(out, seed=11, num_images=200, split="train", progress=False, domain="shifted")
+    return out

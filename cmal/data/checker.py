@@ -33,17 +33,26 @@ _SHAPES = {
     "triangle": "triangle", "triangles": "triangle",
     "diamond": "diamond", "diamonds": "diamond", "rhombus": "diamond", "rhombuses": "diamond",
     "cross": "cross", "crosses": "cross",
+    # the shifted domain
+    "star": "star", "stars": "star", "hexagon": "hexagon", "hexagons": "hexagon",
+    "pentagon": "pentagon", "pentagons": "pentagon",
+    "ring": "ring", "rings": "ring", "hoop": "ring", "hoops": "ring",
 }  # fmt: skip
 _PLURAL_NOUNS = {
     "circles", "discs", "squares", "boxes", "triangles", "diamonds", "rhombuses", "crosses",
-    "objects", "shapes", "things",
+    "objects", "shapes", "things", "stars", "hexagons", "pentagons", "rings", "hoops",
 }  # fmt: skip
 _GENERIC = {"object", "objects", "shape", "shapes", "thing", "things"}
 _COLOURS = {
     "red": "red", "green": "green", "blue": "blue", "yellow": "yellow",
     "purple": "purple", "violet": "purple", "orange": "orange",
+    "pink": "pink", "rose": "pink", "cyan": "cyan", "aqua": "cyan", "brown": "brown",
+    "black": "black", "lime": "lime",
 }  # fmt: skip
-_SIZES = {"small": "small", "little": "small", "tiny": "small", "large": "large", "big": "large"}
+_SIZES = {
+    "small": "small", "little": "small", "tiny": "small", "mini": "small",
+    "large": "large", "big": "large", "huge": "large",
+}  # fmt: skip
 _NUMBERS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6}
 _RELATIONS = {
     "left of": "left", "to the left of": "left",
@@ -137,7 +146,9 @@ class Scene:
         """Truth of a statement: True, False, or None when the picture cannot settle it."""
         s = _clean(text)
         if m := re.fullmatch(
-            rf"(?:an image with|a picture of|a scene with) ({_NUM}) (?:objects|shapes): (.+)", s
+            rf"(?:an image with|a picture of|a scene with|a photo of|a view of) ({_NUM}) "
+            r"(?:objects|shapes): (.+)",
+            s,
         ):
             items = re.split(r", | and ", m[2])
             nps = [parse_np(i) for i in items]
@@ -151,11 +162,13 @@ class Scene:
             return not self.matching(parse_np(m[1]))
         if m := re.fullmatch(rf"(?:there are no|the image does not contain any) ({_NP})", s):
             return not self.matching(parse_np(m[1]))
-        if m := re.fullmatch(rf"(?:there (?:is|are)|the image contains) ({_NUM}) ({_NP})", s):
+        if m := re.fullmatch(
+            rf"(?:there (?:is|are)|the (?:image|picture) (?:contains|shows)|i count) ({_NUM}) ({_NP})", s
+        ):
             return len(self.matching(parse_np(m[2]))) == _NUMBERS[m[1]]
         if m := re.fullmatch(rf"({_NUM}) ({_NP}) (?:is|are) visible", s):
             return len(self.matching(parse_np(m[2]))) == _NUMBERS[m[1]]
-        if m := re.fullmatch(rf"(?:there is|the image contains) ({_NP})", s):
+        if m := re.fullmatch(rf"(?:there is|the image contains|the picture shows|one can spot) ({_NP})", s):
             return bool(self.matching(parse_np(m[1])))
         if m := re.fullmatch(rf"({_NP}) (?:is visible|can be seen)", s):
             return bool(self.matching(parse_np(m[1])))
@@ -219,24 +232,34 @@ class Scene:
     def answer(self, question: str) -> str:
         """The answer to a question, as a canonical word or a digit string."""
         s = _clean(question)
-        if m := re.fullmatch(rf"(?:what colou?r|which colour) is ({_NP})", s):
+        if m := re.fullmatch(
+            rf"(?:(?:what colou?r|which colour|which hue) is|what is the colou?r of) ({_NP})", s
+        ):
             return self.the(parse_np(m[1])).colour
-        if m := re.fullmatch(rf"what (?:kind of )?shape is ({_NP})", s):
+        if m := re.fullmatch(rf"(?:(?:what (?:kind of )?|which )shape is|what is the shape of) ({_NP})", s):
             return self.the(parse_np(m[1])).shape
-        if m := re.fullmatch(rf"(?:what size is ({_NP})|is ({_NP}) (?:small or large|big or small))", s):
+        if m := re.fullmatch(
+            rf"(?:(?:what size is|how big is|what is the size of) ({_NP})"
+            rf"|is ({_NP}) (?:small or large|big or small))",
+            s,
+        ):
             return self.the(parse_np(m[1] or m[2])).size
         if m := re.fullmatch(
-            rf"(?:how many ({_NP}) (?:are there|can you see)|what is the number of ({_NP}))", s
+            rf"(?:how many ({_NP}) (?:are there|can you see|are in the picture|does the picture show)"
+            rf"|what is the number of ({_NP}))",
+            s,
         ):
             np_ = parse_np(m[1] or m[2])
             if not np_.plural:
                 raise CheckError("count question with a singular noun")
             return str(len(self.matching(np_)))
-        if m := re.fullmatch(rf"(?:is there|are there any) ({_NP})", s):
+        if m := re.fullmatch(rf"(?:is there|are there any|do you see|does the picture show) ({_NP})", s):
             return "yes" if self.matching(parse_np(m[1])) else "no"
-        if m := re.fullmatch(rf"is ({_NP}) ({_REL}) ({_NP})", s):
-            a, b = self.the(parse_np(m[1])), self.the(parse_np(m[3]))
-            v = self.rel(a, b, _RELATIONS[m[2]])
+        if m := re.fullmatch(rf"are any ({_NP}) present", s):
+            return "yes" if self.matching(parse_np(m[1])) else "no"
+        if m := re.fullmatch(rf"(?:is ({_NP}) (?:located )?|would you say ({_NP}) is )({_REL}) ({_NP})", s):
+            a, b = self.the(parse_np(m[1] or m[2])), self.the(parse_np(m[4]))
+            v = self.rel(a, b, _RELATIONS[m[3]])
             if v is None:
                 raise CheckError("relation question is ambiguous")
             return "yes" if v else "no"

@@ -15,10 +15,10 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from cmal.data.domain import Domain, get_domain
 from cmal.data.language import Speaker
 from cmal.data.render import render
 from cmal.data.scene import Scene, SceneObject, sample_scene
-from cmal.data.vocab import HELD_OUT_PAIRS
 
 SPLITS: tuple[str, ...] = ("train", "val", "test", "compositional")
 TASK_FILES: tuple[str, ...] = ("captions", "itm", "ve", "rec", "vqa", "objects")
@@ -69,8 +69,9 @@ def generate_split(
     seed: int,
     num_images: int,
     split: str,
-    image_size: int = 128,
+    image_size: int | None = None,
     progress: bool = True,
+    domain: str = "shapes",
 ) -> Summary:
     """Generate ``num_images`` scenes of ``split`` into ``out``.
 
@@ -79,14 +80,20 @@ def generate_split(
         seed: base seed; the same arguments give byte-identical output.
         num_images: number of scenes.
         split: one of ``SPLITS``; ``compositional`` scenes each hold a held-out colour–shape pair.
-        image_size: side of the square PNG images in pixels.
+        image_size: side of the square PNG images in pixels (default: the domain's, 128 for shapes).
         progress: show a progress bar.
+        domain: ``shapes`` (the demo model's world) or ``shifted`` (other shapes, colours,
+            background, image size and wording: `cmal.data.domain`).
 
     Returns:
         Counts of what was written.
     """
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; choose from {', '.join(SPLITS)}")
+    world = get_domain(domain)
+    image_size = image_size or world.image_size
+    if split == "compositional" and not world.held_out_pairs:
+        raise ValueError(f"the {domain} domain has no compositional split (it holds out no pairs)")
     if num_images < 1:
         raise ValueError("num_images must be at least 1")
     if image_size < 64:
@@ -95,11 +102,11 @@ def generate_split(
     (out / "images").mkdir(exist_ok=True)
     files = {name: (out / f"{name}.jsonl").open("w", encoding="utf-8") for name in TASK_FILES}
     summary = Summary()
-    forbidden = () if split == "compositional" else tuple(sorted(HELD_OUT_PAIRS))
+    forbidden = () if split == "compositional" else tuple(sorted(world.held_out_pairs))
     try:
         for index in tqdm(range(num_images), desc=f"shapes {split}", unit="img", disable=not progress):
             rng = image_rng(seed, split, index)
-            scene = _referable_scene(rng, image_size, compositional=split == "compositional")
+            scene = _referable_scene(rng, image_size, split == "compositional", world)
             image_name = f"images/{index:06d}.png"
             render(scene, rng).save(out / image_name, format="PNG", compress_level=6)
             for task, record in annotate(scene, rng, image_name, forbidden):
@@ -118,11 +125,12 @@ def generate_split(
             f.close()
     meta = {
         "generator": "cmal shapes",
+        "domain": domain,
         "seed": seed,
         "split": split,
         "num_images": num_images,
         "image_size": image_size,
-        "held_out_pairs": sorted([list(p) for p in HELD_OUT_PAIRS]),
+        "held_out_pairs": sorted([list(p) for p in world.held_out_pairs]),
     }
     (out / "dataset.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     return summary
@@ -222,13 +230,13 @@ def annotate(
     return records
 
 
-def _referable_scene(rng: np.random.Generator, image_size: int, compositional: bool) -> Scene:
+def _referable_scene(rng: np.random.Generator, image_size: int, compositional: bool, domain: Domain) -> Scene:
     """A scene in which at least ``REC_PER_IMAGE`` objects can be singled out in words.
 
     Scenes where identical objects sit too close to tell apart are drawn again.
     """
     while True:
-        scene = sample_scene(rng, image_size, compositional=compositional)
+        scene = sample_scene(rng, image_size, compositional=compositional, domain=domain)
         probe = Speaker(scene, np.random.default_rng(0))
         if sum(_can_refer(probe, o) for o in scene.objects) >= REC_PER_IMAGE:
             return scene

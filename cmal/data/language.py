@@ -18,18 +18,9 @@ from typing import TypeVar
 
 import numpy as np
 
+from cmal.data.domain import Domain
 from cmal.data.scene import OPPOSITE, RELATIONS, Scene, SceneObject, relation, sample_scene
-from cmal.data.vocab import (
-    COLOUR_WORDS,
-    COLOURS,
-    GENERIC_NOUNS,
-    NUMBER_WORDS,
-    PLURALS,
-    SHAPE_WORDS,
-    SHAPES,
-    SIZE_WORDS,
-    SIZES,
-)
+from cmal.data.vocab import GENERIC_NOUNS, NUMBER_WORDS, SIZE_WORDS, SIZES
 
 T = TypeVar("T")
 
@@ -99,7 +90,8 @@ class Speaker:
         self.scene = scene
         self.rng = rng
         self.objects = scene.objects
-        self._forbidden = _pair_pattern(forbidden_pairs)
+        self.d = scene.domain  # words and templates
+        self._forbidden = _pair_pattern(forbidden_pairs, self.d)
 
     def allowed(self, text: str) -> bool:
         """Whether ``text`` names none of the forbidden colour–shape pairs."""
@@ -109,6 +101,11 @@ class Speaker:
     def pick(self, options: Sequence[T]) -> T:
         """One of ``options``, drawn uniformly."""
         return options[int(self.rng.integers(len(options)))]
+
+    def template(self, family: str) -> str:
+        """One of the domain's templates of ``family`` (drawn only when there is a choice)."""
+        options = self.d.wording[family]
+        return options[0] if len(options) == 1 else self.pick(options)
 
     def chance(self, p: float) -> bool:
         """True with probability ``p``."""
@@ -122,11 +119,11 @@ class Speaker:
         """Surface words for ``desc`` without a determiner, e.g. "big violet boxes"."""
         words = []
         if desc.size:
-            words.append(self.pick(SIZE_WORDS[desc.size]))
+            words.append(self.pick(self.d.size_words[desc.size]))
         if desc.colour:
-            words.append(self.pick(COLOUR_WORDS[desc.colour]))
-        noun = self.pick(SHAPE_WORDS[desc.shape]) if desc.shape else self.pick(GENERIC_NOUNS)
-        words.append(PLURALS[noun] if plural else noun)
+            words.append(self.pick(self.d.colour_words[desc.colour]))
+        noun = self.pick(self.d.shape_words[desc.shape]) if desc.shape else self.pick(GENERIC_NOUNS)
+        words.append(self.d.plurals[noun] if plural else noun)
         return " ".join(words)
 
     def indefinite(self, desc: Desc) -> str:
@@ -198,13 +195,7 @@ class Speaker:
         desc = self._desc_with_count(positive=want)
         if desc is None:
             return None
-        templates = (
-            "there is {a}.",
-            "the image contains {a}.",
-            "{a} is visible.",
-            "{a} can be seen.",
-        )
-        return self.pick(templates).format(a=self.indefinite(desc))
+        return self.template("exists").format(a=self.indefinite(desc))
 
     def _st_absent(self, want: bool) -> str | None:
         desc = self._desc_with_count(positive=not want)
@@ -229,14 +220,12 @@ class Speaker:
         if desc.shape is None and desc.size is None and desc.colour and self.chance(0.5):
             verb = "is" if n == 1 else "are"
             things = self.pick(("objects", "shapes", "things"))
-            return f"{NUMBER_WORDS[n]} of the {things} {verb} {self.pick(COLOUR_WORDS[desc.colour])}."
+            return f"{NUMBER_WORDS[n]} of the {things} {verb} {self.pick(self.d.colour_words[desc.colour])}."
         if n == 1:
             return self.pick(("there is one {np}.", "the image contains one {np}.")).format(
                 np=self.noun_phrase(desc)
             )
-        return self.pick(
-            ("there are {n} {nps}.", "the image contains {n} {nps}.", "{n} {nps} are visible.")
-        ).format(n=NUMBER_WORDS[n], nps=self.noun_phrase(desc, plural=True))
+        return self.template("count_many").format(n=NUMBER_WORDS[n], nps=self.noun_phrase(desc, plural=True))
 
     def _st_relation(self, want: bool) -> str | None:
         pairs = self.clear_pairs()
@@ -263,16 +252,20 @@ class Speaker:
         which = self.pick((0, 1))
         target = (d1, d2)[which]
         if how == "colour":
-            target = Desc(target.shape, self.pick([c for c in COLOURS if c != target.colour]), target.size)
+            target = Desc(
+                target.shape, self.pick([c for c in self.d.colours if c != target.colour]), target.size
+            )
         else:
-            target = Desc(self.pick([s for s in SHAPES if s != target.shape]), target.colour, target.size)
+            target = Desc(
+                self.pick([s for s in self.d.shapes if s != target.shape]), target.colour, target.size
+            )
         return (target, rel, d2) if which == 0 else (d1, rel, target)
 
     def _st_foreign(self, want: bool) -> str | None:
         """An easy negative: the full listing of another random scene."""
         if want:
             raise ValueError("foreign statements are negatives only")
-        other = sample_scene(self.rng, self.scene.size, compositional=False)
+        other = sample_scene(self.rng, self.scene.size, compositional=False, domain=self.d)
         return self._listing(list(other.objects), want, with_size=self.chance(0.3))
 
     def _st_listing(self, want: bool) -> str | None:
@@ -283,9 +276,13 @@ class Speaker:
             k = int(self.rng.integers(len(objs)))
             o = objs[k]
             if how == "colour":
-                o = SceneObject(o.shape, self.pick([c for c in COLOURS if c != o.colour]), o.size, o.box)
+                o = SceneObject(
+                    o.shape, self.pick([c for c in self.d.colours if c != o.colour]), o.size, o.box
+                )
             elif how == "shape":
-                o = SceneObject(self.pick([s for s in SHAPES if s != o.shape]), o.colour, o.size, o.box)
+                o = SceneObject(
+                    self.pick([s for s in self.d.shapes if s != o.shape]), o.colour, o.size, o.box
+                )
             else:
                 o = SceneObject(o.shape, o.colour, self.pick([s for s in SIZES if s != o.size]), o.box)
                 with_size = True
@@ -298,7 +295,7 @@ class Speaker:
         items = [self.indefinite(descs[int(k)]) for k in order]
         listing = items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
         n = len(items)
-        head = self.pick(("an image with", "a picture of", "a scene with"))
+        head = self.template("listing_head")
         text = f"{head} {NUMBER_WORDS[n]} {self.pick(('objects', 'shapes'))}: {listing}."
         if self._listing_truth(descs) is not want:
             return None
@@ -320,8 +317,8 @@ class Speaker:
         desc = self.pick(descs)
         value = getattr(obj, field)
         if not want:
-            value = self.pick([v for v in (COLOURS if field == "colour" else SIZES) if v != value])
-        words = COLOUR_WORDS[value] if field == "colour" else SIZE_WORDS[value]
+            value = self.pick([v for v in (self.d.colours if field == "colour" else SIZES) if v != value])
+        words = self.d.colour_words[value] if field == "colour" else self.d.size_words[value]
         return f"the {self.noun_phrase(desc)} is {self.pick(words)}."
 
     def neutral(self) -> str:
@@ -347,7 +344,7 @@ class Speaker:
                 obj.shape if mode in ("shape", "both") else None,
                 obj.colour if mode in ("colour", "both") else None,
             )
-        return Desc(self.pick(SHAPES), self.pick(COLOURS) if self.chance(0.5) else None)
+        return Desc(self.pick(self.d.shapes), self.pick(self.d.colours) if self.chance(0.5) else None)
 
     def _desc_with_count(self, positive: bool) -> Desc | None:
         for _ in range(20):
@@ -362,7 +359,7 @@ class Speaker:
                     )
                 )
             else:
-                d = Desc(self.pick(SHAPES), self.pick(COLOURS) if self.chance(0.7) else None)
+                d = Desc(self.pick(self.d.shapes), self.pick(self.d.colours) if self.chance(0.7) else None)
                 if self.chance(0.2):
                     d = Desc(d.shape, d.colour, self.pick(SIZES))
             if bool(self.matching(d)) == positive:
@@ -435,7 +432,7 @@ class Speaker:
         descs = self.unique_descs(obj, exclude="colour")
         if not descs:
             return None
-        t = self.pick(("what colour is the {np}?", "what color is the {np}?", "which colour is the {np}?"))
+        t = self.template("q_colour")
         return t.format(np=self.noun_phrase(self.pick(descs))), obj.colour
 
     def _q_shape(self) -> tuple[str, str] | None:
@@ -443,7 +440,7 @@ class Speaker:
         descs = self.unique_descs(obj, exclude="shape")
         if not descs:
             return None
-        t = self.pick(("what shape is the {np}?", "what kind of shape is the {np}?"))
+        t = self.template("q_shape")
         return t.format(np=self.noun_phrase(self.pick(descs))), obj.shape
 
     def _q_size(self) -> tuple[str, str] | None:
@@ -451,14 +448,12 @@ class Speaker:
         descs = self.unique_descs(obj, exclude="size")
         if not descs:
             return None
-        t = self.pick(("what size is the {np}?", "is the {np} small or large?", "is the {np} big or small?"))
+        t = self.template("q_size")
         return t.format(np=self.noun_phrase(self.pick(descs))), obj.size
 
     def _q_count(self) -> tuple[str, str] | None:
         desc = self._random_desc()
-        t = self.pick(
-            ("how many {nps} are there?", "how many {nps} can you see?", "what is the number of {nps}?")
-        )
+        t = self.template("q_count")
         return t.format(nps=self.noun_phrase(desc, plural=True)), str(len(self.matching(desc)))
 
     def _q_exists(self) -> tuple[str, str] | None:
@@ -467,8 +462,9 @@ class Speaker:
         if desc is None:
             return None
         if self.chance(0.5):
-            return f"is there {self.indefinite(desc)}?", "yes" if want else "no"
-        return f"are there any {self.noun_phrase(desc, plural=True)}?", "yes" if want else "no"
+            return self.template("q_exists_one").format(a=self.indefinite(desc)), "yes" if want else "no"
+        nps = self.noun_phrase(desc, plural=True)
+        return self.template("q_exists_many").format(nps=nps), "yes" if want else "no"
 
     def _q_relation(self) -> tuple[str, str] | None:
         pairs = [(a, r, b) for a, r, b in self.clear_pairs() if self.unique_descs(a) and self.unique_descs(b)]
@@ -481,15 +477,16 @@ class Speaker:
         phrase = self.pick(RELATION_PHRASES[rel])
         np1 = self.noun_phrase(self.pick(self.unique_descs(a)))
         np2 = self.noun_phrase(self.pick(self.unique_descs(b)))
-        return f"is the {np1} {phrase} the {np2}?", "yes" if want else "no"
+        question = self.template("q_relation").format(np1=np1, phrase=phrase, np2=np2)
+        return question, "yes" if want else "no"
 
 
-def _pair_pattern(pairs: Iterable[tuple[str, str]]) -> re.Pattern[str] | None:
+def _pair_pattern(pairs: Iterable[tuple[str, str]], domain: Domain) -> re.Pattern[str] | None:
     """A regex finding any surface form of the given (colour, shape) pairs, e.g. "violet crosses"."""
     alternatives = []
     for colour, shape in pairs:
-        shapes = [w for word in SHAPE_WORDS[shape] for w in (word, PLURALS[word])]
-        alternatives.append(f"(?:{'|'.join(COLOUR_WORDS[colour])}) (?:{'|'.join(shapes)})")
+        shapes = [w for word in domain.shape_words[shape] for w in (word, domain.plurals[word])]
+        alternatives.append(f"(?:{'|'.join(domain.colour_words[colour])}) (?:{'|'.join(shapes)})")
     if not alternatives:
         return None
     return re.compile(rf"\b(?:{'|'.join(alternatives)})\b")

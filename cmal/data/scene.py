@@ -10,15 +10,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cmal.data.vocab import COLOURS, HELD_OUT_PAIRS, SHAPES, SIZES
+from cmal.data.domain import SHAPES_WORLD, Domain
+from cmal.data.vocab import SIZES
 
 RELATION_MARGIN = 0.1
 """A relation holds when the centres differ by more than this fraction of the image side along its
 axis ("left of": ``b.cx - a.cx > margin``). Within the margin neither it nor its opposite holds, and
 the generator never states relations there (the pair is ambiguous to a person too)."""
 
-SIZE_RANGES: dict[str, tuple[float, float]] = {"small": (0.10, 0.13), "large": (0.19, 0.25)}
-"""Side of an object's box as a fraction of the image side, per size; the ranges are disjoint."""
+SIZE_RANGES: dict[str, tuple[float, float]] = SHAPES_WORLD.size_ranges
+"""Side of an object's box as a fraction of the image side, per size (the Shapes world's; each
+domain has its own, `Domain.size_ranges`); the ranges are disjoint."""
 
 MIN_OBJECTS, MAX_OBJECTS = 2, 6
 GAP = 2
@@ -57,10 +59,11 @@ class SceneObject:
 
 @dataclass(frozen=True)
 class Scene:
-    """A whole scene: image side and objects."""
+    """A whole scene: image side, objects, and the domain it belongs to (words, palette)."""
 
     size: int
     objects: tuple[SceneObject, ...]
+    domain: Domain = SHAPES_WORLD
 
 
 def relation(a: SceneObject, b: SceneObject, rel: str, image_size: int) -> bool | None:
@@ -82,13 +85,15 @@ def relation(a: SceneObject, b: SceneObject, rel: str, image_size: int) -> bool 
     return None
 
 
-def allowed_pairs(held_out: bool) -> list[tuple[str, str]]:
+def allowed_pairs(held_out: bool, domain: Domain = SHAPES_WORLD) -> list[tuple[str, str]]:
     """(colour, shape) pairs a split may draw from: held-out ones only, or all the others."""
-    pairs = [(c, s) for c in COLOURS for s in SHAPES]
-    return [p for p in pairs if (p in HELD_OUT_PAIRS) == held_out]
+    pairs = [(c, s) for c in domain.colours for s in domain.shapes]
+    return [p for p in pairs if (p in domain.held_out_pairs) == held_out]
 
 
-def sample_scene(rng: np.random.Generator, image_size: int, compositional: bool) -> Scene:
+def sample_scene(
+    rng: np.random.Generator, image_size: int, compositional: bool, domain: Domain = SHAPES_WORLD
+) -> Scene:
     """Sample a scene of 2–6 non-overlapping objects.
 
     Args:
@@ -96,9 +101,12 @@ def sample_scene(rng: np.random.Generator, image_size: int, compositional: bool)
         image_size: side of the square image in pixels.
         compositional: if True, the first object uses a held-out colour–shape pair and the others
             any pair; if False, no object uses a held-out pair.
+        domain: the shapes, colours and sizes to draw from.
     """
-    regular = allowed_pairs(held_out=False)
-    held = allowed_pairs(held_out=True)
+    regular = allowed_pairs(held_out=False, domain=domain)
+    held = allowed_pairs(held_out=True, domain=domain)
+    if compositional and not held:
+        raise ValueError(f"the {domain.name} domain has no held-out pairs (no compositional split)")
     while True:
         n = int(rng.integers(MIN_OBJECTS, MAX_OBJECTS + 1))
         objects: list[SceneObject] = []
@@ -110,19 +118,22 @@ def sample_scene(rng: np.random.Generator, image_size: int, compositional: bool)
             else:
                 colour, shape = regular[int(rng.integers(len(regular)))]
             size = SIZES[int(rng.integers(len(SIZES)))]
-            box = _place(rng, image_size, size, [o.box for o in objects])
+            box = _place(rng, image_size, domain.size_ranges[size], [o.box for o in objects])
             if box is None:
                 break
             objects.append(SceneObject(shape, colour, size, box))
         if len(objects) == n:
             order = rng.permutation(n)  # so the held-out object is not always first
-            return Scene(image_size, tuple(objects[int(k)] for k in order))
+            return Scene(image_size, tuple(objects[int(k)] for k in order), domain)
 
 
 def _place(
-    rng: np.random.Generator, image_size: int, size: str, boxes: list[tuple[int, int, int, int]]
+    rng: np.random.Generator,
+    image_size: int,
+    size_range: tuple[float, float],
+    boxes: list[tuple[int, int, int, int]],
 ) -> tuple[int, int, int, int] | None:
-    lo, hi = SIZE_RANGES[size]
+    lo, hi = size_range
     side = round(rng.uniform(lo, hi) * image_size)
     for _ in range(100):
         x1 = int(rng.integers(GAP, image_size - GAP - side + 1))

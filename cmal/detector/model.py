@@ -40,6 +40,12 @@ class DenseMaps(NamedTuple):
     attribute_logits: torch.Tensor  # (B, A, h, w)
 
 
+def gather_cells(maps: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """The cells ``index`` (B, K) of flat positions picks from ``maps`` (B, C, h, w), as (B, K, C)."""
+    flat = maps.flatten(2)  # (B, C, h*w)
+    return flat.gather(2, index.unsqueeze(1).expand(-1, flat.shape[1], -1)).transpose(1, 2)
+
+
 def conv_bn(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
     """3x3 convolution (no bias), BatchNorm and ReLU; ``stride`` 2 halves the resolution."""
     return nn.Sequential(
@@ -111,19 +117,23 @@ class Detector(nn.Module):
         """images: (B, 3, H, W) float in [0, 1] -> the output contract (see the package docs)."""
         return self.decode(self.dense(images), images.shape[-1], images.shape[-2])
 
-    def decode(self, maps: DenseMaps, width: int, height: int) -> DetectorOutput:
-        """Peak picking and top-K on dense maps; shapes follow the output contract."""
-        k = self.config.max_detections
+    def peaks(self, maps: DenseMaps) -> tuple[torch.Tensor, torch.Tensor]:
+        """3x3 max-pool peak picking and top-K: each slot's score and flat cell index, both (B, K)."""
         heat = torch.sigmoid(maps.heat)  # (B, 1, h, w)
         peaks = heat * (F.max_pool2d(heat, 3, stride=1, padding=1) == heat).to(heat.dtype)
+        scores, index = peaks.flatten(1).topk(self.config.max_detections, dim=1)
+        return scores, index
+
+    def decode(self, maps: DenseMaps, width: int, height: int) -> DetectorOutput:
+        """Peak picking and top-K on dense maps; shapes follow the output contract."""
+        scores, index = self.peaks(maps)
+        heat = maps.heat
         w = heat.shape[-1]
-        scores, index = peaks.flatten(1).topk(k, dim=1)  # (B, K)
         ys = torch.div(index, w, rounding_mode="floor").to(heat.dtype)
         xs = (index % w).to(heat.dtype)
 
         def gather(m: torch.Tensor) -> torch.Tensor:  # (B, C, h, w) -> (B, K, C)
-            flat = m.flatten(2)  # (B, C, h*w)
-            return flat.gather(2, index.unsqueeze(1).expand(-1, flat.shape[1], -1)).transpose(1, 2)
+            return gather_cells(m, index)
 
         size = gather(maps.size)  # (B, K, 2) in cells
         offset = gather(maps.offset)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,8 +84,16 @@ def train_detector(
     settings: DetectorTrainSettings | None = None,
     config: DetectorConfig | None = None,
     progress: bool = True,
+    init: Path | None = None,
+    keep_old_classes: bool = True,
 ) -> dict[str, float]:
     """Train a detector on ``data_dir/objects.jsonl`` and save the best checkpoint to ``out_dir``.
+
+    With ``init`` (a model directory) training continues from its detector: the architecture and
+    weights are kept, and the tag and attribute vocabularies become the old ones plus any new
+    classes of the data (``keep_old_classes``) or only the data's classes; a class kept keeps its
+    classifier row, a new one starts fresh. A CMAL model in ``init`` is copied along, so
+    ``cmal train finetune --init OUT`` starts from it with the new detector (`continue_from`).
 
     Validation runs after every epoch; the checkpoint with the best validation score (recall +
     precision + tag and attribute accuracy) is kept. Writes ``metrics.json`` (key ``detection``).
@@ -97,8 +106,14 @@ def train_detector(
         torch.set_num_threads(s.threads)
     torch.manual_seed(s.seed)
     rng = np.random.default_rng(s.seed)
-    tags, attributes = label_lists(data_dir, SHAPES, COLOURS)
-    base = config or DetectorConfig()
+    start_from = load_detector(init) if init is not None else None
+    if start_from is not None:
+        known = (start_from[1], start_from[2]) if keep_old_classes else ([], [])
+        tags, attributes = label_lists(data_dir, tuple(known[0]), tuple(known[1]))
+        base = start_from[0].config
+    else:
+        tags, attributes = label_lists(data_dir, SHAPES, COLOURS)
+        base = config or DetectorConfig()
     config = DetectorConfig.from_json(
         {**base.to_json(), "num_tags": len(tags), "num_attributes": len(attributes)}
     )
@@ -110,6 +125,9 @@ def train_detector(
         val = _subset(train, range(len(train.images) - n_val, len(train.images)))
         train = _subset(train, range(len(train.images) - n_val))
     model = Detector(config)
+    if start_from is not None and init is not None:
+        continue_from(model, *start_from, tags, attributes)
+        copy_fusion_model(init, out_dir)
     opt = torch.optim.AdamW(model.parameters(), lr=s.lr, weight_decay=s.weight_decay)
     steps_per_epoch = math.ceil(len(train.images) / s.batch_size)
     total = steps_per_epoch * s.epochs
@@ -160,6 +178,56 @@ def train_detector(
     update_metrics(out_dir, "detection", {**best, "data": str(val_dir or data_dir)})
     (out_dir / "detector_history.json").write_text(json.dumps(history, indent=2) + "\n")
     return best
+
+
+def continue_from(
+    model: Detector,
+    old: Detector,
+    old_tags: list[str],
+    old_attributes: list[str],
+    tags: list[str],
+    attributes: list[str],
+) -> None:
+    """Load ``old``'s weights into ``model`` (same architecture, new vocabularies ``tags`` and
+    ``attributes``): every shared tensor as is, and each classifier row of a class both know."""
+    state = model.state_dict()
+    for key, value in old.state_dict().items():
+        if state[key].shape == value.shape:
+            state[key] = value.clone()
+    for head, old_names, names in (
+        ("tag_head", old_tags, tags),
+        ("attribute_head", old_attributes, attributes),
+    ):
+        for part in ("weight", "bias"):
+            key = f"{head}.{part}"
+            fresh = getattr(model, head).state_dict()[part].clone()
+            for i, name in enumerate(names):
+                if name in old_names:
+                    fresh[i] = old.state_dict()[key][old_names.index(name)]
+            state[key] = fresh
+    model.load_state_dict(state)
+
+
+def copy_fusion_model(init: Path, out_dir: Path) -> None:
+    """Copy ``init``'s CMAL model (if it has one) into ``out_dir``, next to the new detector."""
+    from cmal.model_dir import (
+        CMAL_CONFIG,
+        CMAL_WEIGHTS,
+        LABELS,
+        SYNONYMS,
+        TOKENIZER,
+        read_json,
+        update_labels,
+    )
+
+    if not (init / CMAL_WEIGHTS).is_file() or init.resolve() == out_dir.resolve():
+        return
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name in (CMAL_CONFIG, CMAL_WEIGHTS, TOKENIZER, SYNONYMS):
+        if (init / name).is_file():
+            shutil.copyfile(init / name, out_dir / name)
+    kept = {k: v for k, v in read_json(init / LABELS).items() if k not in ("tags", "attributes")}
+    update_labels(out_dir, **kept)
 
 
 def _subset(data: DetectionSet, index: range) -> DetectionSet:

@@ -32,6 +32,7 @@ TEXT_FIELD = {"captions": "caption", **{t.id: t.text_field for t in TASKS}}
 KIND_INDEX = {kind: i for i, kind in enumerate(TEXT_FIELD)}
 GOLD_FIELD = {t.id: t.gold_field for t in TASKS}
 NO_LABEL = -1  # a batch's "label" tensor where an example has no class or slot to learn
+VAL_CAP = 1500  # validation examples per task (keeps per-epoch validation short)
 MIN_REC_IOU = 0.5  # a grounding example trains only if some detected region overlaps its box this much
 
 
@@ -271,4 +272,25 @@ def collate(
             for a, v in soft_scores(ex.answers, answer_ids or {}).items():
                 soft[i, a] = v
         out["vqa_soft"] = torch.from_numpy(soft)
+    return out
+
+
+def split_off(examples: list[Example], fraction: float, seed: int) -> tuple[list[Example], list[Example]]:
+    """(training, held-out) examples: a random ``fraction`` held out, drawn with ``seed``."""
+    n_val = max(1, int(len(examples) * fraction))
+    order = np.random.default_rng(seed).permutation(len(examples))
+    val = {int(i) for i in order[:n_val]}
+    return [e for i, e in enumerate(examples) if i not in val], [
+        e for i, e in enumerate(examples) if i in val
+    ]
+
+
+def cap_per_task(examples: Sequence[Example], per_task: int = VAL_CAP) -> list[Example]:
+    """The first ``per_task`` examples of each task (validation stays short)."""
+    seen: dict[str, int] = {}
+    out = []
+    for e in examples:
+        if seen.get(e.task, 0) < per_task:
+            out.append(e)
+            seen[e.task] = seen.get(e.task, 0) + 1
     return out

@@ -18,6 +18,7 @@ from cmal.data.formats import load
 from cmal.data.language import GEOMETRY_CONCEPTS
 from cmal.data.vocab import COLOUR_WORDS, synonym_table
 from cmal.detector.config import DetectorConfig
+from cmal.detector.io import save_detector
 from cmal.evaluate import evaluate_examples
 from cmal.model.cmal import CMAL
 from cmal.model.config import CMALConfig, demo_config
@@ -35,14 +36,23 @@ from cmal.model_dir import (
 from cmal.regions import RegionTable, detect_folder
 from cmal.tasks import TASK_IDS
 from cmal.text.tokenizer import load_tokenizer, train_tokenizer
+from cmal.train.adapt import AdaptStep, adapt_setup, by_image
 from cmal.train.distributed import DistInfo, barrier, init_distributed, shutdown
-from cmal.train.examples import TEXT_FIELD, Example, Masking, answer_vocabulary, collate, load_examples
+from cmal.train.examples import (
+    TEXT_FIELD,
+    Example,
+    Masking,
+    answer_vocabulary,
+    cap_per_task,
+    collate,
+    load_examples,
+    split_off,
+)
 from cmal.train.steps import FinetuneStep, PretrainStep, geometry_word_hits
 from cmal.train.trainer import TrainSettings, fit
 
 log = logging.getLogger(__name__)
 PRETRAIN_TASKS = ("captions", "itm")
-VAL_CAP = 1500  # validation examples per task (keeps per-epoch validation short)
 
 
 def _copy_detector(src: Path, dst: Path) -> None:
@@ -90,26 +100,6 @@ def _attribute_words(attributes: Sequence[str]) -> dict[str, str]:
     return dict(sorted((w, a) for a in attributes for w in COLOUR_WORDS.get(a, (a,))))
 
 
-def _split_off(examples: list[Example], fraction: float, seed: int) -> tuple[list[Example], list[Example]]:
-    """(training, held-out) examples: a random ``fraction`` held out, drawn with ``seed``."""
-    n_val = max(1, int(len(examples) * fraction))
-    order = np.random.default_rng(seed).permutation(len(examples))
-    val = {int(i) for i in order[:n_val]}
-    return [e for i, e in enumerate(examples) if i not in val], [
-        e for i, e in enumerate(examples) if i in val
-    ]
-
-
-def _cap(examples: Sequence[Example], per_task: int) -> list[Example]:
-    seen: dict[str, int] = {}
-    out = []
-    for e in examples:
-        if seen.get(e.task, 0) < per_task:
-            out.append(e)
-            seen[e.task] = seen.get(e.task, 0) + 1
-    return out
-
-
 def _datasets(
     model_dir: Path,
     train_dir: Path,
@@ -129,8 +119,8 @@ def _datasets(
         val = load_examples(val_dir, tasks, val_table, tokenizer, vocab, uid_offset=10**8)
     else:
         val_table = table
-        examples, val = _split_off(examples, 0.05, holdout_seed)
-    return table, examples, val_table, _cap(val, VAL_CAP)
+        examples, val = split_off(examples, 0.05, holdout_seed)
+    return table, examples, val_table, cap_per_task(val)
 
 
 def _shape_config(
@@ -323,7 +313,12 @@ def finetune(
     if pretrained:
         tokenizer: Tokenizer = load_tokenizer(init_dir)
         old = Vocabularies.load(init_dir)
-        synonyms, attribute_words = old.synonyms, old.attribute_words
+        # a detector with new classes (`cmal train detector --init`): each new tag or attribute is
+        # its own word, so text naming it anchors to its regions
+        synonyms = {**{t: t for t in labels["tags"]}, **old.synonyms}
+        attribute_words = {**{a: a for a in labels["attributes"]}, **old.attribute_words}
+        if not old.attribute_words:  # a model trained without attribute anchors keeps going without
+            attribute_words = {}
     else:
         tokenizer = train_tokenizer(_corpus(train_dir), vocab_size=vocab_size, max_length=base.max_tokens)
         synonyms = _synonyms(labels["tags"])
@@ -339,23 +334,38 @@ def finetune(
         if dist.main and skipped and progress:
             fresh = sorted({".".join(k.split(".")[:2]) for k in skipped})
             log.info("initialised from %s; new (randomly initialised): %s", init_dir, ", ".join(fresh))
-    table, examples, val_table, val = _datasets(
-        out_dir, train_dir, val_dir, tasks, tokenizer, vocab, s.holdout_seed, progress and dist.main
-    )
+    adapted = None
+    if s.adapt_detector:  # regions from the detector as it trains, not from the cache
+        adapted = adapt_setup(
+            out_dir, train_dir, val_dir, tasks, tokenizer, vocab, labels, s, progress and dist.main
+        )
+        table, examples = adapted.table, adapted.examples
+        val_table, val = table, list[Example]()  # validation re-detects with the detector as it is then
+        step: torch.nn.Module = AdaptStep(FinetuneStep(model, tasks), adapted.adapter)
+        trained: torch.nn.Module = torch.nn.ModuleDict({"cmal": model, "detector": adapted.adapter.detector})
+    else:
+        table, examples, val_table, val = _datasets(
+            out_dir, train_dir, val_dir, tasks, tokenizer, vocab, s.holdout_seed, progress and dist.main
+        )
+        step, trained = FinetuneStep(model, tasks), model
     answer_ids = {a: i for i, a in enumerate(answers)}
-    step = FinetuneStep(model, tasks)
 
     def make_batch(batch: Sequence[Example], epoch: int) -> dict[str, torch.Tensor]:
         return collate(batch, table, pretrain=False, num_answers=config.num_answers, answer_ids=answer_ids)
 
     def validate() -> dict[str, Any]:
-        return finetune_metrics(model, val, val_table, vocab, tasks)
+        now_table, now_val = adapted.validation() if adapted else (val_table, val)
+        return finetune_metrics(model, now_val, now_table, vocab, tasks)
 
+    def save() -> None:
+        save_cmal(model, out_dir, tokenizer, vocab)
+        if adapted:
+            save_detector(adapted.adapter.detector, out_dir, labels["tags"], labels["attributes"])
+
+    order = (lambda epoch: by_image(examples, s.seed, epoch)) if adapted else None
     best = fit(
-        step, model, examples, make_batch, validate,
-        lambda: save_cmal(model, out_dir, tokenizer, vocab),
-        out_dir, s, dist, "finetune", progress,
-    )  # fmt: skip
+        step, trained, examples, make_batch, validate, save, out_dir, s, dist, "finetune", progress, order
+    )
     if dist.main:
         update_metrics(
             out_dir,
@@ -367,6 +377,7 @@ def finetune(
                 "init": str(init_dir),
                 "init_blend": s.init_blend if pretrained else None,
                 "skip_ambiguous_anchors": s.skip_ambiguous,
+                "adapt_detector": s.adapt_detector,
                 "data": str(train_dir),
             },
         )

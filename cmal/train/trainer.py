@@ -45,6 +45,7 @@ class TrainSettings:
     plain_pass: bool = False  # pre-training: MLM and ITM on an unswapped pass (see PretrainStep)
     skip_ambiguous: bool = True  # fine-tuning: words that match several regions are not swapped
     init_blend: float = 1.0  # fine-tuning: weight of the pre-trained weights against a fresh init
+    adapt_detector: bool = False  # fine-tuning: train the detector's backbone and feature path too
     threads: int = 0  # torch threads per process; 0 = default
     max_steps: int = 0  # stop after this many steps (0 = no limit); for smoke tests
     optimizer: str = "adamw"  # adamw, or sgd (momentum 0.9): no update normalisation, for exact checks
@@ -95,6 +96,7 @@ def fit(
     dist: DistInfo,
     desc: str,
     progress: bool = True,
+    order: Callable[[int], np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """Train ``step_module`` (whose forward returns named losses) over ``examples``.
 
@@ -110,6 +112,7 @@ def fit(
         dist: process group info.
         desc: progress bar label.
         progress: show progress bars.
+        order: epoch -> the order of the examples (default: a random permutation per epoch).
 
     Returns:
         The best validation metrics, with the epoch they came from.
@@ -155,7 +158,9 @@ def fit(
         if step >= total:
             break
         runner.train()
-        order = np.random.default_rng([s.seed, epoch]).permutation(len(examples))
+        order_now = (
+            order(epoch) if order else np.random.default_rng([s.seed, epoch]).permutation(len(examples))
+        )
         bar = tqdm(
             range(steps_per_epoch),
             desc=f"{desc} epoch {epoch}/{s.epochs}",
@@ -165,7 +170,7 @@ def fit(
         for i in bar:
             if step >= total:
                 break
-            idx = order[i * s.batch_size : (i + 1) * s.batch_size]
+            idx = order_now[i * s.batch_size : (i + 1) * s.batch_size]
             mine = idx[dist.rank :: dist.world]
             batch = make_batch([examples[j] for j in mine], epoch)
             for g in opt.param_groups:

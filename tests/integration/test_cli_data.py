@@ -54,3 +54,15 @@ def test_bad_arguments_exit_nonzero_with_message(tmp_path: Path) -> None:
     assert result.returncode == 2 and "num_images must be at least 1" in result.stderr
     result = run("data", "shapes", "--out", str(tmp_path), "--split", "dev")
     assert result.returncode == 2 and "invalid choice" in result.stderr
+
+
+def test_shifted_domain_then_check(tmp_path: Path) -> None:
+    out = tmp_path / "shifted"
+    result = run("data", "shapes", "--out", str(out), "--num-images", "12", "--domain", "shifted", "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert json.loads((out / "dataset.json").read_text())["image_size"] == 160  # the domain's default
+    result = run("data", "check", str(out))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "checked 192 labels over 12 images: 0 wrong" in result.stdout
+    result = run("data", "shapes", "--out", str(tmp_path / "x"), "--domain", "mars")
+    assert result.returncode == 2 and "invalid choice" in result.stderr

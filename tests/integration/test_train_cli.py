@@ -245,3 +245,30 @@ def test_finetune_on_a_new_answer_vocabulary(
     examples = load_examples(data, ("vqa",), table, tokenizer, vocab)
     top = predict(model, examples, table)["vqa"].argmax(-1)
     assert {vocab.answers[int(i)] for i in top} <= set(answers)  # predictions speak the new vocabulary
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", ["ve", "rec", "itm", "vqa"])
+def test_finetune_from_a_folder_holding_only_that_tasks_file(
+    splits: tuple[Path, Path], demo_dir: Path, tmp_path: Path, task: str
+) -> None:
+    train, val = splits
+    folders = []
+    for source in (train, val):
+        alone = tmp_path / f"{source.name}-{task}"
+        alone.mkdir()
+        (alone / "images").symlink_to(source / "images")
+        shutil.copyfile(source / f"{task}.jsonl", alone / f"{task}.jsonl")
+        folders.append(alone)
+    out = tmp_path / "ft"
+    args = ["train", "finetune", "--init", str(demo_dir), "--tasks", task, "--train", str(folders[0]),
+            "--val", str(folders[1]), "--out", str(out), *TINY]  # fmt: skip
+    assert cli_main(args) == 0
+    assert json.loads((out / "metrics.json").read_text())["finetune"]["tasks"] == [task]
+    assert 0.0 <= json.loads((out / "metrics.json").read_text())["finetune"][f"val_{task}"] <= 1.0
+    report = tmp_path / "eval.json"
+    evaluate = ["evaluate", "--model", str(out), "--data", str(folders[1]), "--task", task, "--quiet"]
+    assert cli_main([*evaluate, "--output", str(report)]) == 0
+    assert json.loads(report.read_text())[task]["n"] == len(
+        (folders[1] / f"{task}.jsonl").read_text().splitlines()
+    )
