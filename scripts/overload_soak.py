@@ -31,6 +31,7 @@ import argparse
 import asyncio
 import base64
 import json
+import os
 import random
 import sys
 import tempfile
@@ -113,7 +114,10 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         requests = mixed_requests(Path(tmp))
     port = free_port()
     proc, _ = start_service(ROOT / "models" / "shapes-demo", port, Path(args.out) / "service.log")
-    report: dict[str, object] = {"requests_in_pool": len(requests)}
+    report: dict[str, object] = {
+        "requests_in_pool": len(requests),
+        "settings": {k: v for k, v in sorted(os.environ.items()) if k.startswith("CMAL_")},
+    }
     pool = Pool(port, args.connections)
     try:
         print("capacity: closed loop, 64 clients, 15 s", flush=True)
