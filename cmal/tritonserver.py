@@ -70,11 +70,9 @@ def install(home: Path = HOME, requirements: Path = REQUIREMENTS) -> Path:
 
 def ready(http_port: int) -> bool:
     """Whether the server on ``http_port`` answers ``/v2/health/ready`` with 200 (every model loaded)."""
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/v2/health/ready", timeout=1) as r:
-            return bool(r.status == 200)
-    except OSError:
-        return False
+    from cmal.bench.server import answers_ok
+
+    return answers_ok(f"http://127.0.0.1:{http_port}/v2/health/ready")
 
 
 @dataclass

@@ -23,13 +23,18 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def ready(port: int) -> bool:
-    """Whether the service on ``port`` answers ``/readyz`` with 200."""
+def answers_ok(url: str) -> bool:
+    """Whether ``url`` answers 200 within a second (False for any other status or no answer)."""
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as r:
+        with urllib.request.urlopen(url, timeout=1) as r:
             return bool(r.status == 200)
     except OSError:
         return False
+
+
+def ready(port: int) -> bool:
+    """Whether the service on ``port`` answers ``/readyz`` with 200."""
+    return answers_ok(f"http://127.0.0.1:{port}/readyz")
 
 
 def start_service(

@@ -15,22 +15,12 @@ from PIL import Image
 from cmal.data.checker import check_dataset
 from cmal.data.domain import SHAPES_WORLD, SHIFTED, SHIFTED_WORDING
 from cmal.data.generate import generate_split
+from tests.unit.test_shapes_world import TEXT_FIELD, read
 
 OLD_QUESTIONS = (
     r"(what colou?r is|which colour is|what (kind of )?shape is|what size is|is there|are there any"
     r"|how many \w+ (are there|can you see))"
 )
-TEXT_FIELD = {
-    "captions": "caption",
-    "itm": "text",
-    "ve": "hypothesis",
-    "rec": "expression",
-    "vqa": "question",
-}
-
-
-def read(folder: Path, task: str) -> list[dict]:
-    return [json.loads(line) for line in (folder / f"{task}.jsonl").read_text().splitlines()]
 
 
 def words_of(folder: Path) -> set[str]:
