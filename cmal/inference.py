@@ -172,6 +172,26 @@ def read_manifest(model_dir: Path, graphs_dir: Path, files: Collection[str] | No
     return manifest
 
 
+def verify_backend_graphs(
+    model_dir: Path, graphs_dir: Path, fmt: str, variant: str = "fp32"
+) -> tuple[str, str]:
+    """The detector and fusion files a backend loads (``fmt`` "onnx" or "torchscript"), checked
+    with `read_manifest` against the weights and their recorded checksums; the export's other
+    files are not hashed (a start opens only these two).
+
+    Raises:
+        GraphMismatch: other weights, or a checksum differs.
+        FileNotFoundError: no manifest, no such graph in it, or a named file missing on disk.
+    """
+    manifest = read_manifest(model_dir, graphs_dir, files=())  # the weights
+    names = (graph_file(manifest, "detector", variant, fmt), graph_file(manifest, "fusion", variant, fmt))
+    for name in names:
+        if not (graphs_dir / name).is_file():
+            raise FileNotFoundError(f"{graphs_dir / name} is in the manifest but not on disk")
+    read_manifest(model_dir, graphs_dir, files=names)
+    return names
+
+
 def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
     """Softmax of ``x`` along ``axis`` (the max is subtracted first, so large logits do not overflow)."""
     e = np.exp(x - x.max(axis=axis, keepdims=True))
@@ -233,7 +253,7 @@ class OnnxModel:
 
         self.model_dir = model_dir
         self.graphs_dir = graphs_dir or model_dir / EXPORT_DIR
-        # the weights first; the two graphs this variant loads once they are named (not the others)
+        # the weights first; the two graphs this variant loads once its policy is checked
         self.manifest = read_manifest(model_dir, self.graphs_dir, files=())
         if not self.manifest.get("passed", False):
             raise GraphMismatch(f"{self.graphs_dir}: the export failed its parity checks (see manifest.json)")
@@ -251,12 +271,7 @@ class OnnxModel:
                 f"{self.graphs_dir}: the {variant} graphs have not passed the quantisation policy "
                 f"(manifest.json, parity.onnx_{variant}); export them with `cmal export --{variant}`"
             )
-        det_name = graph_file(self.manifest, "detector", variant)
-        fus_name = graph_file(self.manifest, "fusion", variant)
-        for name in (det_name, fus_name):
-            if not (self.graphs_dir / name).is_file():
-                raise FileNotFoundError(f"{self.graphs_dir / name} is in the manifest but not on disk")
-        read_manifest(model_dir, self.graphs_dir, files=(det_name, fus_name))
+        det_name, fus_name = verify_backend_graphs(model_dir, self.graphs_dir, "onnx", variant)
         self.detector_path, self.fusion_path = self.graphs_dir / det_name, self.graphs_dir / fus_name
         self.detector = ort.InferenceSession(str(self.detector_path), options, providers=self.providers)
         self.fusion = ort.InferenceSession(str(self.fusion_path), options, providers=self.providers)

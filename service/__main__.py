@@ -23,8 +23,8 @@ from service.settings import Settings
 def preflight(settings: Settings) -> None:
     """Check, before any server starts, that the model can be served: the model directory, its
     files and its exported graphs (`ValueError` / `FileNotFoundError` with one clear line)."""
-    from cmal.inference import GraphMismatch, read_manifest
-    from cmal.model_dir import EXPORT_DIR, MODEL_FILES, graph_file, require
+    from cmal.inference import GraphMismatch, verify_backend_graphs
+    from cmal.model_dir import EXPORT_DIR, MODEL_FILES, require
 
     model_dir = settings.model_dir
     if not model_dir.is_dir():
@@ -34,14 +34,7 @@ def preflight(settings: Settings) -> None:
         graphs = settings.graphs_dir or model_dir / EXPORT_DIR
         onnx = settings.backend == "onnx"
         try:  # the weights, then only the two graphs this backend will load
-            manifest = read_manifest(model_dir, graphs, files=())
-            variant = settings.variant if onnx else "fp32"
-            fmt = "onnx" if onnx else "torchscript"
-            read_manifest(
-                model_dir,
-                graphs,
-                files=[graph_file(manifest, g, variant, fmt) for g in ("detector", "fusion")],
-            )
+            verify_backend_graphs(model_dir, graphs, settings.backend, settings.variant if onnx else "fp32")
         except GraphMismatch as e:
             raise ValueError(str(e)) from None
 

@@ -24,7 +24,7 @@ from cmal.inference import (
     encode_batch,
     preprocess,
 )
-from cmal.model_dir import EXPORT_DIR, graph_file
+from cmal.model_dir import EXPORT_DIR
 
 
 class BackendOverloaded(Exception):
@@ -94,14 +94,12 @@ class TorchBackend:
         self.provider = "cuda" if torch.cuda.is_available() else "cpu"
         self.files = ModelFiles.load(model_dir)
         if kind == "torchscript":
-            from cmal.inference import read_manifest
+            from cmal.inference import verify_backend_graphs
 
             graphs = graphs_dir or model_dir / EXPORT_DIR
-            manifest = read_manifest(model_dir, graphs, files=())  # the weights; then the two graphs it loads
-            names = [graph_file(manifest, g, fmt="torchscript") for g in ("detector", "fusion")]
-            read_manifest(model_dir, graphs, files=names)
-            self.detector = torch.jit.load(str(graphs / names[0]))
-            self.fusion = torch.jit.load(str(graphs / names[1]))
+            detector, fusion = verify_backend_graphs(model_dir, graphs, "torchscript")
+            self.detector = torch.jit.load(str(graphs / detector))
+            self.fusion = torch.jit.load(str(graphs / fusion))
         else:
             from cmal.detector.io import load_detector
             from cmal.model.io import load_cmal

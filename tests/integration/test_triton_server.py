@@ -23,10 +23,12 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from cmal import tritonserver
+from cmal.bench.server import scrape
 from cmal.data.formats import load
 from cmal.data.generate import generate_split
 from cmal.model_dir import EXPORT_DIR, MANIFEST
 from export.triton import TritonSettings, write_python_repository
+from service.metrics import OUTCOMES
 from tests.service.test_process import start
 from tests.tools import missing
 
@@ -128,16 +130,6 @@ def samples(text: str, name: str) -> dict[str, float]:
     }
 
 
-def served(text: str) -> dict[str, float]:
-    """``cmal_requests_total`` summed by outcome."""
-    out: dict[str, float] = {}
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            if s.name == "cmal_requests_total":
-                out[s.labels["outcome"]] = out.get(s.labels["outcome"], 0) + s.value
-    return out
-
-
 def test_answers_match_the_onnx_backend_and_triton_batches(
     demo_exported: Path, triton: tritonserver.LocalTriton, tmp_path: Path
 ) -> None:
@@ -187,7 +179,7 @@ def test_a_full_triton_queue_is_the_apis_429_and_nothing_is_lost(demo_exported: 
     )  # fmt: skip
     try:
         responses = send(url, requests, clients=64)
-        counted = served(httpx.get(f"{url}/metrics").text)
+        counted = {k: v for k, v in scrape(int(url.rsplit(":", 1)[1])).items() if k in OUTCOMES}
     finally:
         stop(api)
         server.stop()
