@@ -1,10 +1,11 @@
 """Accuracy broken down by question / statement / expression kind, to see what a model has not learned.
 
 Usage: .venv/bin/python scripts/errors_by_kind.py MODEL_DIR DATA_DIR [--output FILE]
-Reads the Shapes files' extra ``kind`` fields (itm, vqa; ITM kinds split into matching ``-pos``
-and non-matching ``-neg`` pairs) and classifies referring expressions as plain, relational or
-superlative. Prints one line per task; ``--output`` also writes
-``{task: {kind: {"accuracy": a, "n": n}}}`` (the demo model's card shows it).
+Reads the Shapes files' extra ``kind`` fields (itm, vqa, rec; ITM kinds split into matching
+``-pos`` and non-matching ``-neg`` pairs); referring expressions of files written without one are
+classified from their words as plain, relational, superlative or non-extreme. Prints one line
+per task; ``--output`` also writes ``{task: {kind: {"accuracy": a, "n": n}}}`` (the demo model's
+card shows it).
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ from cmal.train.examples import load_examples
 
 
 def rec_kind(expression: str) -> str:
+    """The kind of a referring expression written before rec.jsonl had a ``kind`` field."""
+    if " and " in expression:
+        return "non-extreme"
     if any(w in expression for w in ("most", "highest", "lowest")):
         return "superlative"
     if any(w in expression for w in (" of the ", " above the ", " below the ", " under the ")):
@@ -47,7 +51,7 @@ def by_kind(model_dir: Path, data: Path) -> dict[str, dict[str, dict[str, float]
             elif task == "vqa":
                 key = r["kind"]
             else:
-                key = rec_kind(r["expression"])
+                key = r.get("kind") or rec_kind(r["expression"])
             gold = Gold(vocab.answers, region_row(table, e.row))  # the same scoring as `cmal evaluate`
             acc[key].append(scored.hit(out[task][i], e.truth, gold))
         results[task] = {k: {"accuracy": float(np.mean(v)), "n": len(v)} for k, v in sorted(acc.items())}

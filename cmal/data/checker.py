@@ -215,6 +215,16 @@ class Scene:
             if len(best) != 1:
                 raise CheckError("superlative does not single out one object clearly")
             return best[0]
+        if m := re.fullmatch(rf"the ({_NP}) (?:that is )?({_REL}) the ({_NP}) and ({_REL}) the ({_NP})", s):
+            first, second = self.the(parse_np(m[3])), self.the(parse_np(m[5]))
+            r1, r2 = _RELATIONS[m[2]], _RELATIONS[m[4]]
+            cands = [o for o in self.matching(parse_np(m[1])) if o is not first and o is not second]
+            both = [(self.rel(o, first, r1), self.rel(o, second, r2)) for o in cands]
+            hits = [o for o, (v1, v2) in zip(cands, both, strict=True) if v1 is True and v2 is True]
+            unclear = [v for v in both if False not in v and v != (True, True)]
+            if len(hits) != 1 or unclear:
+                raise CheckError("two-landmark expression is not unique and clear")
+            return hits[0]
         if m := re.fullmatch(rf"the ({_NP}) (?:that is )?({_REL}) the ({_NP})", s):
             landmark = self.the(parse_np(m[3]))
             r = _RELATIONS[m[2]]

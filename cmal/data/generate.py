@@ -42,10 +42,11 @@ class Summary:
     ve_labels: Counter[str] = field(default_factory=Counter)
     itm_labels: Counter[bool] = field(default_factory=Counter)
     vqa_kinds: Counter[str] = field(default_factory=Counter)
+    rec_kinds: Counter[str] = field(default_factory=Counter)
 
     def table(self) -> str:
         """The counts as a plain-text table: images, objects, records per task file (objects.jsonl aside),
-        VE labels, ITM matches and VQA question kinds.
+        VE labels, ITM matches, VQA question kinds and referring-expression kinds.
         """
         lines = [f"images          {self.images}", f"objects         {self.objects}"]
         for name in TASK_FILES[:-1]:
@@ -55,6 +56,8 @@ class Summary:
         lines.append(f"itm match       true {self.itm_labels[True]}, false {self.itm_labels[False]}")
         vqa = ", ".join(f"{k} {v}" for k, v in sorted(self.vqa_kinds.items()))
         lines.append(f"vqa questions   {vqa}")
+        rec = ", ".join(f"{k} {v}" for k, v in sorted(self.rec_kinds.items()))
+        lines.append(f"rec expressions {rec}")
         return "\n".join(lines)
 
 
@@ -116,8 +119,8 @@ def generate_split(
                     summary.ve_labels[record["label"]] += 1
                 elif task == "itm":
                     summary.itm_labels[record["match"]] += 1
-                elif task == "vqa":
-                    summary.vqa_kinds[record["kind"]] += 1
+                elif task in ("vqa", "rec"):
+                    getattr(summary, f"{task}_kinds")[record["kind"]] += 1
             summary.images += 1
             summary.objects += len(scene.objects)
     finally:
@@ -207,9 +210,12 @@ def annotate(
     expressions = []
     for k in rng.permutation(len(scene.objects)):
         obj = scene.objects[int(k)]
-        expression = sp.referring_expression(obj)
-        if expression is not None:
-            expressions.append(("rec", {"image": image, "expression": expression, "box": list(obj.box)}))
+        referring = sp.referring_expression(obj)
+        if referring is not None:
+            expression, kind = referring
+            expressions.append(
+                ("rec", {"image": image, "expression": expression, "box": list(obj.box), "kind": kind})
+            )
         if len(expressions) == REC_PER_IMAGE:
             break
     else:

@@ -30,6 +30,15 @@ RELATION_PHRASES: dict[str, tuple[str, ...]] = {
     "above": ("above",),
     "below": ("below", "under"),
 }
+# the relations on the other axis than each one (a non-extreme expression names one of each)
+OTHER_AXIS: dict[str, tuple[str, str]] = {
+    "left": ("above", "below"),
+    "right": ("above", "below"),
+    "above": ("left", "right"),
+    "below": ("left", "right"),
+}
+# what kinds of referring expression the generator writes (rec.jsonl's ``kind``)
+REC_KINDS = ("plain", "relational", "superlative", "non-extreme")
 SUPERLATIVES: dict[str, tuple[str, ...]] = {
     "left": ("leftmost",),
     "right": ("rightmost",),
@@ -367,18 +376,25 @@ class Speaker:
         return None
 
     # ----------------------------------------------------- referring expressions
-    def referring_expression(self, obj: SceneObject) -> str | None:
-        """A phrase that picks out exactly ``obj``; None if the language has none for it."""
-        options: list[str] = []
+    def referring_expression(self, obj: SceneObject) -> tuple[str, str] | None:
+        """A phrase that picks out exactly ``obj`` and its kind (one of `REC_KINDS`); None if the
+        language has none for it."""
+        options: list[tuple[str, str]] = []
         plain = self.unique_descs(obj)
         if plain:
-            options.append("the " + self.noun_phrase(self.pick(plain)))
-        rel_expr = self._relational_expression(obj)
-        if rel_expr:
-            options.append(rel_expr)
-        sup = self._superlative_expression(obj)
-        if sup:
-            options.append(sup)
+            options.append(("the " + self.noun_phrase(self.pick(plain)), "plain"))
+        for kind, make in (
+            ("relational", self._relational_expression),
+            ("superlative", self._superlative_expression),
+        ):
+            expression = make(obj)
+            if expression:
+                options.append((expression, kind))
+        # few objects have a non-extreme expression (about one in eight): one that has is always
+        # named by it, so that the kind is learnt and measured
+        hard = self._non_extreme_expression(obj)
+        if hard:
+            return hard, "non-extreme"
         return self.pick(options) if options else None
 
     def _relational_expression(self, obj: SceneObject) -> str | None:
@@ -402,6 +418,42 @@ class Speaker:
         phrase = self.pick(RELATION_PHRASES[rel])
         glue = self.pick(("", "that is "))
         return f"the {self.noun_phrase(d)} {glue}{phrase} the {self.noun_phrase(lm)}"
+
+    def _non_extreme_expression(self, obj: SceneObject) -> str | None:
+        """An expression with two landmarks on the two axes ("the circle left of the square and above
+        the cross") for a target that is not the extreme of its kind in the first direction: another
+        of its kind lies further that way, so "the leftmost circle" would name another object."""
+        candidates = []
+        landmarks = [(o, descs) for o in self.objects if o is not obj and (descs := self.unique_descs(o))]
+        for d in (Desc(obj.shape), Desc(obj.shape, obj.colour), Desc(None, obj.colour)):
+            group = [o for o in self.matching(d) if o is not obj]
+            for rel1 in RELATIONS:
+                if not any(relation(o, obj, rel1, self.scene.size) is True for o in group):
+                    continue  # obj is the extreme of its kind that way
+                for lm1, descs1 in landmarks:
+                    if relation(obj, lm1, rel1, self.scene.size) is not True:
+                        continue
+                    for rel2 in OTHER_AXIS[rel1]:
+                        for lm2, descs2 in landmarks:
+                            if lm2 is lm1 or relation(obj, lm2, rel2, self.scene.size) is not True:
+                                continue
+                            others = [o for o in group if o is not lm1 and o is not lm2]
+                            # every other one of its kind clearly fails one of the two relations
+                            if all(
+                                relation(o, lm1, rel1, self.scene.size) is False
+                                or relation(o, lm2, rel2, self.scene.size) is False
+                                for o in others
+                            ) and any(relation(o, obj, rel1, self.scene.size) is True for o in others):
+                                candidates.append((d, rel1, self.pick(descs1), rel2, self.pick(descs2)))
+        if not candidates:
+            return None
+        d, rel1, first, rel2, second = self.pick(candidates)
+        glue = self.pick(("", "that is "))
+        phrase1, phrase2 = self.pick(RELATION_PHRASES[rel1]), self.pick(RELATION_PHRASES[rel2])
+        return (
+            f"the {self.noun_phrase(d)} {glue}{phrase1} the {self.noun_phrase(first)} "
+            f"and {phrase2} the {self.noun_phrase(second)}"
+        )
 
     def _superlative_expression(self, obj: SceneObject) -> str | None:
         candidates = []

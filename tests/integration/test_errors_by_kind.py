@@ -25,6 +25,7 @@ def test_rec_kinds() -> None:
     assert kind("the circle to the left of the red square") == "relational"
     assert kind("the square below the green cross") == "relational"
     assert kind("the small blue disc") == "plain"
+    assert kind("the circle left of the red square and above the cross") == "non-extreme"
 
 
 def test_breakdown_counts_every_example(tmp_path: Path, tiny_world, tiny_model_dir: Path) -> None:  # type: ignore[no-untyped-def]

@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from cmal.data.checker import _NP, _REL, _RELATIONS, Scene, parse_np
 from cmal.data.generate import TASK_FILES, generate_split
+from cmal.data.language import REC_KINDS
 from cmal.data.vocab import COLOURS, HELD_OUT_PAIRS, SHAPES
 
 TEXT_FIELD = {
@@ -107,6 +109,27 @@ def test_vqa_covers_question_types_and_answers(shapes_train: Path) -> None:
     assert {r["kind"] for r in vqa} == {"colour", "shape", "size", "count", "exists", "relation"}
     yes_no = Counter(r["answers"][0] for r in vqa if r["kind"] in ("exists", "relation"))
     assert 0.35 < yes_no["yes"] / (yes_no["yes"] + yes_no["no"]) < 0.65
+
+
+def test_referring_expressions_of_every_kind(shapes_train: Path) -> None:
+    rec = read(shapes_train, "rec")
+    assert {r["kind"] for r in rec} == set(REC_KINDS)
+
+
+def test_non_extreme_targets_are_not_the_extreme_of_their_kind(shapes_train: Path) -> None:
+    # the target of "the circle left of the square and above the cross" is not the leftmost
+    # circle: some other object the head noun describes lies clearly further left
+    scenes = {r["image"]: Scene(r) for r in read(shapes_train, "objects")}
+    hard = [r for r in read(shapes_train, "rec") if r["kind"] == "non-extreme"]
+    assert hard
+    for r in hard:
+        scene = scenes[r["image"]]
+        m = re.fullmatch(rf"the ({_NP}) (?:that is )?({_REL}) the .+ and .+", r["expression"])
+        assert m, r["expression"]
+        target = scene.resolve(r["expression"])
+        assert list(target.box) == r["box"]
+        kind, direction = parse_np(m[1]), _RELATIONS[m[2]]
+        assert any(scene.rel(o, target, direction) is True for o in scene.matching(kind) if o is not target)
 
 
 def test_same_seed_same_bytes(tmp_path: Path) -> None:
