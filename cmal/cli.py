@@ -181,6 +181,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--cmap-mode", choices=("swap", "mix", "off"), help="CMAP mode (default: the init model's)"
     )
     fin.add_argument(
+        "--slot-geometry",
+        action="store_true",
+        help="add each region's box embedding to the slots CMAP fills, so a swap keeps the named "
+        "objects' geometry (a new, freshly initialised part; it matters only in swap and mix mode)",
+    )
+    fin.add_argument(
         "--swap-ambiguous",
         dest="skip_ambiguous",
         action="store_false",

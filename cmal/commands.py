@@ -147,6 +147,8 @@ def train_finetune(args: argparse.Namespace) -> int:
     from cmal.train.run import finetune
 
     changes: dict[str, object] = {"cmap_mode": args.cmap_mode} if args.cmap_mode else {}
+    if args.slot_geometry:
+        changes["slot_geometry"] = True
     if args.layers:
         changes["layers"] = args.layers
     best = finetune(

@@ -15,7 +15,7 @@ from torch import nn
 from cmal.model.cmap import CMAP
 from cmal.model.config import CMALConfig
 from cmal.model.heads import ClsHead, GroundingHead, SlotHead
-from cmal.model.umse import TextEncoder, VisualEncoder
+from cmal.model.umse import GEOMETRY_WIDTH, TextEncoder, VisualEncoder, geometry_features
 from cmal.model.use import UnifiedEncoder
 
 
@@ -49,6 +49,12 @@ class CMAL(nn.Module):
         self.text_encoder = TextEncoder(config)
         self.visual_encoder = VisualEncoder(config)
         self.cmap = CMAP(config.umse_hidden)
+        # the box embedding CMAP adds to filled slots (config.slot_geometry)
+        self.slot_geometry = (
+            nn.Sequential(nn.Linear(GEOMETRY_WIDTH, config.umse_hidden), nn.LayerNorm(config.umse_hidden))
+            if config.slot_geometry
+            else None
+        )
         self.use = UnifiedEncoder(config)
         self.ve_head = ClsHead(config, 3)
         self.itm_head = ClsHead(config, 1)
@@ -91,6 +97,7 @@ class CMAL(nn.Module):
             swap_region if text_source is None else text_source,
             swap_token if region_source is None else region_source,
             mode or self.config.cmap_mode,
+            None if self.slot_geometry is None else self.slot_geometry(geometry_features(region_boxes)),
         )
         sequence = self.use(
             prompt.text,

@@ -49,6 +49,7 @@ class CMAP(nn.Module):
         text_source: torch.Tensor,
         region_source: torch.Tensor,
         mode: str,
+        geometry: torch.Tensor | None = None,
     ) -> Prompt:
         """Build the hybrid slots.
 
@@ -59,6 +60,9 @@ class CMAP(nn.Module):
             text_source: (B, S) region whose feature fills text slot ``swap_token``.
             region_source: (B, S) token whose feature fills region slot ``swap_region``.
             mode: ``swap`` replaces the slot, ``mix`` adds to it, ``off`` leaves the input as is.
+            geometry: (B, K, U) an embedding of each region's box, or None. When given, every filled
+                slot also gets a box: a text slot its source region's, a region slot its own (in
+                ``swap`` mode; in ``mix`` mode it still holds its visual feature, box included).
         """
         if mode not in CMAP_MODES:
             raise ValueError(f"unknown CMAP mode {mode!r}")
@@ -75,9 +79,13 @@ class CMAP(nn.Module):
         region_fill = r_hot.transpose(1, 2) @ self.text_to_visual(_gather(text, region_source))  # (B, K, U)
         text_swapped = t_hot.sum(1).clamp(max=1.0)  # (B, L)
         region_swapped = r_hot.sum(1).clamp(max=1.0)
+        if geometry is not None:
+            text_fill = text_fill + t_hot.transpose(1, 2) @ _gather(geometry, text_source)
         if mode == "swap":
             text = text * (1 - text_swapped.unsqueeze(-1)) + text_fill
             regions = regions * (1 - region_swapped.unsqueeze(-1)) + region_fill
+            if geometry is not None:
+                regions = regions + region_swapped.unsqueeze(-1) * geometry
         else:  # mix
             text = text + text_fill
             regions = regions + region_fill

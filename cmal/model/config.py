@@ -29,6 +29,10 @@ class CMALConfig:
     intermediate: int = 256  # feed-forward width of all transformer layers
     dropout: float = 0.1  # dropout in every transformer layer
     cmap_mode: str = "swap"  # CMAP at inference: swap (replace), mix (add) or off
+    # after CMAP, add an embedding of the region's box geometry to each filled slot (a swapped region
+    # slot keeps its own box, a filled text slot gets its source region's): without it a swap
+    # removes the named objects' geometry from both of their slots (measured in the demo card)
+    slot_geometry: bool = False
     objective: str = "amc"  # pre-training alignment objective: amc or cmcl (contrastive ablation)
 
     def __post_init__(self) -> None:

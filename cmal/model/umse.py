@@ -9,6 +9,7 @@ from cmal.model.blocks import Encoder, Hypersphere
 from cmal.model.config import CMALConfig
 
 GEO_FREQUENCIES = 6  # Fourier features per geometry value: sin/cos of 2^k·π·v, k < 6
+GEOMETRY_WIDTH = 7 * (1 + 2 * GEO_FREQUENCIES)  # width of `geometry_features`
 
 
 def box_geometry(boxes: torch.Tensor) -> torch.Tensor:
@@ -62,9 +63,7 @@ class VisualEncoder(nn.Module):
         self.feature = nn.Sequential(
             nn.Linear(c.region_feature_dim, c.umse_hidden), nn.LayerNorm(c.umse_hidden)
         )
-        self.geometry = nn.Sequential(
-            nn.Linear(7 * (1 + 2 * GEO_FREQUENCIES), c.umse_hidden), nn.LayerNorm(c.umse_hidden)
-        )
+        self.geometry = nn.Sequential(nn.Linear(GEOMETRY_WIDTH, c.umse_hidden), nn.LayerNorm(c.umse_hidden))
         self.encoder = Encoder(c.umse_hidden, c.umse_layers, c.umse_heads, c.intermediate, c.dropout)
         self.sphere = Hypersphere(c.umse_hidden)
 

@@ -275,9 +275,14 @@ def pretrain_metrics(
     return metrics
 
 
+# what fine-tuning may change in a pre-trained model: the CMAP mode, and adding the slot geometry
+# embedding (its weights start fresh)
+ADDABLE = ("cmap_mode", "slot_geometry")
+
+
 def _check_fixed_architecture(init_dir: Path, base: CMALConfig, changes: dict[str, Any]) -> None:
-    """A pre-trained model's shape (``base``) is fixed: fine-tuning may change only its CMAP mode."""
-    reshaped = {k: v for k, v in changes.items() if k != "cmap_mode" and getattr(base, k) != v}
+    """A pre-trained model's shape (``base``) is fixed: fine-tuning may change only what ``ADDABLE`` names."""
+    reshaped = {k: v for k, v in changes.items() if k not in ADDABLE and getattr(base, k) != v}
     if reshaped:
         raise ValueError(
             f"{init_dir} is a pre-trained model with "

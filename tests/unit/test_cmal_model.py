@@ -221,3 +221,28 @@ def test_validation_steps_run_alone(tiny_world) -> None:  # type: ignore[no-unty
     assert {"val_mlm", "val_itm", "val_amc", "val_total"} <= set(pre) and pre["score"] == -pre["val_total"]
     assert any(k.endswith("_word_accuracy") for k in pre)  # the geometry probe ran
     assert pretrain_metrics(PretrainStep(model), *args) == pre  # corruption is seeded: same figures
+
+
+def test_slot_geometry_keeps_a_swapped_objects_box_and_adds_to_older_checkpoints(  # type: ignore[no-untyped-def]
+    tiny_world, tmp_path: Path
+) -> None:
+    _, _, tokenizer, vocab = tiny_world
+    _, fine = batches(tiny_world)
+    swapped = fine["swap_valid"].any(1)
+    assert swapped.any() and (~swapped).any()
+    model = tiny_model(tiny_world, slot_geometry=True).eval()
+
+    def sequence() -> torch.Tensor:
+        with torch.no_grad():
+            return encode_batch(model, fine).sequence
+
+    with_boxes = sequence()
+    model.slot_geometry = None  # the same weights without the box embedding
+    without = sequence()
+    # only examples with a swap change, and only through the box embedding of their filled slots
+    assert not torch.equal(with_boxes[swapped], without[swapped])
+    assert torch.equal(with_boxes[~swapped], without[~swapped])
+    # a model saved without it gains it, freshly initialised; everything else loads
+    save_cmal(tiny_model(tiny_world), tmp_path, tokenizer, vocab)
+    skipped = load_partial(tiny_model(tiny_world, slot_geometry=True), tmp_path)
+    assert skipped and all(name.startswith("slot_geometry.") for name in skipped)

@@ -55,6 +55,24 @@ def test_mix_adds_and_off_leaves_alone() -> None:
         run("blend")
 
 
+def test_slot_geometry_gives_each_filled_slot_a_box() -> None:
+    text, regions = slots()
+    token, region = torch.tensor([[2, 4]]), torch.tensor([[1, 3]])
+    valid = torch.tensor([[True, False]])
+    geometry = 100 * torch.arange(1, 5).float().view(1, 4, 1).expand(1, 4, 3)  # region k's box: 100(k+1)
+    cmap = identity_cmap(3)
+    p = cmap(text, regions, token, region, valid, region, token, "swap", geometry)
+    assert p.text[0, :, 0].tolist() == [1, 2, -2 + 200, 4, 5]  # text slot 2: region 1 and its box
+    assert p.regions[0, :, 0].tolist() == [-1, 3 + 200, -3, -4]  # region slot 1 keeps its own box
+    # a false swap: the text slot gets its source region's box, the region slot still its own
+    false_text, false_region = torch.tensor([[3, 0]]), torch.tensor([[0, 0]])
+    p = cmap(text, regions, token, region, valid, false_text, false_region, "swap", geometry)
+    assert p.text[0, 2, 0] == -4 + 400 and p.regions[0, 1, 0] == 1 + 200
+    p = cmap(text, regions, token, region, valid, region, token, "mix", geometry)
+    assert p.text[0, :, 0].tolist() == [1, 2, 3 - 2 + 200, 4, 5]
+    assert p.regions[0, :, 0].tolist() == [-1, -2 + 3, -3, -4]  # the visual feature is still there
+
+
 def test_false_swap_fills_from_the_given_sources() -> None:
     p = run("swap", text_source=[3, 0], region_source=[0, 0])
     assert p.text[0, 2, 0] == -4  # from region 3, not the partner region 1
