@@ -238,6 +238,14 @@ class Scene:
             return self.the(parse_np(m[1]))
         raise CheckError(f"cannot parse referring expression {expression!r}")
 
+    def referent_box(self, expression: str) -> list[float] | None:
+        """The box of the object an expression picks out, or None when it is a plain description
+        that matches no object ("the big red circle" where there is none)."""
+        s = _clean(expression)
+        if (m := re.fullmatch(rf"the ({_NP})", s)) and not self.matching(parse_np(m[1])):
+            return None
+        return list(self.resolve(expression).box)
+
     # ------------------------------------------------------------ questions
     def answer(self, question: str) -> str:
         """The answer to a question, as a canonical word or a digit string."""
@@ -339,7 +347,7 @@ def check_dataset(folder: Path) -> Iterable[str]:
         "captions.jsonl": lambda r, sc: (sc.truth(r["caption"]), True),
         "itm.jsonl": lambda r, sc: (sc.truth(r["text"]), r["match"]),
         "ve.jsonl": lambda r, sc: (_VE[sc.truth(r["hypothesis"])], r["label"]),
-        "rec.jsonl": lambda r, sc: (list(sc.resolve(r["expression"]).box), list(r["box"])),
+        "rec.jsonl": lambda r, sc: (sc.referent_box(r["expression"]), r["box"]),
         "vqa.jsonl": lambda r, sc: (sc.answer(r["question"]), r["answers"][0]),
     }
     for name, check in checks.items():

@@ -48,12 +48,13 @@ class Entailment:
 
 @dataclass(frozen=True)
 class Referring:
-    """A ``rec.jsonl`` record: an image, an expression naming one object, and that object's box."""
+    """A ``rec.jsonl`` record: an image, an expression, and the box of the one object it names
+    (None: it names nothing in the image, and a model should decline)."""
 
     image: Path
     expression: str
-    box: tuple[float, float, float, float]
-    """(x1, y1, x2, y2) in pixels of the image."""
+    box: tuple[float, float, float, float] | None
+    """(x1, y1, x2, y2) in pixels of the image, or None."""
 
 
 @dataclass(frozen=True)
@@ -163,7 +164,8 @@ def _ve(line: _Line) -> Entailment:
 
 
 def _rec(line: _Line) -> Referring:
-    return Referring(line.image(), line.text("expression"), line.box(line.get("box")))
+    box = line.get("box")
+    return Referring(line.image(), line.text("expression"), None if box is None else line.box(box))
 
 
 def _vqa(line: _Line) -> Question:

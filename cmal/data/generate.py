@@ -26,6 +26,9 @@ TASK_FILES: tuple[str, ...] = ("captions", "itm", "ve", "rec", "vqa", "objects")
 CAPTIONS_PER_IMAGE = 3
 ITM_PER_IMAGE = 4  # half positives, half negatives
 REC_PER_IMAGE = 2
+# the chance that an image also gets an expression naming nothing in it (box null): one rec record
+# in five
+ABSENT_REC_CHANCE = 0.5
 VQA_PER_IMAGE = 4
 HARD_NEGATIVE_SHARE = 0.8
 STATEMENT_KINDS = ("listing", "relation", "count", "exists", "absent", "attribute")
@@ -233,6 +236,10 @@ def annotate(
             continue
         asked.add(qa[0])
         records.append(("vqa", {"image": image, "question": qa[0], "answers": [qa[1]], "kind": kind}))
+
+    # last, so that the records above are the same with or without it
+    if sp.chance(ABSENT_REC_CHANCE) and (absent := sp.absent_expression()) is not None:
+        records.append(("rec", {"image": image, "expression": absent, "box": None, "kind": "none"}))
     return records
 
 

@@ -38,7 +38,8 @@ OTHER_AXIS: dict[str, tuple[str, str]] = {
     "below": ("left", "right"),
 }
 # what kinds of referring expression the generator writes (rec.jsonl's ``kind``)
-REC_KINDS = ("plain", "relational", "superlative", "non-extreme")
+# ("none": an expression that names nothing in the image, box null)
+REC_KINDS = ("plain", "relational", "superlative", "non-extreme", "none")
 SUPERLATIVES: dict[str, tuple[str, ...]] = {
     "left": ("leftmost",),
     "right": ("rightmost",),
@@ -396,6 +397,24 @@ class Speaker:
         if hard:
             return hard, "non-extreme"
         return self.pick(options) if options else None
+
+    def absent_expression(self) -> str | None:
+        """A near miss that names no object of the scene: an object's description with its colour,
+        shape or size changed ("the big red circle" beside a small red circle); None if none found."""
+        for _ in range(20):
+            obj = self.pick(self.objects)
+            changed = self.pick(("colour", "shape", "size"))
+            d = self.full_desc(obj, with_size=changed == "size" or None)
+            if changed == "colour":
+                d = Desc(d.shape, self.pick([c for c in self.d.colours if c != obj.colour]), d.size)
+            elif changed == "shape":
+                d = Desc(self.pick([x for x in self.d.shapes if x != obj.shape]), d.colour, d.size)
+            else:
+                d = Desc(d.shape, d.colour, self.pick([z for z in SIZES if z != obj.size]))
+            text = "the " + self.noun_phrase(d)
+            if not self.matching(d) and self.allowed(text):
+                return text
+        return None
 
     def _relational_expression(self, obj: SceneObject) -> str | None:
         candidates = []

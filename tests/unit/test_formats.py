@@ -23,8 +23,10 @@ def test_loads_generated_split(shapes_train: Path) -> None:
         assert records
         assert records[0].image == shapes_train / "images" / "000000.png"
         assert records[0].image.is_file()
-    rec = formats.load_rec(shapes_train / "rec.jsonl")[0]
-    assert len(rec.box) == 4 and rec.box[2] > rec.box[0]
+    recs = formats.load_rec(shapes_train / "rec.jsonl")
+    rec = recs[0]
+    assert rec.box is not None and len(rec.box) == 4 and rec.box[2] > rec.box[0]
+    assert any(r.box is None for r in recs)  # expressions that name nothing: box null
     vqa = formats.load_vqa(shapes_train / "vqa.jsonl")[0]
     assert isinstance(vqa.answers, tuple) and vqa.answers
 

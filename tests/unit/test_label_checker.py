@@ -101,11 +101,20 @@ def test_relation_within_margin_is_ambiguous() -> None:
         ("the red circle above the triangle", (8, 8, 32, 32)),
         ("the circle that is below the big red circle", (14, 94, 26, 106)),
         ("the rightmost object", (88, 8, 112, 32)),
+        ("the circle that is above the triangle and left of the box", (8, 8, 32, 32)),
         ("the lowest red disc", (14, 94, 26, 106)),
     ],
 )
 def test_resolve_referring_expressions(expression: str, box: tuple[int, ...]) -> None:
     assert SCENE.resolve(expression).box == box
+
+
+def test_expressions_that_name_nothing_have_no_referent() -> None:
+    assert SCENE.referent_box("the blue box") == [88, 8, 112, 32]
+    assert SCENE.referent_box("the big green triangle") is None  # the green triangle is small
+    assert SCENE.referent_box("the yellow disc") is None
+    with pytest.raises(CheckError):
+        SCENE.referent_box("the red circle")  # two of them: neither one object nor none
 
 
 def test_resolve_refuses_non_unique() -> None:
@@ -143,6 +152,11 @@ def test_every_generated_label_is_right(shapes_train: Path, shapes_compositional
         assert problems == []
 
 
+def wrong_box(box: list[float] | None) -> list[float]:
+    """A wrong grounding label: the box moved by a pixel, or a box for an expression naming nothing."""
+    return [0, 0, 5, 5] if box is None else [box[0] + 1, *box[1:]]
+
+
 def test_checker_catches_wrong_labels(shapes_train: Path, tmp_path: Path) -> None:
     folder = tmp_path / "mutated"
     shutil.copytree(shapes_train, folder)
@@ -152,7 +166,7 @@ def test_checker_catches_wrong_labels(shapes_train: Path, tmp_path: Path) -> Non
             "label",
             {"entailment": "neutral", "neutral": "contradiction", "contradiction": "entailment"}.get,
         ),
-        "rec.jsonl": ("box", lambda b: [b[0] + 1, *b[1:]]),
+        "rec.jsonl": ("box", wrong_box),
         "vqa.jsonl": ("answers", lambda a: [a[0] + "x"]),
         "captions.jsonl": ("caption", lambda c: c.replace("there is", "there is no", 1)),
     }

@@ -116,6 +116,16 @@ def test_referring_expressions_of_every_kind(shapes_train: Path) -> None:
     assert {r["kind"] for r in rec} == set(REC_KINDS)
 
 
+def test_about_one_expression_in_five_names_nothing(shapes_train: Path) -> None:
+    rec = read(shapes_train, "rec")
+    absent = [r for r in rec if r["kind"] == "none"]
+    assert all(r["box"] is None for r in absent)
+    assert all(r["box"] is not None for r in rec if r["kind"] != "none")
+    assert 0.12 < len(absent) / len(rec) < 0.28
+    scenes = {r["image"]: Scene(r) for r in read(shapes_train, "objects")}
+    assert all(scenes[r["image"]].referent_box(r["expression"]) is None for r in absent)
+
+
 def test_non_extreme_targets_are_not_the_extreme_of_their_kind(shapes_train: Path) -> None:
     # the target of "the circle left of the square and above the cross" is not the leftmost
     # circle: some other object the head noun describes lies clearly further left
@@ -178,6 +188,10 @@ def test_two_thousand_images_with_every_annotation(tmp_path: Path) -> None:
     # its speed is measured by `time cmal data shapes` (README), not asserted on a shared machine
     summary = generate_split(tmp_path, seed=123, num_images=2000, split="train", progress=False)
     assert summary.images == 2000
-    # per image: 3 captions, 4 ITM, 3 VE, 2 grounding, 4 VQA and 1 objects record (README)
+    # per image: 3 captions, 4 ITM, 3 VE, 2 grounding, 4 VQA and 1 objects record (README), and
+    # half of the images one more grounding expression that names nothing
     per_image = {"captions": 3, "itm": 4, "ve": 3, "rec": 2, "vqa": 4, "objects": 1}
-    assert dict(summary.records) == {k: 2000 * v for k, v in per_image.items()}
+    absent = summary.rec_kinds["none"]
+    assert 800 < absent < 1200
+    want = {k: 2000 * v + (absent if k == "rec" else 0) for k, v in per_image.items()}
+    assert dict(summary.records) == want

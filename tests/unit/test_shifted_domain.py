@@ -15,6 +15,7 @@ from PIL import Image
 from cmal.data.checker import check_dataset
 from cmal.data.domain import SHAPES_WORLD, SHIFTED, SHIFTED_WORDING
 from cmal.data.generate import generate_split
+from tests.unit.test_label_checker import wrong_box
 from tests.unit.test_shapes_world import TEXT_FIELD, read
 
 OLD_QUESTIONS = (
@@ -77,7 +78,7 @@ def test_the_same_checker_proves_every_label(shifted_train: Path, tmp_path: Path
     folder = tmp_path / "mutated"
     shutil.copytree(shifted_train, folder)
     flips = {"itm.jsonl": ("match", lambda v: not v), "vqa.jsonl": ("answers", lambda a: [a[0] + "x"]),
-             "rec.jsonl": ("box", lambda b: [b[0] + 1, *b[1:]])}  # fmt: skip
+             "rec.jsonl": ("box", wrong_box)}  # fmt: skip
     for name, (key, change) in flips.items():
         records = [json.loads(line) for line in (folder / name).read_text().splitlines()]
         (folder / name).write_text("".join(json.dumps({**r, key: change(r[key])}) + "\n" for r in records))
