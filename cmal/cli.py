@@ -268,6 +268,16 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--quiet", action="store_true", help="no progress bar")
     bench.set_defaults(func=commands.bench)
 
+    cal = sub.add_parser(
+        "calibrate",
+        help="choose when grounding declines (no box): the threshold on the image-text matching "
+        "score, from a validation folder whose rec.jsonl has expressions with box null",
+    )
+    cal.add_argument("--model", required=True, help="model directory (its labels.json gets the threshold)")
+    cal.add_argument("--data", required=True, help="validation folder (never the test split)")
+    cal.add_argument("--quiet", action="store_true", help="no progress bars")
+    cal.set_defaults(func=commands.calibrate)
+
     ev = sub.add_parser("evaluate", help="evaluate a model directory on a dataset folder")
     ev.add_argument("--model", required=True, help="model directory")
     ev.add_argument("--data", required=True, help="dataset folder in the canonical formats")

@@ -180,6 +180,15 @@ def serve(args: argparse.Namespace) -> int:
     )
 
 
+def calibrate(args: argparse.Namespace) -> int:
+    """`cmal calibrate`: choose and store the grounding decline threshold of a model directory."""
+    from cmal.calibrate import calibrate_dir
+
+    figures = calibrate_dir(Path(args.model), Path(args.data), progress=not args.quiet)
+    print(table({"decline": {k: v for k, v in figures.items() if k != "data"}}))
+    return 0
+
+
 def evaluate(args: argparse.Namespace) -> int:
     """`cmal evaluate`: one task, detection, or every task the folder has a file for."""
     import json

@@ -68,12 +68,15 @@ def task_metrics(
     examples: Sequence[Example],
     out: dict[str, np.ndarray],
     table: RegionTable,
-    answers: Sequence[str],
+    vocab: Vocabularies,
 ) -> dict[str, float]:
     """Metrics of one task from ``predict`` output on that task's examples."""
     t = get_task(task_id)
     logits = out[t.id]
-    golds = [Gold(answers, region_row(table, e.row)) for e in examples]
+    golds = [
+        Gold.of(vocab.answers, region_row(table, e.row), out["itm"][i], vocab.decline_below)
+        for i, e in enumerate(examples)
+    ]
     result = {"accuracy": t.accuracy(logits, [e.truth for e in examples], golds), "n": len(examples)}
     if t.id == "itm":
         labels = np.array([e.match for e in examples])
@@ -89,7 +92,7 @@ def evaluate_examples(
     for task in tasks:
         subset = [e for e in examples if e.task == task]
         if subset:
-            results[task] = task_metrics(task, subset, predict(model, subset, table), table, vocab.answers)
+            results[task] = task_metrics(task, subset, predict(model, subset, table), table, vocab)
     return results
 
 

@@ -28,7 +28,7 @@ from cmal.model_dir import (
     graph_file,
     read_json,
 )
-from cmal.tasks import VE_LABELS
+from cmal.tasks import VE_LABELS, declines
 from cmal.text.encode import fusion_inputs, region_tag_names, tokenize
 
 DETECTOR_OUTPUTS = ("boxes", "scores", "tags", "attributes", "features", "valid")
@@ -212,17 +212,24 @@ def entailment_result(logits: np.ndarray) -> dict[str, Any]:
     }
 
 
-def grounding_result(logits: np.ndarray, regions: Regions, row: int) -> dict[str, Any]:
-    """(K,) region logits -> the top valid region's box in original pixels and its probability."""
+def grounding_result(
+    logits: np.ndarray, regions: Regions, row: int, match_logit: float, decline_below: float | None
+) -> dict[str, Any]:
+    """(K,) region logits -> the top valid region's box in original pixels and its probability,
+    and ``match``, the probability that the expression names something in the image (the
+    image-text matching head on the expression). The box is None when no region is valid or the
+    model declines (`cmal.tasks.declines`: ``match_logit`` below ``decline_below``); the score is
+    then 0."""
+    match = float(1.0 / (1.0 + np.exp(-float(match_logit))))
     valid = regions.valid[row]
-    if not valid.any():
-        return {"box": None, "score": 0.0}
+    if not valid.any() or declines(match_logit, decline_below):
+        return {"box": None, "score": 0.0, "match": match}
     masked = np.where(valid, logits.astype(np.float64), -np.inf)
     p = softmax(masked)
     k = int(p.argmax())
     w, h = regions.sizes[row]
     box = regions.boxes[row, k] * np.array([w, h, w, h])
-    return {"box": [round(float(v), 2) for v in box], "score": float(p[k])}
+    return {"box": [round(float(v), 2) for v in box], "score": float(p[k]), "match": match}
 
 
 def vqa_result(logits: np.ndarray, answers: Sequence[str], k: int = 5) -> dict[str, Any]:

@@ -89,6 +89,9 @@ class Vocabularies:
     # a word matching several regions is left unswapped (False: it swaps with the first; models
     # fine-tuned before this option)
     skip_ambiguous: bool = False
+    # grounding declines (no box) when the image-text matching logit of (image, expression) is below
+    # this; chosen on validation data by `cmal calibrate` (None: never declines)
+    decline_below: float | None = None
 
     @classmethod
     def load(cls, folder: Path) -> Vocabularies:
@@ -103,6 +106,7 @@ class Vocabularies:
             synonyms=dict(synonyms),
             attribute_words=dict(labels.get("attribute_words", {})),
             skip_ambiguous=bool(labels.get("skip_ambiguous_anchors", False)),
+            decline_below=labels.get("grounding_decline_below"),
         )
 
     def save(self, folder: Path) -> None:
@@ -115,6 +119,8 @@ class Vocabularies:
         }
         if self.attribute_words:
             fields["attribute_words"] = self.attribute_words
+        # always written: a threshold chosen for other weights must not survive their retraining
+        fields["grounding_decline_below"] = self.decline_below
         update_labels(folder, **fields)
         write_json(folder / SYNONYMS, self.synonyms)
 

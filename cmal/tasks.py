@@ -44,21 +44,41 @@ def top_region(logits: np.ndarray, valid: np.ndarray) -> int | None:
     return int(np.where(valid, logits.astype(np.float64), -np.inf).argmax())
 
 
+def declines(match_logit: float, decline_below: float | None) -> bool:
+    """The grounding decline rule: an expression names nothing in the image (answer: no box) when
+    the image-text matching logit of (image, expression) is below the model's threshold
+    (``decline_below``, chosen on validation data by `cmal calibrate`; None: never declines)."""
+    return decline_below is not None and float(match_logit) < decline_below
+
+
 @dataclass(frozen=True)
 class Gold:
     """What a scored example is compared with, besides its own task's gold value."""
 
     answers: Sequence[str] = ()  # the model's VQA answer vocabulary
     regions: RegionRow | None = None  # grounding: the image's detected regions
+    declined: bool = False  # grounding: the model said the expression names nothing (`declines`)
+
+    @classmethod
+    def of(
+        cls, answers: Sequence[str], regions: RegionRow, match_logit: float, decline_below: float | None
+    ) -> Gold:
+        """The context of one example: the answer vocabulary, its image's regions, and whether the
+        model declines to ground its text."""
+        return cls(answers, regions, declines(match_logit, decline_below))
 
 
 def _entailment_hit(logits: np.ndarray, label: str, _: Gold) -> bool:
     return VE_LABELS[int(logits.argmax())] == label
 
 
-def _grounding_hit(logits: np.ndarray, box: Sequence[float], gold: Gold) -> bool:
+def _grounding_hit(logits: np.ndarray, box: Sequence[float] | None, gold: Gold) -> bool:
+    if box is None:  # the expression names nothing: right only when the model declines
+        return gold.declined
     if gold.regions is None:
         raise ValueError("grounding is scored against detected regions: pass Gold(regions=...)")
+    if gold.declined:
+        return False
     slot = top_region(logits, gold.regions.valid)
     if slot is None:
         return False
@@ -142,7 +162,8 @@ TASKS: tuple[Task, ...] = (
         text_field="expression",
         gold_field="box",
         output="rec_logits",
-        metric=f"the top valid region's box has IoU ≥ {MIN_GROUNDING_IOU} with the true box",
+        metric=f"the top valid region's box has IoU ≥ {MIN_GROUNDING_IOU} with the true box; for an "
+        "expression that names nothing, the model declines (no box)",
         hit=_grounding_hit,
         decide=_top,
         margin=_lead,

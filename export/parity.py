@@ -218,7 +218,8 @@ def _pipeline_decisions(
         for j, it in enumerate(chunk):
             decisions.append((it.task, int(d[it.task][j])))
             margins.append(float(m[it.task][j]))
-            gold = Gold(files.vocab.answers, RegionRow(sub.boxes[j], sub.valid[j], sub.sizes[j]))
+            row = RegionRow(sub.boxes[j], sub.valid[j], sub.sizes[j])
+            gold = Gold.of(files.vocab.answers, row, logits["itm"][j], files.vocab.decline_below)
             hits.setdefault(it.task, []).append(get_task(it.task).hit(logits[it.task][j], it.truth, gold))
     return decisions, margins, {t: float(np.mean(v)) for t, v in hits.items()}
 

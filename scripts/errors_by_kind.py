@@ -52,7 +52,8 @@ def by_kind(model_dir: Path, data: Path) -> dict[str, dict[str, dict[str, float]
                 key = r["kind"]
             else:
                 key = r.get("kind") or rec_kind(r["expression"])
-            gold = Gold(vocab.answers, region_row(table, e.row))  # the same scoring as `cmal evaluate`
+            # the same scoring as `cmal evaluate`
+            gold = Gold.of(vocab.answers, region_row(table, e.row), out["itm"][i], vocab.decline_below)
             acc[key].append(scored.hit(out[task][i], e.truth, gold))
         results[task] = {k: {"accuracy": float(np.mean(v)), "n": len(v)} for k, v in sorted(acc.items())}
     return results

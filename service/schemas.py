@@ -85,12 +85,20 @@ class EntailmentResponse(_Response):
 
 
 class GroundingResponse(_Response):
-    """Answer of POST /v1/grounding: the chosen region's box and probability."""
+    """Answer of POST /v1/grounding: the chosen region's box and probability, or no box when the
+    expression names nothing in the image."""
 
     box: list[float] | None = Field(
-        ..., description="[x1, y1, x2, y2] in the original image's pixels; null if no object"
+        ...,
+        description="[x1, y1, x2, y2] in the original image's pixels; null when the model finds no "
+        "object, or declines: `match` is below the model's calibrated threshold",
     )
-    score: float = Field(..., description="probability of the chosen region")
+    score: float = Field(
+        ..., description="probability of the chosen region among the detected ones (0 with no box)"
+    )
+    match: float = Field(
+        ..., description="probability that the expression names something in the image (image-text matching)"
+    )
 
 
 class Answer(BaseModel):

@@ -128,8 +128,8 @@ def load_examples(
             elif task == "ve":
                 ex.label = VE_LABELS.index(r.label)
             elif task == "rec":
-                ex.box = r.box
-                ex.label = best_region(table, row, r.box)
+                ex.box = r.box  # None: it names nothing (no slot to learn; scored as a decline)
+                ex.label = None if r.box is None else best_region(table, row, r.box)
             elif task == "vqa":
                 ex.answers = r.answers
             examples.append(ex)

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from tokenizers import Tokenizer
 
+from cmal.calibrate import calibrate_dir, can_calibrate
 from cmal.data.formats import load
 from cmal.data.language import GEOMETRY_CONCEPTS
 from cmal.data.vocab import COLOUR_WORDS, synonym_table
@@ -371,6 +372,8 @@ def finetune(
     best = fit(
         step, trained, examples, make_batch, validate, save, out_dir, s, dist, "finetune", progress, order
     )
+    if dist.main and val_dir is not None and can_calibrate(tasks, val_dir):
+        calibrate_dir(out_dir, val_dir, progress=progress)  # when grounding declines, on the best model
     if dist.main:
         update_metrics(
             out_dir,

@@ -226,7 +226,9 @@ async def grounding(request: Request, state: State) -> dict[str, Any]:
     body, raw = await _parse(request, GroundingRequest)
     texts = _check_texts(state.settings, [body.expression], "expression")
     result = await _run(request, state, "grounding", raw, texts)
-    box = grounding_result(result.outputs["rec_logits"][0], result.regions, 0)
+    backend, _ = state.serving()
+    rec, itm = result.outputs["rec_logits"][0], result.outputs["itm_logits"][0]
+    box = grounding_result(rec, result.regions, 0, itm, backend.files.vocab.decline_below)
     return _answer("grounding", {**box, **_meta(request, state)})
 
 

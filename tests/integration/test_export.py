@@ -32,7 +32,7 @@ model = OnnxModel(Path(sys.argv[1]))
 image = Image.open(sys.argv[2])
 regions = model.detect([image, image.resize((200, 150))])
 out = model.fuse(["there is a red circle.", "the big box"], regions)
-grounded = grounding_result(out["rec_logits"][1], regions, 1)["box"] is not None
+grounded = grounding_result(out["rec_logits"][1], regions, 1, out["itm_logits"][1], None)["box"] is not None
 print(entailment_result(out["ve_logits"][0])["label"], grounded)
 print("TORCH", "torch" in sys.modules)
 """

@@ -88,7 +88,18 @@ def test_pretrain_finetune_evaluate(splits: tuple[Path, Path], demo_dir: Path, t
     assert set(results) == {"detection", "ve", "rec", "vqa", "itm"}
     for task in ("ve", "rec", "vqa", "itm"):
         assert 0.0 <= results[task]["accuracy"] <= 1.0 and results[task]["n"] > 0
-    assert results["ve"]["n"] == 24 and results["rec"]["n"] == 16 and results["vqa"]["n"] == 32
+    rec_lines = (val / "rec.jsonl").read_text().splitlines()
+    assert results["ve"]["n"] == 24 and results["rec"]["n"] == len(rec_lines) and results["vqa"]["n"] == 32
+    # the validation folder has expressions that name nothing: fine-tuning chose when grounding
+    # declines, and `cmal calibrate` on the same folder chooses the same threshold
+    assert any(json.loads(line)["box"] is None for line in rec_lines)
+    chosen = json.loads((ft / "labels.json").read_text())["grounding_decline_below"]
+    calibration = json.loads((ft / "metrics.json").read_text())["calibration"]
+    assert isinstance(chosen, float) and calibration["threshold"] == chosen
+    assert calibration["absent"] + calibration["present"] == len(rec_lines)
+    printed = cmal("calibrate", "--model", str(ft), "--data", str(val), "--quiet").stdout
+    assert "declined_absent" in printed
+    assert json.loads((ft / "labels.json").read_text())["grounding_decline_below"] == chosen
     assert 0.0 <= results["itm"]["auc"] <= 1.0
     assert "vqa" in result.stdout and "accuracy" in result.stdout  # the printed table
     # each task alone, from a folder holding only that task's file and the images

@@ -469,3 +469,33 @@ def test_a_remote_backends_refusals_keep_their_meaning(
         assert change(before, after, f'cmal_requests_total{{task="vqa",outcome="{outcome}"}}') == 1
 
     run(settings, go)
+
+
+@pytest.mark.parametrize("threshold", [None, -1e9, 1e9])
+def test_grounding_declines_below_the_models_threshold(
+    tiny_exported: Path, tmp_path: Path, threshold: float | None
+) -> None:
+    # the tiny model with a decline threshold in its labels.json: never (None, -1e9) or always (1e9)
+    import json
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_exported, model)
+    labels = json.loads((model / "labels.json").read_text())
+    (model / "labels.json").write_text(json.dumps({**labels, "grounding_decline_below": threshold}))
+    settings = Settings(model_dir=model, max_batch_size=8, max_batch_delay_ms=2, workers=1)
+    image, expression = b64(png()), "the red square"
+
+    async def go(client: httpx.AsyncClient, app) -> None:  # type: ignore[no-untyped-def]
+        r = await client.post("/v1/grounding", json={"image": image, "expression": expression})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        matched = await client.post("/v1/matching", json={"image": image, "texts": [expression]})
+        # `match` is the image-text matching probability of the expression itself
+        assert body["match"] == pytest.approx(matched.json()["scores"][0], abs=1e-5)
+        if threshold is not None and threshold > 0:
+            assert body["box"] is None and body["score"] == 0.0
+        else:
+            assert body["box"] is not None and 0 < body["score"] <= 1
+
+    run(settings, go)

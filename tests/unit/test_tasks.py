@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cmal.calibrate import choose_threshold
 from cmal.inference import FUSION_OUTPUTS
-from cmal.tasks import ROUTES, TASK_IDS, TASKS, VE_LABELS, Gold, RegionRow, get_task, top_region
+from cmal.tasks import ROUTES, TASK_IDS, TASKS, VE_LABELS, Gold, RegionRow, declines, get_task, top_region
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("cmal", "export", "service")
@@ -68,6 +69,28 @@ def test_grounding_is_right_when_the_top_valid_region_overlaps_the_truth() -> No
     assert not rec.hit(logits, (0.0, 0.0, 100.0, 50.0), gold)  # slot 0's box
     nothing = Gold(regions=RegionRow(regions().boxes, np.zeros(3, bool), (200, 100)))
     assert not rec.hit(logits, (100.0, 50.0, 200.0, 100.0), nothing)
+
+
+def test_grounding_declines_below_the_threshold_and_is_scored_for_it() -> None:
+    rec = get_task("rec")
+    logits, truth = np.array([0.0, 1.0, 9.0]), (100.0, 50.0, 200.0, 100.0)
+    assert not declines(-3.0, None)  # no threshold: never declines
+    assert declines(-3.0, -2.0) and not declines(-2.0, -2.0) and not declines(0.5, -2.0)
+    kept, declined = Gold.of((), regions(), 0.5, -2.0), Gold.of((), regions(), -3.0, -2.0)
+    assert not kept.declined and declined.declined
+    assert rec.hit(logits, truth, kept) and not rec.hit(logits, truth, declined)  # a wrong decline
+    assert rec.hit(logits, None, declined) and not rec.hit(logits, None, kept)  # names nothing
+
+
+def test_decline_threshold_has_the_best_balanced_accuracy() -> None:
+    logits = np.array([-6.0, -5.0, -1.0, 2.0, 3.0, -4.5, 4.0])
+    present = np.array([False, False, False, True, True, True, True])
+    chosen = choose_threshold(logits, present)
+    # below -4.75 declines two of three absent and keeps every present one (5/6 balanced); below
+    # 0.5 declines all three absent but also the present -4.5 (7/8): the best
+    assert chosen == {"threshold": 0.5, "declined_absent": 1.0, "kept_present": 0.75}
+    with pytest.raises(ValueError, match="name an object and ones that name nothing"):
+        choose_threshold(logits, np.ones(7, bool))
 
 
 def test_the_other_tasks_score_their_decisions() -> None:
