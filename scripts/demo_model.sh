@@ -28,7 +28,9 @@ FT_ARGS=(--tasks ve,rec,vqa,itm --train "$DATA/train" --val "$DATA/val" --epochs
   --cmap-mode off --threads "$THREADS" --quiet)
 start=$(date +%s)
 stage() { echo "== $1 ($(( $(date +%s) - start )) s so far)"; }
-card() { $BIN/python -m cmal.card_build --run "$RUNS" --data "$DATA" --out "$OUT" --seconds "$(cat "$RUNS/seconds")"; }
+NOTES=docs/demo-model/notes.md  # the card's hand-written part: how the model was built, what it cannot do
+card() { $BIN/python -m cmal.card_build --run "$RUNS" --data "$DATA" --out "$OUT" --seconds "$(cat "$RUNS/seconds")" \
+  --notes "$NOTES"; }
 
 if [[ "${1:-}" == "ablation" ]]; then
   [[ -f "$RUNS/detector/detector.safetensors" ]] ||
