@@ -69,6 +69,20 @@ def _status(test: dict[str, Any], kinds: dict[str, dict[str, dict[str, float]]] 
     return lines
 
 
+def _declining(calibration: dict[str, Any] | None) -> list[str]:
+    """How the model decides that an expression names nothing, when it was calibrated."""
+    if not calibration:
+        return ["Grounding never declines: the model has no decline threshold (`cmal calibrate`).", ""]
+    return [
+        "Grounding declines (answers no box) when the image-text matching logit of the expression is"
+        f" below {calibration['threshold']:.2f}, chosen on the validation split's"
+        f" {calibration['absent']:,} expressions that name nothing and {calibration['present']:,} that"
+        f" name one object: there it declined {calibration['declined_absent']:.3f} of the former and"
+        f" kept {calibration['kept_present']:.3f} of the latter (test: `rec` kind `none` above).",
+        "",
+    ]
+
+
 def build(run: Path, data: Path, out: Path, seconds: int | None, extra: str = "") -> Path:
     """Assemble the served model directory ``out`` from a demo run; returns ``out``.
 
@@ -92,6 +106,7 @@ def build(run: Path, data: Path, out: Path, seconds: int | None, extra: str = ""
         },
         "pretrain": final.get("pretrain") or (_json(run / "pretrain" / METRICS) or {}).get("pretrain"),
         "finetune": final.get("finetune"),
+        "calibration": final.get("calibration"),
         "data": {name: _split(data, name) for name in SPLITS},
     }
     ablation = (
@@ -106,6 +121,7 @@ def build(run: Path, data: Path, out: Path, seconds: int | None, extra: str = ""
     (out / METRICS).write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     d = metrics["data"]
     notes = _status(metrics["test"], _json(run / "kinds.json"))
+    notes += _declining(metrics["calibration"])
     notes += [
         "## Data and training",
         "",

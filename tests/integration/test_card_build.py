@@ -26,7 +26,10 @@ def run_and_data(tmp_path: Path, tiny_model_dir: Path) -> tuple[Path, Path]:
     (run / "final").mkdir(parents=True)
     for name in MODEL_FILES:
         shutil.copyfile(tiny_model_dir / name, run / "final" / name)
-    (run / "final" / "metrics.json").write_text(json.dumps({"finetune": {"epoch": 3, "score": 0.6}}))
+    calibration = {"threshold": -2.5, "declined_absent": 0.9, "kept_present": 0.95}
+    calibration |= {"absent": 20, "present": 80}
+    final_metrics = {"finetune": {"epoch": 3, "score": 0.6}, "calibration": calibration}
+    (run / "final" / "metrics.json").write_text(json.dumps(final_metrics))
     (run / "test.json").write_text(json.dumps(_metrics(0.91, 0.8)))
     (run / "compositional.json").write_text(json.dumps(_metrics(0.85, 0.7)))
     kinds = {"vqa": {"relation": {"accuracy": 0.5, "n": 12}, "shape": {"accuracy": 1.0, "n": 9}}}
@@ -51,6 +54,7 @@ def test_build_writes_weights_metrics_and_card(tmp_path: Path, run_and_data: tup
     assert metrics["test"]["ve"]["accuracy"] == 0.91
     assert metrics["ablation"]["no CMAL pre-training"]["vqa"]["accuracy"] == 0.6
     assert metrics["demo_model_seconds"] == 3720
+    assert metrics["calibration"]["threshold"] == -2.5
     card = (out / "README.md").read_text()
     assert "Its last run took 62 minutes" in card
     assert "seeds 1000" in card and "(train, 40 images)" in card and "3001 (compositional" in card
@@ -62,6 +66,8 @@ def test_build_writes_weights_metrics_and_card(tmp_path: Path, run_and_data: tup
     status = next(line for line in card.splitlines() if line.startswith("Below its targets"))
     assert status.endswith("on: grounding (IoU ≥ 0.5), VQA, image-text matching.")
     assert "| vqa | relation | 0.50 | 12 |" in card
+    assert "below -2.50, chosen on the validation split's 20 expressions that name nothing" in card
+    assert "declined 0.900 of the former and kept 0.950 of the latter" in card
     # ablation ve 0.88 / vqa 0.6 are beaten, rec and itm tie: 2 of 4 is below the bar
     assert (
         "Against no CMAL pre-training, pre-training is better on 2 of 4 tasks (visual entailment, VQA):"
