@@ -21,11 +21,13 @@ DET_EPOCHS=${DET_EPOCHS:-8}
 FT_EPOCHS=${FT_EPOCHS:-20}
 LAYERS=${LAYERS:-3}  # unified encoder depth (demo preset: 2; the card says why 3)
 THREADS=${THREADS:-0}
-# Fine-tuning and inference leave CMAP off (the model card shows why: with swapped anchors, relations
-# between two named objects stay at chance); pre-training keeps it for AMC and reads MLM and ITM from
-# an unswapped pass (--plain-pass), the prompt fine-tuning sees.
+# CMAP while fine-tuning and serving (swap, mix or off) and extra pre-training options. The committed
+# model: swap, none. The card's relation ladder measured FT_CMAP=off PRETRAIN_ARGS=--plain-pass:
+# relations learnt, grounding lost (its card has the figures).
+FT_CMAP=${FT_CMAP:-swap}
+PRETRAIN_ARGS=${PRETRAIN_ARGS:-}
 FT_ARGS=(--tasks ve,rec,vqa,itm --train "$DATA/train" --val "$DATA/val" --epochs "$FT_EPOCHS" --seed 0
-  --cmap-mode off --threads "$THREADS" --quiet)
+  --cmap-mode "$FT_CMAP" --threads "$THREADS" --quiet)
 start=$(date +%s)
 stage() { echo "== $1 ($(( $(date +%s) - start )) s so far)"; }
 NOTES=docs/demo-model/notes.md  # the card's hand-written part: how the model was built, what it cannot do
@@ -58,7 +60,7 @@ $BIN/cmal train detector --data "$DATA/train" --val "$DATA/val" --out "$RUNS/det
 
 stage "pre-training"
 $BIN/cmal train pretrain --data "$DATA/train" --val "$DATA/val" --detector "$RUNS/detector" \
-  --out "$RUNS/pretrain" --epochs "$PRE_EPOCHS" --seed 0 --threads "$THREADS" --geometry-mlm 0.5 --plain-pass --layers "$LAYERS" --quiet
+  --out "$RUNS/pretrain" --epochs "$PRE_EPOCHS" --seed 0 --threads "$THREADS" --geometry-mlm 0.5 --layers "$LAYERS" --quiet $PRETRAIN_ARGS
 
 stage "fine-tuning"
 $BIN/cmal train finetune --init "$RUNS/pretrain" "${FT_ARGS[@]}" --out "$RUNS/final"
