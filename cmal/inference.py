@@ -220,7 +220,7 @@ def grounding_result(
     image-text matching head on the expression). The box is None when no region is valid or the
     model declines (`cmal.tasks.declines`: ``match_logit`` below ``decline_below``); the score is
     then 0."""
-    match = float(1.0 / (1.0 + np.exp(-float(match_logit))))
+    match = float(sigmoid(np.asarray(match_logit, np.float64)))
     valid = regions.valid[row]
     if not valid.any() or declines(match_logit, decline_below):
         return {"box": None, "score": 0.0, "match": match}
