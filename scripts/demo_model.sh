@@ -18,27 +18,42 @@ RUNS=${RUNS:-runs/demo}
 OUT=${OUT:-models/shapes-demo}
 PRE_EPOCHS=${PRE_EPOCHS:-8}
 DET_EPOCHS=${DET_EPOCHS:-8}
-FT_EPOCHS=${FT_EPOCHS:-20}
+FT_EPOCHS=${FT_EPOCHS:-14}
+COMPARE_EPOCHS=${COMPARE_EPOCHS:-6}  # the second fine-tuning stage, CMAP off (0: skip it)
 LAYERS=${LAYERS:-3}  # unified encoder depth (demo preset: 2; the card says why 3)
 THREADS=${THREADS:-0}
-# CMAP while fine-tuning and serving (swap, mix or off) and extra pre-training options. The committed
-# model: swap, none. The card's relation ladder measured FT_CMAP=off PRETRAIN_ARGS=--plain-pass:
-# relations learnt, grounding lost (its card has the figures).
+# CMAP during the first fine-tuning stage (swap, mix or off) and extra pre-training options. The
+# committed model: swap, none. The card's relation ladder has the figures of the alternatives.
 FT_CMAP=${FT_CMAP:-swap}
 PRETRAIN_ARGS=${PRETRAIN_ARGS:-}
-FT_ARGS=(--tasks ve,rec,vqa,itm --train "$DATA/train" --val "$DATA/val" --epochs "$FT_EPOCHS" --seed 0
-  --cmap-mode "$FT_CMAP" --threads "$THREADS" --quiet)
+TASK_ARGS=(--tasks ve,rec,vqa,itm --train "$DATA/train" --val "$DATA/val" --seed 0 --threads "$THREADS" --quiet)
+FT_ARGS=("${TASK_ARGS[@]}" --epochs "$FT_EPOCHS" --cmap-mode "$FT_CMAP")
 start=$(date +%s)
 stage() { echo "== $1 ($(( $(date +%s) - start )) s so far)"; }
 NOTES=docs/demo-model/notes.md  # the card's hand-written part: how the model was built, what it cannot do
 card() { $BIN/python -m cmal.card_build --run "$RUNS" --data "$DATA" --out "$OUT" --seconds "$(cat "$RUNS/seconds")" \
   --notes "$NOTES"; }
 
+# finetune INIT OUT: the two fine-tuning stages. The first with CMAP $FT_CMAP; the second with CMAP
+# off, so every region keeps its own slot, box included, and a question about two named objects can
+# compare them (the card's relation ladder, rung 4). OUT serves with CMAP off; when val has
+# expressions that name nothing, grounding's decline threshold is chosen there.
+finetune() {
+  if (( COMPARE_EPOCHS > 0 )); then
+    $BIN/cmal train finetune --init "$1" "${FT_ARGS[@]}" --out "$2-first"
+    stage "fine-tuning, CMAP off"
+    $BIN/cmal train finetune --init "$2-first" "${TASK_ARGS[@]}" --epochs "$COMPARE_EPOCHS" --cmap-mode off --out "$2"
+  else
+    $BIN/cmal train finetune --init "$1" "${FT_ARGS[@]}" --out "$2"
+  fi
+}
+
 if [[ "${1:-}" == "ablation" ]]; then
   [[ -f "$RUNS/detector/detector.safetensors" ]] ||
     { echo "no detector in $RUNS: run scripts/demo_model.sh (make demo-model) first" >&2; exit 2; }
   stage "fine-tuning without pre-training"
-  $BIN/cmal train finetune --init "$RUNS/detector" --layers "$LAYERS" "${FT_ARGS[@]}" --out "$RUNS/no-pretraining"
+  FT_ARGS+=(--layers "$LAYERS")
+  finetune "$RUNS/detector" "$RUNS/no-pretraining"
   stage "evaluation"
   mkdir -p "$RUNS/ablation"
   $BIN/cmal evaluate --model "$RUNS/no-pretraining" --data "$DATA/test" --task all \
@@ -63,7 +78,7 @@ $BIN/cmal train pretrain --data "$DATA/train" --val "$DATA/val" --detector "$RUN
   --out "$RUNS/pretrain" --epochs "$PRE_EPOCHS" --seed 0 --threads "$THREADS" --geometry-mlm 0.5 --layers "$LAYERS" --quiet $PRETRAIN_ARGS
 
 stage "fine-tuning"
-$BIN/cmal train finetune --init "$RUNS/pretrain" "${FT_ARGS[@]}" --out "$RUNS/final"
+finetune "$RUNS/pretrain" "$RUNS/final"
 
 stage "evaluation"
 $BIN/cmal evaluate --model "$RUNS/final" --data "$DATA/test" --task all --output "$RUNS/test.json" --quiet

@@ -45,7 +45,7 @@ class Example:
     row: int  # row of the image in the region table
     ids: list[int]
     anchors: list[Anchor]  # all anchors (many-to-many)
-    match: float = -1.0  # itm: 1.0 / 0.0
+    match: float = -1.0  # itm: 1.0 / 0.0; rec: 1.0 when it names an object, 0.0 when it names nothing
     # ve: the class id; rec: the region slot to ground to (None: no detected region overlaps the
     # true box enough to learn from)
     label: int | None = None
@@ -129,6 +129,7 @@ def load_examples(
                 ex.label = VE_LABELS.index(r.label)
             elif task == "rec":
                 ex.box = r.box  # None: it names nothing (no slot to learn; scored as a decline)
+                ex.match = float(r.box is not None)  # what the ITM head learns of it (`FinetuneStep`)
                 ex.label = None if r.box is None else best_region(table, row, r.box)
             elif task == "vqa":
                 ex.answers = r.answers

@@ -78,7 +78,13 @@ class PretrainStep(nn.Module):
 
 
 class FinetuneStep(nn.Module):
-    """Sum of the task losses present in the (mixed-task) batch."""
+    """Sum of the task losses present in the (mixed-task) batch.
+
+    When both grounding and ITM are trained, grounding expressions are ITM examples too: one that
+    names an object matches its image, one that names nothing does not. Grounding declines on the
+    ITM logit of its expression (`cmal.tasks.declines`), so this trains that decision on the very
+    near-misses it must reject.
+    """
 
     def __init__(self, model: CMAL, tasks: tuple[str, ...]):
         super().__init__()
@@ -97,7 +103,10 @@ class FinetuneStep(nn.Module):
         if "ve" in self.tasks:
             losses["ve"] = ve_loss(out.ve_logits, batch["label"], task == KIND_INDEX["ve"])
         if "itm" in self.tasks:
-            losses["itm"] = itm_loss(out.itm_logits, batch["match"], task == KIND_INDEX["itm"])
+            itm_examples = task == KIND_INDEX["itm"]
+            if "rec" in self.tasks:
+                itm_examples = itm_examples | (task == KIND_INDEX["rec"])
+            losses["itm"] = itm_loss(out.itm_logits, batch["match"], itm_examples)
         if "vqa" in self.tasks:
             losses["vqa"] = vqa_loss(out.vqa_logits, batch["vqa_soft"], task == KIND_INDEX["vqa"])
         if "rec" in self.tasks:

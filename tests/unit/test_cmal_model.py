@@ -110,6 +110,23 @@ def test_each_task_head_overfits_a_small_batch(tiny_world, head: str) -> None:  
     assert last < first / 10, (head, first, last)
 
 
+def test_grounding_expressions_train_the_itm_head_as_match_or_not(tiny_world) -> None:  # type: ignore[no-untyped-def]
+    folder, table, tokenizer, vocab = tiny_world
+    rec = load_examples(folder, ("rec",), table, tokenizer, vocab)
+    assert all(e.match == float(e.box is not None) for e in rec)
+    named = [e for e in rec if e.box is not None][:4]
+    nothing = [e for e in rec if e.box is None][:4]
+    assert len(nothing) == 4  # the generator's expressions that name nothing
+    batch = collate(named + nothing, table, pretrain=False, num_answers=len(vocab.answers))
+    model = tiny_model(tiny_world).eval()
+    with torch.no_grad():
+        both = FinetuneStep(model, ("rec", "itm"))(batch)
+        itm_only = FinetuneStep(model, ("itm",))(batch)
+        logits = model.tasks(encode_batch(model, batch).sequence, batch["region_valid"]).itm_logits
+    torch.testing.assert_close(both["itm"], itm_loss(logits, batch["match"], torch.ones(8, dtype=torch.bool)))
+    assert itm_only["itm"].item() == 0.0  # without grounding, ITM reads only its own examples
+
+
 def test_config_round_trip_and_presets(tmp_path: Path) -> None:
     config = demo_config(cmap_mode="mix", num_answers=17)
     config.save(tmp_path / "c.json")
