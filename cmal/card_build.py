@@ -3,7 +3,7 @@
 Usage: python -m cmal.card_build --run runs/demo --data data/demo --out models/shapes-demo --seconds N
 Reads RUN/final (the fine-tuned model), RUN/detector, RUN/test.json, RUN/compositional.json and,
 if present, RUN/kinds.json (accuracy by question kind, from scripts/errors_by_kind.py) and
-RUN/ablation/*.json (fine-tuning from other initialisations, same data and settings);
+RUN/ablation.json and RUN/ablation.png (`cmal.ablation`: AMC vs CMCL vs no pre-training);
 DATA/{train,val,test,compositional}/dataset.json say which seeds and how many images.
 """
 
@@ -15,7 +15,10 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from cmal.card import TASK_NAMES, results_table, write_card
+from cmal.ablation import PLOT as ABLATION_PLOT
+from cmal.ablation import TABLE as ABLATION_TABLE
+from cmal.ablation import card_section
+from cmal.card import TASK_NAMES, write_card
 from cmal.model_dir import METRICS, MODEL_FILES
 from cmal.tasks import TASKS
 
@@ -109,13 +112,10 @@ def build(run: Path, data: Path, out: Path, seconds: int | None, extra: str = ""
         "calibration": final.get("calibration"),
         "data": {name: _split(data, name) for name in SPLITS},
     }
-    ablation = (
-        {p.stem: _json(p) for p in sorted((run / "ablation").glob("*.json"))}
-        if (run / "ablation").is_dir()
-        else {}
-    )
+    ablation = _json(run / ABLATION_TABLE)
     if ablation:
         metrics["ablation"] = ablation
+        shutil.copyfile(run / ABLATION_PLOT, out / ABLATION_PLOT)
     if seconds is not None:
         metrics["demo_model_seconds"] = seconds
     (out / METRICS).write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
@@ -146,25 +146,7 @@ def build(run: Path, data: Path, out: Path, seconds: int | None, extra: str = ""
         "",
     ]
     if ablation:
-        cols = {"CMAL pre-training (this model)": metrics["test"], **{k: v for k, v in ablation.items()}}
-        notes += [
-            "## Does pre-training earn its place?",
-            "",
-            "The same fine-tuning (data, epochs, seed) from different starting points, on the i.i.d.",
-            "test split (`make demo-ablation` runs the one without pre-training, from the detector alone):",
-            "",
-            results_table(cols),
-            "",
-        ]
-        for name, other in ablation.items():
-            better = [t for t in TARGETS if _accuracy(metrics["test"], t) > _accuracy(other, t)]
-            verdict = "earns its place" if len(better) >= 3 else "does not earn its place yet"
-            notes += [
-                f"Against {name}, pre-training is better on {len(better)} of {len(TARGETS)} tasks"
-                f"{' (' + ', '.join(TASK_NAMES[t] for t in better) + ')' if better else ''}: it {verdict}"
-                " (the bar: at least 3 of 4).",
-                "",
-            ]
+        notes += card_section(ablation)
     if extra:
         notes += [extra.strip(), ""]
     notes += [

@@ -212,6 +212,13 @@ def build_parser() -> argparse.ArgumentParser:
         "images the detector never saw); its heads train on --train's objects.jsonl when it has one, "
         "else stay frozen and its region proposals are kept by distillation (default: frozen detector)",
     )
+    fin.add_argument(
+        "--data-share",
+        type=_fraction,
+        default=1.0,
+        help="train on this share of --train's images (drawn with --seed; all their examples), for "
+        "low-data comparisons such as the card's ablation (default 1: all)",
+    )
     loop_options(fin, 10)
     fin.set_defaults(func=commands.train_finetune)
 

@@ -109,6 +109,7 @@ def train_settings(args: argparse.Namespace) -> TrainSettings:
         "init_blend",
         "skip_ambiguous",
         "adapt_detector",
+        "data_share",
     )
     return TrainSettings(
         epochs=args.epochs,

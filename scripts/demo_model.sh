@@ -4,10 +4,12 @@
 # Seeds: train 1000, val 1001 (training); test 3000, compositional 3001 (evaluation only).
 #
 #   scripts/demo_model.sh            the model (make demo-model)
-#   scripts/demo_model.sh ablation   the same fine-tuning without CMAL pre-training (from the
-#                                    detector alone), evaluated, and the card rebuilt with both
-#                                    columns (make demo-ablation). It needs only the detector stage,
-#                                    so it may run beside the main run once that stage is done.
+#   scripts/demo_model.sh ablation   AMC pre-training (the main run's) vs contrastive CMCL
+#                                    pre-training (same data and epochs) vs none, each fine-tuned
+#                                    alike on ABL_SHARES of the training images, evaluated, tabled
+#                                    and plotted (cmal.ablation), and the card rebuilt with it (make
+#                                    demo-ablation). It needs the main run's detector and
+#                                    pre-training; finished runs are kept, so it can be resumed.
 # THREADS=N sets torch threads per CMAL training process (default: torch's); with two runs side by
 # side on two cores, THREADS=1 each is fastest.
 set -euo pipefail
@@ -27,38 +29,61 @@ THREADS=${THREADS:-0}
 FT_CMAP=${FT_CMAP:-swap}
 PRETRAIN_ARGS=${PRETRAIN_ARGS:-}
 TASK_ARGS=(--tasks ve,rec,vqa,itm --train "$DATA/train" --val "$DATA/val" --seed 0 --threads "$THREADS" --quiet)
-FT_ARGS=("${TASK_ARGS[@]}" --epochs "$FT_EPOCHS" --cmap-mode "$FT_CMAP")
+PRE_ARGS=(--data "$DATA/train" --val "$DATA/val" --detector "$RUNS/detector" --epochs "$PRE_EPOCHS" --seed 0
+  --threads "$THREADS" --geometry-mlm 0.5 --layers "$LAYERS" --quiet $PRETRAIN_ARGS)
+# The ablation's fine-tuning budget (both stages, per run) is smaller than the main run's: six runs.
+ABL_SHARES=${ABL_SHARES:-0.1 1}
+ABL_EPOCHS=${ABL_EPOCHS:-4}
+ABL_COMPARE_EPOCHS=${ABL_COMPARE_EPOCHS:-2}
 start=$(date +%s)
 stage() { echo "== $1 ($(( $(date +%s) - start )) s so far)"; }
 NOTES=docs/demo-model/notes.md  # the card's hand-written part: how the model was built, what it cannot do
 card() { $BIN/python -m cmal.card_build --run "$RUNS" --data "$DATA" --out "$OUT" --seconds "$(cat "$RUNS/seconds")" \
   --notes "$NOTES"; }
 
-# finetune INIT OUT: the two fine-tuning stages. The first with CMAP $FT_CMAP; the second with CMAP
-# off, so every region keeps its own slot, box included, and a question about two named objects can
-# compare them (the card's relation ladder, rung 4). OUT serves with CMAP off; when val has
-# expressions that name nothing, grounding's decline threshold is chosen there.
+# finetune INIT OUT FIRST SECOND [OPTION...]: the two fine-tuning stages, FIRST epochs with CMAP
+# $FT_CMAP, then SECOND epochs with CMAP off, so every region keeps its own slot, box included, and a
+# question about two named objects can compare them (the card's relation ladder, rung 4). OUT serves
+# with CMAP off (SECOND 0: one stage, OUT keeps $FT_CMAP); when val has expressions that name
+# nothing, grounding's decline threshold is chosen there.
 finetune() {
-  if (( COMPARE_EPOCHS > 0 )); then
-    $BIN/cmal train finetune --init "$1" "${FT_ARGS[@]}" --out "$2-first"
+  local init=$1 out=$2 first=$3 second=$4
+  shift 4
+  if (( second > 0 )); then
+    $BIN/cmal train finetune --init "$init" "${TASK_ARGS[@]}" --epochs "$first" --cmap-mode "$FT_CMAP" \
+      --out "$out-first" "$@"
     stage "fine-tuning, CMAP off"
-    $BIN/cmal train finetune --init "$2-first" "${TASK_ARGS[@]}" --epochs "$COMPARE_EPOCHS" --cmap-mode off --out "$2"
+    $BIN/cmal train finetune --init "$out-first" "${TASK_ARGS[@]}" --epochs "$second" --cmap-mode off \
+      --out "$out" "$@"
   else
-    $BIN/cmal train finetune --init "$1" "${FT_ARGS[@]}" --out "$2"
+    $BIN/cmal train finetune --init "$init" "${TASK_ARGS[@]}" --epochs "$first" --cmap-mode "$FT_CMAP" \
+      --out "$out" "$@"
   fi
 }
 
 if [[ "${1:-}" == "ablation" ]]; then
-  [[ -f "$RUNS/detector/detector.safetensors" ]] ||
-    { echo "no detector in $RUNS: run scripts/demo_model.sh (make demo-model) first" >&2; exit 2; }
-  stage "fine-tuning without pre-training"
-  FT_ARGS+=(--layers "$LAYERS")
-  finetune "$RUNS/detector" "$RUNS/no-pretraining"
-  stage "evaluation"
-  mkdir -p "$RUNS/ablation"
-  $BIN/cmal evaluate --model "$RUNS/no-pretraining" --data "$DATA/test" --task all \
-    --output "$RUNS/ablation/no CMAL pre-training.json" --quiet
-  if [[ -f "$RUNS/seconds" ]]; then card; else echo "the main run will write the card with this column"; fi
+  [[ -f "$RUNS/detector/detector.safetensors" && -f "$RUNS/pretrain/cmal.safetensors" ]] ||
+    { echo "no detector or pre-training in $RUNS: run scripts/demo_model.sh (make demo-model) first" >&2; exit 2; }
+  if [[ ! -f "$RUNS/pretrain-cmcl/cmal.safetensors" ]]; then
+    stage "contrastive (CMCL) pre-training"
+    $BIN/cmal train pretrain "${PRE_ARGS[@]}" --objective cmcl --out "$RUNS/pretrain-cmcl"
+  fi
+  declare -A INIT=([amc]="$RUNS/pretrain" [cmcl]="$RUNS/pretrain-cmcl" [none]="$RUNS/detector")
+  for share in $ABL_SHARES; do
+    for arm in amc cmcl none; do
+      dir="$RUNS/ablation/$arm-$share"
+      [[ -f "$dir/compositional.json" ]] && continue  # measured by an earlier run
+      stage "ablation: $arm, $share of the training images"
+      extra=(--data-share "$share")
+      [[ $arm == none ]] && extra+=(--layers "$LAYERS")
+      finetune "${INIT[$arm]}" "$dir/model" "$ABL_EPOCHS" "$ABL_COMPARE_EPOCHS" "${extra[@]}"
+      for split in test compositional; do
+        $BIN/cmal evaluate --model "$dir/model" --data "$DATA/$split" --task all --output "$dir/$split.json" --quiet
+      done
+    done
+  done
+  $BIN/python -m cmal.ablation --run "$RUNS"
+  if [[ -f "$RUNS/seconds" ]]; then card; else echo "the main run will write the card with this ablation"; fi
   stage "done"
   exit 0
 fi
@@ -74,11 +99,10 @@ $BIN/cmal train detector --data "$DATA/train" --val "$DATA/val" --out "$RUNS/det
   --epochs "$DET_EPOCHS" --quiet  # all cores: nothing else can run before the detector exists
 
 stage "pre-training"
-$BIN/cmal train pretrain --data "$DATA/train" --val "$DATA/val" --detector "$RUNS/detector" \
-  --out "$RUNS/pretrain" --epochs "$PRE_EPOCHS" --seed 0 --threads "$THREADS" --geometry-mlm 0.5 --layers "$LAYERS" --quiet $PRETRAIN_ARGS
+$BIN/cmal train pretrain "${PRE_ARGS[@]}" --out "$RUNS/pretrain"
 
 stage "fine-tuning"
-finetune "$RUNS/pretrain" "$RUNS/final"
+finetune "$RUNS/pretrain" "$RUNS/final" "$FT_EPOCHS" "$COMPARE_EPOCHS"
 
 stage "evaluation"
 $BIN/cmal evaluate --model "$RUNS/final" --data "$DATA/test" --task all --output "$RUNS/test.json" --quiet

@@ -286,6 +286,16 @@ def split_off(examples: list[Example], fraction: float, seed: int) -> tuple[list
     ]
 
 
+def share_of_images(examples: list[Example], share: float, seed: int) -> list[Example]:
+    """The examples of a seeded random ``share`` of their images (at least one image; 1: all)."""
+    if share >= 1.0:
+        return examples
+    rows = sorted({e.row for e in examples})
+    drawn = np.random.default_rng(seed).permutation(len(rows))[: max(1, round(share * len(rows)))]
+    keep = {rows[int(i)] for i in drawn}
+    return [e for e in examples if e.row in keep]
+
+
 def cap_per_task(examples: Sequence[Example], per_task: int = VAL_CAP) -> list[Example]:
     """The first ``per_task`` examples of each task (validation stays short)."""
     seen: dict[str, int] = {}

@@ -47,6 +47,7 @@ from cmal.train.examples import (
     cap_per_task,
     collate,
     load_examples,
+    share_of_images,
     split_off,
 )
 from cmal.train.steps import FinetuneStep, PretrainStep, geometry_word_hits
@@ -311,6 +312,8 @@ def finetune(
         raise ValueError(f"tasks must be a non-empty subset of {', '.join(TASK_IDS)}; got {', '.join(tasks)}")
     tasks = tuple(t for t in TASK_IDS if t in tasks)
     s = settings or TrainSettings()
+    if s.adapt_detector and s.data_share < 1.0:
+        raise ValueError("a share of the training data (--data-share) needs a frozen detector")
     pretrained = has_cmal(init_dir)
     base = CMALConfig.load(init_dir / CMAL_CONFIG) if pretrained else demo_config()
     if pretrained:
@@ -353,6 +356,7 @@ def finetune(
         table, examples, val_table, val = _datasets(
             out_dir, train_dir, val_dir, tasks, tokenizer, vocab, s.holdout_seed, progress and dist.main
         )
+        examples = share_of_images(examples, s.data_share, s.seed)
         step, trained = FinetuneStep(model, tasks), model
     answer_ids = {a: i for i, a in enumerate(answers)}
 
@@ -386,6 +390,7 @@ def finetune(
                 "init_blend": s.init_blend if pretrained else None,
                 "skip_ambiguous_anchors": s.skip_ambiguous,
                 "adapt_detector": s.adapt_detector,
+                "data_share": s.data_share,
                 "data": str(train_dir),
             },
         )
