@@ -391,6 +391,7 @@ def finetune(
                 "skip_ambiguous_anchors": s.skip_ambiguous,
                 "adapt_detector": s.adapt_detector,
                 "data_share": s.data_share,
+                "train_examples": len(examples),
                 "data": str(train_dir),
             },
         )

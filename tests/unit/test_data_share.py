@@ -6,7 +6,9 @@ from cmal.train.examples import Example, share_of_images
 
 
 def _examples() -> list[Example]:
-    return [Example(uid=i, task=("vqa", "rec")[i % 2], row=i % 40, ids=[2, 3], anchors=[]) for i in range(200)]
+    return [
+        Example(uid=i, task=("vqa", "rec")[i % 2], row=i % 40, ids=[2, 3], anchors=[]) for i in range(200)
+    ]
 
 
 def test_a_share_keeps_every_example_of_the_drawn_images_and_none_of_the_others() -> None:
