@@ -118,6 +118,18 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="with --init: keep only the classes found in --data (default: keep the old ones too)",
     )
+    det.add_argument(
+        "--colour-channels",
+        type=int,
+        default=0,
+        help="width of a shape-blind colour path (per-pixel convolutions, max-pooled) that alone "
+        "reads colour, so colour and shape are told apart on pairs never seen (default 0: none)",
+    )
+    det.add_argument(
+        "--grey-backbone",
+        action="store_true",
+        help="the CNN that finds objects and reads their shape sees the image in grey",
+    )
     det.add_argument("--quiet", action="store_true", help="no progress bars")
     det.set_defaults(func=commands.train_detector)
 

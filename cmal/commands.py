@@ -73,10 +73,13 @@ def data_check(args: argparse.Namespace) -> int:
 
 def train_detector(args: argparse.Namespace) -> int:
     """`cmal train detector`: train the region detector into a model directory."""
+    from cmal.detector.config import DetectorConfig
     from cmal.detector.train import DetectorTrainSettings, train_detector
 
     if args.drop_old_classes and not args.init:
         raise ValueError("--drop-old-classes needs --init (the detector whose classes to drop)")
+    if args.init and (args.colour_channels or args.grey_backbone):
+        raise ValueError("--init keeps its detector's architecture: drop --colour-channels / --grey-backbone")
     settings = DetectorTrainSettings(
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed, threads=args.threads
     )
@@ -86,6 +89,7 @@ def train_detector(args: argparse.Namespace) -> int:
         Path(args.out),
         Path(args.val) if args.val else None,
         settings,
+        DetectorConfig(colour_channels=args.colour_channels, grey_backbone=args.grey_backbone),
         progress=not args.quiet,
         init=Path(args.init) if args.init else None,
         keep_old_classes=not args.drop_old_classes,

@@ -21,6 +21,12 @@ class DetectorConfig:
     num_attributes: int = 6  # attributes (colours)
     max_detections: int = 10  # K: regions per image
     score_threshold: float = 0.3  # a region is valid above this peak score
+    # Channels of a shape-blind colour path (0: none, as detectors before it): per-pixel 1x1
+    # convolutions, then max-pooling, so it sees colours but no outline. It alone feeds the attribute
+    # head and fills the last ``colour_channels`` of each region feature; the CNN fills the rest and
+    # feeds the tag head. Colour and shape are then read apart, for colour–shape pairs never seen.
+    colour_channels: int = 0
+    grey_backbone: bool = False  # the CNN (shape) path sees the image in grey: outline, not colour
 
     def to_json(self) -> dict[str, Any]:
         """The config as a JSON-ready dict."""

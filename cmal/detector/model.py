@@ -83,9 +83,15 @@ class Detector(nn.Module):
         self.head = conv_bn(n, n)
         self.heat = nn.Conv2d(n, 1, 1)
         self.box = nn.Conv2d(n, 4, 1)  # width, height, offset x, offset y
-        self.feature = nn.Sequential(nn.Conv2d(n, config.feature_dim, 1), nn.ReLU(inplace=True))
-        self.tag_head = nn.Linear(config.feature_dim, config.num_tags)
-        self.attribute_head = nn.Linear(config.feature_dim, config.num_attributes)
+        c = config.colour_channels
+        if not 0 <= c < config.feature_dim:
+            raise ValueError(f"colour_channels must be in [0, feature_dim={config.feature_dim}), got {c}")
+        shape_dim = config.feature_dim - c
+        self.feature = nn.Sequential(nn.Conv2d(n, shape_dim, 1), nn.ReLU(inplace=True))
+        per_pixel = (nn.Conv2d(3, c, 1), nn.ReLU(inplace=True), nn.Conv2d(c, c, 1), nn.ReLU(inplace=True))
+        self.colour = nn.Sequential(*per_pixel) if c else None
+        self.tag_head = nn.Linear(shape_dim, config.num_tags)
+        self.attribute_head = nn.Linear(c or config.feature_dim, config.num_attributes)
         with torch.no_grad():
             self.heat.bias.fill_(-2.19)  # type: ignore[union-attr]  # prior 0.1: stable focal loss at start
         self.register_buffer("mean", torch.tensor(self.MEAN).view(1, 3, 1, 1), persistent=False)
@@ -94,7 +100,7 @@ class Detector(nn.Module):
     def dense(self, images: torch.Tensor) -> DenseMaps:
         """Per-cell maps. images: (B, 3, H, W) in [0, 1]."""
         x = (images - self.mean) / self.std
-        c2 = self.stage2(x)
+        c2 = self.stage2(x.mean(1, keepdim=True).expand_as(x) if self.config.grey_backbone else x)
         c4 = self.stage4(c2)  # (B, w4, H/4, W/4)
         c8 = self.stage8(c4)
         c16 = self.stage16(c8)
@@ -102,16 +108,28 @@ class Detector(nn.Module):
         p4 = self.smooth4(self.lateral4(c4) + F.interpolate(p8, scale_factor=2.0))
         h = self.head(p4)  # (B, n, h, w)
         box = self.box(h)
-        features = self.feature(h)  # (B, D, h, w)
-        feats_last = features.permute(0, 2, 3, 1)  # (B, h, w, D)
+        shape = self.feature(h)  # (B, D - c, h, w)
+        if self.colour is None:
+            features, colour = shape, shape
+        else:
+            colour = self.pooled_colour(x)  # (B, c, h, w)
+            features = torch.cat([shape, colour], dim=1)
         return DenseMaps(
             heat=self.heat(h),
             size=box[:, 0:2],
             offset=box[:, 2:4],
             features=features,
-            tag_logits=self.tag_head(feats_last).permute(0, 3, 1, 2),
-            attribute_logits=self.attribute_head(feats_last).permute(0, 3, 1, 2),
+            tag_logits=self.tag_head(shape.permute(0, 2, 3, 1)).permute(0, 3, 1, 2),
+            attribute_logits=self.attribute_head(colour.permute(0, 2, 3, 1)).permute(0, 3, 1, 2),
         )
+
+    def pooled_colour(self, x: torch.Tensor) -> torch.Tensor:
+        """The colour path on a normalised image: per-pixel features, max-pooled over each output
+        cell and its 3x3 neighbours (an object's colour, whatever its outline). (B, c, h, w)."""
+        assert self.colour is not None
+        s = self.config.stride
+        per_cell = F.max_pool2d(self.colour(x), s, stride=s)
+        return F.max_pool2d(per_cell, 3, stride=1, padding=1)
 
     def forward(self, images: torch.Tensor) -> DetectorOutput:
         """images: (B, 3, H, W) float in [0, 1] -> the output contract (see the package docs)."""

@@ -136,11 +136,15 @@ def test_iou() -> None:
     assert iou(a, b)[0].tolist() == pytest.approx([1.0, 1 / 3, 0.0])
 
 
-def test_onnx_export_matches_pytorch_on_unseen_batch_sizes(tmp_path: Path) -> None:
+SPLIT = DetectorConfig(colour_channels=16, grey_backbone=True)  # colour and shape read apart
+
+
+@pytest.mark.parametrize("config", [DetectorConfig(), SPLIT], ids=["joint", "colour-path"])
+def test_onnx_export_matches_pytorch_on_unseen_batch_sizes(tmp_path: Path, config: DetectorConfig) -> None:
     import onnxruntime as ort
 
     torch.manual_seed(1)
-    model = Detector(DetectorConfig()).eval()
+    model = Detector(config).eval()
     # make the heatmap confident somewhere so decoding has real detections to compare
     with torch.no_grad():
         model.heat.bias.fill_(0.5)  # type: ignore[union-attr]
@@ -160,9 +164,10 @@ def test_onnx_export_matches_pytorch_on_unseen_batch_sizes(tmp_path: Path) -> No
                 assert np.array_equal(a, b), (batch, name)
 
 
-def test_safetensors_round_trip_gives_identical_outputs(tmp_path: Path) -> None:
+@pytest.mark.parametrize("config", [DetectorConfig(), SPLIT], ids=["joint", "colour-path"])
+def test_safetensors_round_trip_gives_identical_outputs(tmp_path: Path, config: DetectorConfig) -> None:
     torch.manual_seed(2)
-    model = Detector(DetectorConfig()).eval()
+    model = Detector(config).eval()
     save_detector(model, tmp_path, ["a", "b", "c", "d", "e"], ["r", "g", "b", "y", "p", "o"])
     loaded, tags, attributes = load_detector(tmp_path)
     x = torch.rand(2, 3, 128, 128)

@@ -1,0 +1,64 @@
+"""The detector's colour path reads colour without outline, and its grey backbone reads outline
+without colour: what lets a detector name colour–shape pairs it never saw."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageDraw
+
+from cmal.detector import Detector, DetectorConfig
+
+BACKGROUND = (230, 225, 215)
+SPLIT = DetectorConfig(colour_channels=16, grey_backbone=True)
+
+
+def _image(shape: str, colour: tuple[int, int, int]) -> torch.Tensor:
+    """A flat background with one small filled shape centred near (66, 66), as a (1, 3, 128, 128)
+    batch; the 12-pixel window the colour path pools at its centre cell holds shape and background."""
+    image = Image.new("RGB", (128, 128), BACKGROUND)
+    draw = ImageDraw.Draw(image)
+    box = (62, 62, 70, 70)
+    if shape == "square":
+        draw.rectangle(box, fill=colour)
+    elif shape == "circle":
+        draw.ellipse(box, fill=colour)
+    else:
+        draw.polygon([(66, 62), (70, 70), (62, 70)], fill=colour)
+    return torch.from_numpy(np.asarray(image, np.float32) / 255.0).permute(2, 0, 1)[None]
+
+
+@pytest.fixture
+def model() -> Detector:
+    torch.manual_seed(0)
+    return Detector(SPLIT).eval()
+
+
+def test_colour_path_gives_the_same_colour_whatever_the_outline(model: Detector) -> None:
+    red = (200, 40, 40)
+    with torch.no_grad():
+        maps = {shape: model.dense(_image(shape, red)) for shape in ("square", "circle", "triangle")}
+    centre = (slice(None), slice(None), 16, 16)  # the cell of the object's centre
+    colour = {shape: m.features[:, -SPLIT.colour_channels :][centre] for shape, m in maps.items()}
+    attributes = {shape: m.attribute_logits[centre] for shape, m in maps.items()}
+    for shape in ("circle", "triangle"):
+        assert torch.equal(colour[shape], colour["square"]), shape
+        assert torch.equal(attributes[shape], attributes["square"]), shape
+    # the shape part of the feature does see the outline
+    shape_part = {s: m.features[:, : -SPLIT.colour_channels][centre] for s, m in maps.items()}
+    assert not torch.equal(shape_part["circle"], shape_part["square"])
+
+
+def test_grey_backbone_gives_the_same_shape_reading_for_colours_of_one_grey(model: Detector) -> None:
+    first, second = (200, 40, 60), (40, 200, 60)  # different colours, the same channel mean
+    with torch.no_grad():
+        a, b = model.dense(_image("circle", first)), model.dense(_image("circle", second))
+    assert torch.equal(a.tag_logits, b.tag_logits)
+    assert torch.equal(a.heat, b.heat)  # finding the object does not depend on its colour either
+    assert not torch.equal(a.attribute_logits, b.attribute_logits)  # the colour path tells them apart
+
+
+def test_a_colour_path_as_wide_as_the_feature_leaves_nothing_for_shape() -> None:
+    with pytest.raises(ValueError, match="colour_channels"):
+        Detector(DetectorConfig(feature_dim=16, colour_channels=16))
