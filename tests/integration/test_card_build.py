@@ -31,8 +31,11 @@ def run_and_data(tmp_path: Path, tiny_model_dir: Path) -> tuple[Path, Path]:
     calibration |= {"absent": 20, "present": 80}
     final_metrics = {"finetune": {"epoch": 3, "score": 0.6}, "calibration": calibration}
     (run / "final" / "metrics.json").write_text(json.dumps(final_metrics))
-    (run / "test.json").write_text(json.dumps(_metrics(0.91, 0.8)))
-    (run / "compositional.json").write_text(json.dumps(_metrics(0.85, 0.7)))
+    detection = {"recall": 0.99, "precision": 0.98, "tag_accuracy": 0.93, "attribute_accuracy": 0.91}
+    (run / "test.json").write_text(
+        json.dumps({**_metrics(0.91, 0.8), "detection": {**detection, "recall": 1.0}})
+    )
+    (run / "compositional.json").write_text(json.dumps({**_metrics(0.85, 0.7), "detection": detection}))
     kinds = {"vqa": {"relation": {"accuracy": 0.5, "n": 12}, "shape": {"accuracy": 1.0, "n": 9}}}
     (run / "kinds.json").write_text(json.dumps(kinds))
     for arm, ve, vqa in (("amc", 0.9, 0.8), ("cmcl", 0.85, 0.6), ("none", 0.88, 0.85)):
@@ -64,6 +67,7 @@ def test_build_writes_weights_metrics_and_card(tmp_path: Path, run_and_data: tup
     assert metrics["calibration"]["threshold"] == -2.5
     card = (out / "README.md").read_text()
     assert "Its last run took 62 minutes" in card
+    assert "compositional split): recall 0.990, tag accuracy 0.930, attribute accuracy 0.910." in card
     assert "seeds 1000" in card and "(train, 40 images)" in card and "3001 (compositional" in card
     # the ablation tables: one column per starting point and share, the smallest share first
     header = next(line for line in card.splitlines() if line.startswith("| task | AMC pre-training, 10%"))
