@@ -19,7 +19,7 @@ from cmal.ablation import PLOT as ABLATION_PLOT
 from cmal.ablation import TABLE as ABLATION_TABLE
 from cmal.ablation import card_section
 from cmal.card import TASK_NAMES, write_card
-from cmal.model_dir import METRICS, MODEL_FILES
+from cmal.model_dir import DETECTOR_CONFIG, METRICS, MODEL_FILES
 from cmal.tasks import TASKS
 
 
@@ -84,6 +84,13 @@ def _declining(calibration: dict[str, Any] | None) -> list[str]:
         f" kept {calibration['kept_present']:.3f} of the latter (test: `rec` kind `none` above).",
         "",
     ]
+
+
+JOINT_DETECTOR_LIMIT = [  # a detector without its own colour path (`cmal train detector --colour-channels`)
+    "- The detector partly binds colour to shape: on colour–shape pairs never seen in training its tag",
+    "  and attribute accuracy drop (see `metrics.json` → `detection.compositional`), and every task",
+    "  built on those regions drops with it.",
+]
 
 
 def build(run: Path, data: Path, out: Path, seconds: int | None, extra: str = "") -> Path:
@@ -154,9 +161,7 @@ def build(run: Path, data: Path, out: Path, seconds: int | None, extra: str = ""
         "",
         "- Trained only on the synthetic Shapes world (5 shapes, 6 colours, 2 sizes, 4 relations, templated",
         "  English); it knows nothing about photographs or free-form language.",
-        "- The detector partly binds colour to shape: on colour–shape pairs never seen in training its tag",
-        "  and attribute accuracy drop (see `metrics.json` → `detection.compositional`), and every task",
-        "  built on those regions drops with it.",
+        *(JOINT_DETECTOR_LIMIT if not _json(out / DETECTOR_CONFIG).get("colour_channels") else []),
         "- Relations use a 10%-of-the-image margin; statements inside the margin are never made by the",
         "  generator, so the model's answers there are unconstrained.",
     ]

@@ -22,6 +22,9 @@ PRE_EPOCHS=${PRE_EPOCHS:-8}
 DET_EPOCHS=${DET_EPOCHS:-8}
 FT_EPOCHS=${FT_EPOCHS:-14}
 COMPARE_EPOCHS=${COMPARE_EPOCHS:-6}  # the second fine-tuning stage, CMAP off (0: skip it)
+# detector options: colour read by a shape-blind path, shape by a grey backbone (README, "The region
+# detector": held-out colour-shape pairs 0.996 tags / 1.000 attributes, against 0.906 / 0.869)
+DET_ARGS=${DET_ARGS:---colour-channels 16 --grey-backbone}
 LAYERS=${LAYERS:-3}  # unified encoder depth (demo preset: 2; the card says why 3)
 THREADS=${THREADS:-0}
 # CMAP during the first fine-tuning stage (swap, mix or off) and extra pre-training options. The
@@ -96,7 +99,7 @@ $BIN/cmal data shapes --out "$DATA/compositional" --seed 3001 --num-images 500 -
 
 stage "detector"
 $BIN/cmal train detector --data "$DATA/train" --val "$DATA/val" --out "$RUNS/detector" --seed 0 \
-  --epochs "$DET_EPOCHS" --quiet  # all cores: nothing else can run before the detector exists
+  --epochs "$DET_EPOCHS" --quiet $DET_ARGS  # all cores: nothing else can run before the detector exists
 
 stage "pre-training"
 $BIN/cmal train pretrain "${PRE_ARGS[@]}" --out "$RUNS/pretrain"

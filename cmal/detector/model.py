@@ -88,8 +88,11 @@ class Detector(nn.Module):
             raise ValueError(f"colour_channels must be in [0, feature_dim={config.feature_dim}), got {c}")
         shape_dim = config.feature_dim - c
         self.feature = nn.Sequential(nn.Conv2d(n, shape_dim, 1), nn.ReLU(inplace=True))
-        per_pixel = (nn.Conv2d(3, c, 1), nn.ReLU(inplace=True), nn.Conv2d(c, c, 1), nn.ReLU(inplace=True))
-        self.colour = nn.Sequential(*per_pixel) if c else None
+        self.colour: nn.Sequential | None = None  # per-pixel layers only: colour without outline
+        if c:
+            self.colour = nn.Sequential(
+                nn.Conv2d(3, c, 1), nn.ReLU(inplace=True), nn.Conv2d(c, c, 1), nn.ReLU(inplace=True)
+            )
         self.tag_head = nn.Linear(shape_dim, config.num_tags)
         self.attribute_head = nn.Linear(c or config.feature_dim, config.num_attributes)
         with torch.no_grad():

@@ -68,6 +68,7 @@ def test_build_writes_weights_metrics_and_card(tmp_path: Path, run_and_data: tup
     card = (out / "README.md").read_text()
     assert "Its last run took 62 minutes" in card
     assert "compositional split): recall 0.990, tag accuracy 0.930, attribute accuracy 0.910." in card
+    assert "The detector partly binds colour to shape" in card  # a joint detector: no colour path
     assert "seeds 1000" in card and "(train, 40 images)" in card and "3001 (compositional" in card
     # the ablation tables: one column per starting point and share, the smallest share first
     header = next(line for line in card.splitlines() if line.startswith("| task | AMC pre-training, 10%"))
