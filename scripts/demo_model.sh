@@ -52,16 +52,14 @@ card() { $BIN/python -m cmal.card_build --run "$RUNS" --data "$DATA" --out "$OUT
 finetune() {
   local init=$1 out=$2 first=$3 second=$4
   shift 4
-  if (( second > 0 )); then
-    $BIN/cmal train finetune --init "$init" "${TASK_ARGS[@]}" --epochs "$first" --cmap-mode "$FT_CMAP" \
-      --out "$out-first" "$@"
-    stage "fine-tuning, CMAP off"
-    $BIN/cmal train finetune --init "$out-first" "${TASK_ARGS[@]}" --epochs "$second" --cmap-mode off \
-      --out "$out" "$@"
-  else
-    $BIN/cmal train finetune --init "$init" "${TASK_ARGS[@]}" --epochs "$first" --cmap-mode "$FT_CMAP" \
-      --out "$out" "$@"
-  fi
+  local first_out=$out
+  (( second > 0 )) && first_out=$out-first
+  $BIN/cmal train finetune --init "$init" "${TASK_ARGS[@]}" --epochs "$first" --cmap-mode "$FT_CMAP" \
+    --out "$first_out" "$@"
+  (( second > 0 )) || return 0
+  stage "fine-tuning, CMAP off"
+  $BIN/cmal train finetune --init "$first_out" "${TASK_ARGS[@]}" --epochs "$second" --cmap-mode off \
+    --out "$out" "$@"
 }
 
 if [[ "${1:-}" == "ablation" ]]; then
