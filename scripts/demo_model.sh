@@ -10,6 +10,9 @@
 #                                    and plotted (cmal.ablation), and the card rebuilt with it (make
 #                                    demo-ablation). It needs the main run's detector and
 #                                    pre-training; finished runs are kept, so it can be resumed.
+# A rerun of the main run resumes after its last finished stage: each stage leaves its wall time in
+# $RUNS/stage-seconds/<stage> when it succeeds, and the card's total is their sum. Delete $RUNS to
+# start over (needed after changing a stage's options).
 # THREADS=N sets torch threads per CMAL training process (default: torch's); with two runs side by
 # side on two cores, THREADS=1 each is fastest.
 set -euo pipefail
@@ -40,6 +43,21 @@ ABL_EPOCHS=${ABL_EPOCHS:-4}
 ABL_COMPARE_EPOCHS=${ABL_COMPARE_EPOCHS:-2}
 start=$(date +%s)
 stage() { echo "== $1 ($(( $(date +%s) - start )) s so far)"; }
+# run_stage NAME COMMAND...: run a main-run stage unless an earlier run finished it, and record its time
+SECONDS_DIR="$RUNS/stage-seconds"
+run_stage() {
+  local name=$1 began
+  shift
+  if [[ -f "$SECONDS_DIR/$name" ]]; then
+    echo "== $name: finished by an earlier run ($(cat "$SECONDS_DIR/$name") s), kept"
+    return 0
+  fi
+  stage "$name"
+  began=$(date +%s)
+  "$@"
+  mkdir -p "$SECONDS_DIR"
+  echo "$(( $(date +%s) - began ))" > "$SECONDS_DIR/$name"
+}
 NOTES=docs/demo-model/notes.md  # the card's hand-written part: how the model was built, what it cannot do
 card() { $BIN/python -m cmal.card_build --run "$RUNS" --data "$DATA" --out "$OUT" --seconds "$(cat "$RUNS/seconds")" \
   --notes "$NOTES"; }
@@ -89,29 +107,30 @@ if [[ "${1:-}" == "ablation" ]]; then
   exit 0
 fi
 
-stage "data"
-$BIN/cmal data shapes --out "$DATA/train" --seed 1000 --num-images 4000 --split train --quiet
-$BIN/cmal data shapes --out "$DATA/val" --seed 1001 --num-images 400 --split val --quiet
-$BIN/cmal data shapes --out "$DATA/test" --seed 3000 --num-images 1000 --split test --quiet
-$BIN/cmal data shapes --out "$DATA/compositional" --seed 3001 --num-images 500 --split compositional --quiet
+make_data() {
+  $BIN/cmal data shapes --out "$DATA/train" --seed 1000 --num-images 4000 --split train --quiet
+  $BIN/cmal data shapes --out "$DATA/val" --seed 1001 --num-images 400 --split val --quiet
+  $BIN/cmal data shapes --out "$DATA/test" --seed 3000 --num-images 1000 --split test --quiet
+  $BIN/cmal data shapes --out "$DATA/compositional" --seed 3001 --num-images 500 --split compositional --quiet
+}
+train_detector() {  # all cores: nothing else can run before the detector exists
+  $BIN/cmal train detector --data "$DATA/train" --val "$DATA/val" --out "$RUNS/detector" --seed 0 \
+    --epochs "$DET_EPOCHS" --quiet $DET_ARGS
+}
+evaluate() {
+  $BIN/cmal evaluate --model "$RUNS/final" --data "$DATA/test" --task all --output "$RUNS/test.json" --quiet
+  $BIN/cmal evaluate --model "$RUNS/final" --data "$DATA/compositional" --task all \
+    --output "$RUNS/compositional.json" --quiet
+  $BIN/python scripts/errors_by_kind.py "$RUNS/final" "$DATA/test" --output "$RUNS/kinds.json"
+}
 
-stage "detector"
-$BIN/cmal train detector --data "$DATA/train" --val "$DATA/val" --out "$RUNS/detector" --seed 0 \
-  --epochs "$DET_EPOCHS" --quiet $DET_ARGS  # all cores: nothing else can run before the detector exists
-
-stage "pre-training"
-$BIN/cmal train pretrain "${PRE_ARGS[@]}" --out "$RUNS/pretrain"
-
-stage "fine-tuning"
-finetune "$RUNS/pretrain" "$RUNS/final" "$FT_EPOCHS" "$COMPARE_EPOCHS"
-
-stage "evaluation"
-$BIN/cmal evaluate --model "$RUNS/final" --data "$DATA/test" --task all --output "$RUNS/test.json" --quiet
-$BIN/cmal evaluate --model "$RUNS/final" --data "$DATA/compositional" --task all \
-  --output "$RUNS/compositional.json" --quiet
-$BIN/python scripts/errors_by_kind.py "$RUNS/final" "$DATA/test" --output "$RUNS/kinds.json"
+run_stage data make_data
+run_stage detector train_detector
+run_stage pre-training $BIN/cmal train pretrain "${PRE_ARGS[@]}" --out "$RUNS/pretrain"
+run_stage fine-tuning finetune "$RUNS/pretrain" "$RUNS/final" "$FT_EPOCHS" "$COMPARE_EPOCHS"
+run_stage evaluation evaluate
 
 stage "model directory"
-echo "$(( $(date +%s) - start ))" > "$RUNS/seconds"
+awk '{ s += $1 } END { print s }' "$SECONDS_DIR"/* > "$RUNS/seconds"  # every stage's time, whichever run did it
 card
 stage "done"
