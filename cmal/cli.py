@@ -231,6 +231,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="train on this share of --train's images (drawn with --seed; all their examples), for "
         "low-data comparisons such as the card's ablation (default 1: all)",
     )
+    fin.add_argument(
+        "--ve-trains-itm",
+        action="store_true",
+        help="when VE and ITM are both fine-tuned, entailed and contradicted hypotheses also train the "
+        "ITM head as matching and non-matching texts (default: ITM learns from its own and grounding's)",
+    )
     loop_options(fin, 10)
     fin.set_defaults(func=commands.train_finetune)
 

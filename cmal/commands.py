@@ -114,6 +114,7 @@ def train_settings(args: argparse.Namespace) -> TrainSettings:
         "skip_ambiguous",
         "adapt_detector",
         "data_share",
+        "ve_trains_itm",
     )
     return TrainSettings(
         epochs=args.epochs,

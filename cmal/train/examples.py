@@ -30,6 +30,8 @@ from cmal.text.tokenizer import MASK_ID, SEP_ID
 TEXT_FIELD = {"captions": "caption", **{t.id: t.text_field for t in TASKS}}
 # each kind of example's number in a batch's "task" tensor
 KIND_INDEX = {kind: i for i, kind in enumerate(TEXT_FIELD)}
+# a hypothesis the image entails is a text that matches it; a contradicted one is a text that does not
+VE_MATCH = {"entailment": 1.0, "contradiction": 0.0}
 GOLD_FIELD = {t.id: t.gold_field for t in TASKS}
 NO_LABEL = -1  # a batch's "label" tensor where an example has no class or slot to learn
 VAL_CAP = 1500  # validation examples per task (keeps per-epoch validation short)
@@ -45,7 +47,8 @@ class Example:
     row: int  # row of the image in the region table
     ids: list[int]
     anchors: list[Anchor]  # all anchors (many-to-many)
-    match: float = -1.0  # itm: 1.0 / 0.0; rec: 1.0 when it names an object, 0.0 when it names nothing
+    match: float = -1.0  # itm: 1.0 / 0.0; rec: 1.0 when it names an object, 0.0 when it names nothing;
+    # ve: 1.0 entailed, 0.0 contradicted, -1.0 neutral (the picture cannot settle it)
     # ve: the class id; rec: the region slot to ground to (None: no detected region overlaps the
     # true box enough to learn from)
     label: int | None = None
@@ -127,6 +130,7 @@ def load_examples(
                 ex.match = float(r.match)
             elif task == "ve":
                 ex.label = VE_LABELS.index(r.label)
+                ex.match = VE_MATCH.get(r.label, -1.0)  # what the ITM head may learn of it (`FinetuneStep`)
             elif task == "rec":
                 ex.box = r.box  # None: it names nothing (no slot to learn; scored as a decline)
                 ex.match = float(r.box is not None)  # what the ITM head learns of it (`FinetuneStep`)

@@ -350,14 +350,14 @@ def finetune(
         )
         table, examples = adapted.table, adapted.examples
         val_table, val = table, list[Example]()  # validation re-detects with the detector as it is then
-        step: torch.nn.Module = AdaptStep(FinetuneStep(model, tasks), adapted.adapter)
+        step: torch.nn.Module = AdaptStep(FinetuneStep(model, tasks, s.ve_trains_itm), adapted.adapter)
         trained: torch.nn.Module = torch.nn.ModuleDict({"cmal": model, "detector": adapted.adapter.detector})
     else:
         table, examples, val_table, val = _datasets(
             out_dir, train_dir, val_dir, tasks, tokenizer, vocab, s.holdout_seed, progress and dist.main
         )
         examples = share_of_images(examples, s.data_share, s.seed)
-        step, trained = FinetuneStep(model, tasks), model
+        step, trained = FinetuneStep(model, tasks, s.ve_trains_itm), model
     answer_ids = {a: i for i, a in enumerate(answers)}
 
     def make_batch(batch: Sequence[Example], epoch: int) -> dict[str, torch.Tensor]:
@@ -389,8 +389,7 @@ def finetune(
                 "init": str(init_dir),
                 "init_blend": s.init_blend if pretrained else None,
                 "skip_ambiguous_anchors": s.skip_ambiguous,
-                "adapt_detector": s.adapt_detector,
-                "data_share": s.data_share,
+                **{k: getattr(s, k) for k in ("adapt_detector", "data_share", "ve_trains_itm")},
                 "train_examples": len(examples),
                 "data": str(train_dir),
             },

@@ -83,13 +83,16 @@ class FinetuneStep(nn.Module):
     When both grounding and ITM are trained, grounding expressions are ITM examples too: one that
     names an object matches its image, one that names nothing does not. Grounding declines on the
     ITM logit of its expression (`cmal.tasks.declines`), so this trains that decision on the very
-    near-misses it must reject.
+    near-misses it must reject. With ``ve_trains_itm``, entailed and contradicted hypotheses are ITM
+    matches and non-matches too (neutral ones are not): more hard negatives such as a relation
+    stated the wrong way round.
     """
 
-    def __init__(self, model: CMAL, tasks: tuple[str, ...]):
+    def __init__(self, model: CMAL, tasks: tuple[str, ...], ve_trains_itm: bool = False):
         super().__init__()
         self.model = model
         self.tasks = tasks
+        self.ve_trains_itm = ve_trains_itm and "ve" in tasks
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Collated batch -> scalar losses ``total`` and one per fine-tuned task (``ve``, ``itm``,
@@ -106,6 +109,8 @@ class FinetuneStep(nn.Module):
             itm_examples = task == KIND_INDEX["itm"]
             if "rec" in self.tasks:
                 itm_examples = itm_examples | (task == KIND_INDEX["rec"])
+            if self.ve_trains_itm:
+                itm_examples = itm_examples | ((task == KIND_INDEX["ve"]) & (batch["match"] >= 0))
             losses["itm"] = itm_loss(out.itm_logits, batch["match"], itm_examples)
         if "vqa" in self.tasks:
             losses["vqa"] = vqa_loss(out.vqa_logits, batch["vqa_soft"], task == KIND_INDEX["vqa"])

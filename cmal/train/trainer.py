@@ -47,6 +47,7 @@ class TrainSettings:
     init_blend: float = 1.0  # fine-tuning: weight of the pre-trained weights against a fresh init
     adapt_detector: bool = False  # fine-tuning: train the detector's backbone and feature path too
     data_share: float = 1.0  # fine-tuning: share of the training images used (a seeded draw)
+    ve_trains_itm: bool = False  # fine-tuning: entailed / contradicted hypotheses are ITM examples too
     threads: int = 0  # torch threads per process; 0 = default
     max_steps: int = 0  # stop after this many steps (0 = no limit); for smoke tests
     optimizer: str = "adamw"  # adamw, or sgd (momentum 0.9): no update normalisation, for exact checks

@@ -291,13 +291,14 @@ def test_finetune_on_a_share_of_the_training_images(
 ) -> None:
     train, val = splits
     runs = {}
-    for share in ("1", "0.25"):
+    for share, extra in (("1", []), ("0.25", ["--ve-trains-itm"])):
         out = tmp_path / f"share-{share}"
         args = ["train", "finetune", "--init", str(demo_dir), "--tasks", "vqa,rec", "--train", str(train),
-                "--val", str(val), "--out", str(out), "--data-share", share, *TINY]  # fmt: skip
+                "--val", str(val), "--out", str(out), "--data-share", share, *extra, *TINY]  # fmt: skip
         assert cli_main(args) == 0
         runs[share] = json.loads((out / "metrics.json").read_text())["finetune"]
     assert runs["0.25"]["data_share"] == 0.25
+    assert (runs["1"]["ve_trains_itm"], runs["0.25"]["ve_trains_itm"]) == (False, True)  # as asked
     records = sum(len((train / f"{t}.jsonl").read_text().splitlines()) for t in ("vqa", "rec"))
     assert runs["1"]["train_examples"] == records  # every record of the 24 images
     assert 0 < runs["0.25"]["train_examples"] < records / 2  # those of 6 images

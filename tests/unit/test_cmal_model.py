@@ -13,6 +13,7 @@ from cmal.model.cmal import CMAL
 from cmal.model.config import CMALConfig, demo_config, paper_config
 from cmal.model.io import load_cmal, load_partial, save_cmal
 from cmal.objectives.tasks import itm_loss
+from cmal.tasks import VE_LABELS
 from cmal.train.examples import KIND_INDEX, collate, load_examples
 from cmal.train.steps import FinetuneStep, PretrainStep, encode_batch
 
@@ -125,6 +126,34 @@ def test_grounding_expressions_train_the_itm_head_as_match_or_not(tiny_world) ->
         logits = model.tasks(encode_batch(model, batch).sequence, batch["region_valid"]).itm_logits
     torch.testing.assert_close(both["itm"], itm_loss(logits, batch["match"], torch.ones(8, dtype=torch.bool)))
     assert itm_only["itm"].item() == 0.0  # without grounding, ITM reads only its own examples
+
+
+def test_entailed_and_contradicted_hypotheses_train_the_itm_head_on_request(tiny_world) -> None:  # type: ignore[no-untyped-def]
+    folder, table, tokenizer, vocab = tiny_world
+    ve = load_examples(folder, ("ve",), table, tokenizer, vocab)
+    chosen = {label: [e for e in ve if VE_LABELS[e.label] == label][:3] for label in VE_LABELS}
+    assert all(len(examples) == 3 for examples in chosen.values())
+    assert [e.match for e in chosen["entailment"] + chosen["contradiction"] + chosen["neutral"]] == (
+        [1.0] * 3 + [0.0] * 3 + [-1.0] * 3
+    )
+    batch = collate(
+        chosen["entailment"] + chosen["contradiction"] + chosen["neutral"],
+        table,
+        pretrain=False,
+        num_answers=len(vocab.answers),
+    )
+    model = tiny_model(tiny_world).eval()
+    with torch.no_grad():
+        shared = FinetuneStep(model, ("ve", "itm"), ve_trains_itm=True)(batch)
+        apart = FinetuneStep(model, ("ve", "itm"))(batch)
+        no_ve = FinetuneStep(model, ("itm",), ve_trains_itm=True)(batch)
+        logits = model.tasks(encode_batch(model, batch).sequence, batch["region_valid"]).itm_logits
+    settled = torch.tensor([True] * 6 + [False] * 3)  # a neutral hypothesis is neither match nor not
+    torch.testing.assert_close(shared["itm"], itm_loss(logits, batch["match"], settled))
+    assert shared["itm"].item() > 0.0
+    assert apart["itm"].item() == 0.0  # by default ITM does not read VE's examples
+    assert no_ve["itm"].item() == 0.0  # nor when VE is not fine-tuned
+    torch.testing.assert_close(shared["ve"], apart["ve"])
 
 
 def test_config_round_trip_and_presets(tmp_path: Path) -> None:
