@@ -26,7 +26,7 @@ help:
 	@echo "make lint    ruff and mypy (pinned in the lock)"
 	@echo "make tritonserver  unpack a local tritonserver (from nvidia-pytriton's wheel) into .cache/ for the Triton tests"
 	@echo "make lock    re-resolve requirements/{dev,train,serve}.lock to the newest allowed (PACKAGE=name: only that one)"
-	@echo "make demo-model  rebuild models/shapes-demo from scratch (fixed seeds, about 85 min on 2 cores)"
+	@echo "make demo-model  rebuild models/shapes-demo (fixed seeds; resumes an interrupted run: delete runs/demo to start over)"
 	@echo "make demo-ablation  AMC vs CMCL vs no pre-training at 10% and 100% of the fine-tuning data, for the card (after demo-model)"
 
 $(BIN)/python:

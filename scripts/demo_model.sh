@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Rebuild models/shapes-demo from scratch with fixed seeds: data, detector, CMAL pre-training,
-# multi-task fine-tuning, evaluation, model card. Prints each stage's wall time.
+# Rebuild models/shapes-demo with fixed seeds: data, detector, CMAL pre-training, multi-task
+# fine-tuning, evaluation, model card. Prints each stage's wall time.
 # Seeds: train 1000, val 1001 (training); test 3000, compositional 3001 (evaluation only).
 #
 #   scripts/demo_model.sh            the model (make demo-model)
@@ -11,8 +11,9 @@
 #                                    demo-ablation). It needs the main run's detector and
 #                                    pre-training; finished runs are kept, so it can be resumed.
 # A rerun of the main run resumes after its last finished stage: each stage leaves its wall time in
-# $RUNS/stage-seconds/<stage> when it succeeds, and the card's total is their sum. Delete $RUNS to
-# start over (needed after changing a stage's options).
+# $RUNS/stage-seconds/<stage> when it succeeds, and the card's total is their sum. Once one stage
+# runs, every later one runs too (deleting a stage's file redoes it and what follows). From scratch:
+# delete $RUNS first, as after changing a stage's options.
 # THREADS=N sets torch threads per CMAL training process (default: torch's); with two runs side by
 # side on two cores, THREADS=1 each is fastest.
 set -euo pipefail
@@ -43,15 +44,19 @@ ABL_EPOCHS=${ABL_EPOCHS:-4}
 ABL_COMPARE_EPOCHS=${ABL_COMPARE_EPOCHS:-2}
 start=$(date +%s)
 stage() { echo "== $1 ($(( $(date +%s) - start )) s so far)"; }
-# run_stage NAME COMMAND...: run a main-run stage unless an earlier run finished it, and record its time
+# run_stage NAME COMMAND...: run a main-run stage unless an earlier run finished it (and no earlier
+# stage ran in this one), and record its time
 SECONDS_DIR="$RUNS/stage-seconds"
+STAGES=(data detector pre-training fine-tuning evaluation)
+ran=0
 run_stage() {
   local name=$1 began
   shift
-  if [[ -f "$SECONDS_DIR/$name" ]]; then
+  if (( ! ran )) && [[ -f "$SECONDS_DIR/$name" ]]; then
     echo "== $name: finished by an earlier run ($(cat "$SECONDS_DIR/$name") s), kept"
     return 0
   fi
+  ran=1
   stage "$name"
   began=$(date +%s)
   "$@"
@@ -131,6 +136,7 @@ run_stage fine-tuning finetune "$RUNS/pretrain" "$RUNS/final" "$FT_EPOCHS" "$COM
 run_stage evaluation evaluate
 
 stage "model directory"
-awk '{ s += $1 } END { print s }' "$SECONDS_DIR"/* > "$RUNS/seconds"  # every stage's time, whichever run did it
+# every stage's time, whichever run did it
+(cd "$SECONDS_DIR" && awk '{ s += $1 } END { print s }' "${STAGES[@]}") > "$RUNS/seconds"
 card
 stage "done"
