@@ -314,6 +314,8 @@ def finetune(
     s = settings or TrainSettings()
     if s.adapt_detector and s.data_share < 1.0:
         raise ValueError("a share of the training data (--data-share) needs a frozen detector")
+    if s.ve_trains_itm and not {"ve", "itm"} <= set(tasks):
+        raise ValueError(f"--ve-trains-itm needs ve and itm among the tasks; got {', '.join(tasks)}")
     pretrained = has_cmal(init_dir)
     base = CMALConfig.load(init_dir / CMAL_CONFIG) if pretrained else demo_config()
     if pretrained:

@@ -62,7 +62,8 @@ class PretrainStep(nn.Module):
             "itm": itm_loss(m.itm_head(seq).squeeze(-1), batch["match"], batch["task"] == KIND_INDEX["itm"]),
         }
         if contrastive:
-            positive = (batch["task"] == KIND_INDEX["captions"]) | (batch["match"] == 1.0)
+            itm_pairs = batch["task"] == KIND_INDEX["itm"]
+            positive = (batch["task"] == KIND_INDEX["captions"]) | (itm_pairs & (batch["match"] == 1.0))
             losses["cmcl"] = cmcl_loss(
                 pooled(enc.text, batch["attention_mask"]),
                 pooled(enc.regions, batch["region_valid"]),
@@ -92,7 +93,9 @@ class FinetuneStep(nn.Module):
         super().__init__()
         self.model = model
         self.tasks = tasks
-        self.ve_trains_itm = ve_trains_itm and "ve" in tasks
+        self.ve_trains_itm = ve_trains_itm
+        if ve_trains_itm and not {"ve", "itm"} <= set(tasks):
+            raise ValueError(f"VE can train the ITM head only when both are fine-tuned, not {tasks}")
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Collated batch -> scalar losses ``total`` and one per fine-tuned task (``ve``, ``itm``,

@@ -293,12 +293,15 @@ def test_finetune_on_a_share_of_the_training_images(
     runs = {}
     for share, extra in (("1", []), ("0.25", ["--ve-trains-itm"])):
         out = tmp_path / f"share-{share}"
-        args = ["train", "finetune", "--init", str(demo_dir), "--tasks", "vqa,rec", "--train", str(train),
+        args = ["train", "finetune", "--init", str(demo_dir), "--tasks", "ve,itm", "--train", str(train),
                 "--val", str(val), "--out", str(out), "--data-share", share, *extra, *TINY]  # fmt: skip
         assert cli_main(args) == 0
         runs[share] = json.loads((out / "metrics.json").read_text())["finetune"]
     assert runs["0.25"]["data_share"] == 0.25
     assert (runs["1"]["ve_trains_itm"], runs["0.25"]["ve_trains_itm"]) == (False, True)  # as asked
-    records = sum(len((train / f"{t}.jsonl").read_text().splitlines()) for t in ("vqa", "rec"))
+    records = sum(len((train / f"{t}.jsonl").read_text().splitlines()) for t in ("ve", "itm"))
     assert runs["1"]["train_examples"] == records  # every record of the 24 images
     assert 0 < runs["0.25"]["train_examples"] < records / 2  # those of 6 images
+    no_ve = ["train", "finetune", "--init", str(demo_dir), "--tasks", "vqa,itm", "--train", str(train),
+             "--out", str(tmp_path / "no-ve"), "--ve-trains-itm", *TINY]  # fmt: skip
+    assert cli_main(no_ve) == 2 and not (tmp_path / "no-ve").exists()  # refused before any work

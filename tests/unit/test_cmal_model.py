@@ -133,27 +133,23 @@ def test_entailed_and_contradicted_hypotheses_train_the_itm_head_on_request(tiny
     ve = load_examples(folder, ("ve",), table, tokenizer, vocab)
     chosen = {label: [e for e in ve if VE_LABELS[e.label] == label][:3] for label in VE_LABELS}
     assert all(len(examples) == 3 for examples in chosen.values())
-    assert [e.match for e in chosen["entailment"] + chosen["contradiction"] + chosen["neutral"]] == (
-        [1.0] * 3 + [0.0] * 3 + [-1.0] * 3
-    )
-    batch = collate(
-        chosen["entailment"] + chosen["contradiction"] + chosen["neutral"],
-        table,
-        pretrain=False,
-        num_answers=len(vocab.answers),
-    )
+    pairs = load_examples(folder, ("itm",), table, tokenizer, vocab)[:3]
+    mixed = chosen["entailment"] + chosen["contradiction"] + chosen["neutral"] + pairs
+    assert [e.match for e in mixed[:9]] == [1.0] * 3 + [0.0] * 3 + [-1.0] * 3
+    batch = collate(mixed, table, pretrain=False, num_answers=len(vocab.answers))
     model = tiny_model(tiny_world).eval()
     with torch.no_grad():
         shared = FinetuneStep(model, ("ve", "itm"), ve_trains_itm=True)(batch)
         apart = FinetuneStep(model, ("ve", "itm"))(batch)
-        no_ve = FinetuneStep(model, ("itm",), ve_trains_itm=True)(batch)
         logits = model.tasks(encode_batch(model, batch).sequence, batch["region_valid"]).itm_logits
-    settled = torch.tensor([True] * 6 + [False] * 3)  # a neutral hypothesis is neither match nor not
+    # a neutral hypothesis is neither a match nor a non-match; ITM's own pairs count either way
+    settled = torch.tensor([True] * 6 + [False] * 3 + [True] * 3)
     torch.testing.assert_close(shared["itm"], itm_loss(logits, batch["match"], settled))
-    assert shared["itm"].item() > 0.0
-    assert apart["itm"].item() == 0.0  # by default ITM does not read VE's examples
-    assert no_ve["itm"].item() == 0.0  # nor when VE is not fine-tuned
+    own_pairs = torch.tensor([False] * 9 + [True] * 3)
+    torch.testing.assert_close(apart["itm"], itm_loss(logits, batch["match"], own_pairs))
     torch.testing.assert_close(shared["ve"], apart["ve"])
+    with pytest.raises(ValueError, match="only when both are fine-tuned"):
+        FinetuneStep(model, ("ve", "vqa"), ve_trains_itm=True)
 
 
 def test_config_round_trip_and_presets(tmp_path: Path) -> None:
