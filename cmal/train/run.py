@@ -50,7 +50,7 @@ from cmal.train.examples import (
     share_of_images,
     split_off,
 )
-from cmal.train.steps import FinetuneStep, PretrainStep, geometry_word_hits
+from cmal.train.steps import FinetuneStep, PretrainStep, check_ve_trains_itm, geometry_word_hits
 from cmal.train.trainer import TrainSettings, fit
 
 log = logging.getLogger(__name__)
@@ -314,8 +314,7 @@ def finetune(
     s = settings or TrainSettings()
     if s.adapt_detector and s.data_share < 1.0:
         raise ValueError("a share of the training data (--data-share) needs a frozen detector")
-    if s.ve_trains_itm and not {"ve", "itm"} <= set(tasks):
-        raise ValueError(f"--ve-trains-itm needs ve and itm among the tasks; got {', '.join(tasks)}")
+    check_ve_trains_itm(tasks, s.ve_trains_itm)  # before any work
     pretrained = has_cmal(init_dir)
     base = CMALConfig.load(init_dir / CMAL_CONFIG) if pretrained else demo_config()
     if pretrained:

@@ -6,6 +6,8 @@ are the pure functions of `cmal.objectives`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
@@ -78,6 +80,14 @@ class PretrainStep(nn.Module):
         return {"total": losses["mlm"] + losses["itm"] + self.amc_weight * align, **losses}
 
 
+def check_ve_trains_itm(tasks: Sequence[str], ve_trains_itm: bool) -> None:
+    """Raise ValueError when VE is to train the ITM head but the two are not both fine-tuned."""
+    if ve_trains_itm and not {"ve", "itm"} <= set(tasks):
+        raise ValueError(
+            f"VE trains the ITM head (--ve-trains-itm) only when both are fine-tuned, not {', '.join(tasks)}"
+        )
+
+
 class FinetuneStep(nn.Module):
     """Sum of the task losses present in the (mixed-task) batch.
 
@@ -93,9 +103,8 @@ class FinetuneStep(nn.Module):
         super().__init__()
         self.model = model
         self.tasks = tasks
+        check_ve_trains_itm(tasks, ve_trains_itm)
         self.ve_trains_itm = ve_trains_itm
-        if ve_trains_itm and not {"ve", "itm"} <= set(tasks):
-            raise ValueError(f"VE can train the ITM head only when both are fine-tuned, not {tasks}")
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Collated batch -> scalar losses ``total`` and one per fine-tuned task (``ve``, ``itm``,

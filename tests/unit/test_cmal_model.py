@@ -148,7 +148,7 @@ def test_entailed_and_contradicted_hypotheses_train_the_itm_head_on_request(tiny
     own_pairs = torch.tensor([False] * 9 + [True] * 3)
     torch.testing.assert_close(apart["itm"], itm_loss(logits, batch["match"], own_pairs))
     torch.testing.assert_close(shared["ve"], apart["ve"])
-    with pytest.raises(ValueError, match="only when both are fine-tuned"):
+    with pytest.raises(ValueError, match="only when both are fine-tuned, not ve, vqa"):
         FinetuneStep(model, ("ve", "vqa"), ve_trains_itm=True)
 
 
