@@ -47,8 +47,9 @@ class Example:
     row: int  # row of the image in the region table
     ids: list[int]
     anchors: list[Anchor]  # all anchors (many-to-many)
-    match: float = -1.0  # itm: 1.0 / 0.0; rec: 1.0 when it names an object, 0.0 when it names nothing;
-    # ve: 1.0 entailed, 0.0 contradicted, -1.0 neutral (the picture cannot settle it)
+    # itm: 1.0 / 0.0; rec: 1.0 when it names an object, 0.0 when it names nothing; ve: `VE_MATCH`,
+    # -1.0 when neutral (the picture cannot settle it)
+    match: float = -1.0
     # ve: the class id; rec: the region slot to ground to (None: no detected region overlaps the
     # true box enough to learn from)
     label: int | None = None
