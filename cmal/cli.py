@@ -237,6 +237,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="when VE and ITM are both fine-tuned, entailed and contradicted hypotheses also train the "
         "ITM head as matching and non-matching texts (default: ITM learns from its own and grounding's)",
     )
+    fin.add_argument(
+        "--length-groups",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run each batch as up to N sub-batches of similar text length, so short texts are not "
+        "padded to the longest (same losses, less work; default 1: one padded batch)",
+    )
     loop_options(fin, 10)
     fin.set_defaults(func=commands.train_finetune)
 

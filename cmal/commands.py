@@ -115,6 +115,7 @@ def train_settings(args: argparse.Namespace) -> TrainSettings:
         "adapt_detector",
         "data_share",
         "ve_trains_itm",
+        "length_groups",
     )
     return TrainSettings(
         epochs=args.epochs,

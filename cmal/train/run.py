@@ -51,7 +51,7 @@ from cmal.train.examples import (
     split_off,
 )
 from cmal.train.steps import FinetuneStep, PretrainStep, check_ve_trains_itm, geometry_word_hits
-from cmal.train.trainer import TrainSettings, fit
+from cmal.train.trainer import RECORDED_FINETUNE_SETTINGS, TrainSettings, fit
 
 log = logging.getLogger(__name__)
 PRETRAIN_TASKS = ("captions", "itm")
@@ -344,6 +344,7 @@ def finetune(
         if dist.main and skipped and progress:
             fresh = sorted({".".join(k.split(".")[:2]) for k in skipped})
             log.info("initialised from %s; new (randomly initialised): %s", init_dir, ", ".join(fresh))
+    task_step = FinetuneStep(model, tasks, s.ve_trains_itm, s.length_groups)
     adapted = None
     if s.adapt_detector:  # regions from the detector as it trains, not from the cache
         adapted = adapt_setup(
@@ -351,14 +352,14 @@ def finetune(
         )
         table, examples = adapted.table, adapted.examples
         val_table, val = table, list[Example]()  # validation re-detects with the detector as it is then
-        step: torch.nn.Module = AdaptStep(FinetuneStep(model, tasks, s.ve_trains_itm), adapted.adapter)
+        step: torch.nn.Module = AdaptStep(task_step, adapted.adapter)
         trained: torch.nn.Module = torch.nn.ModuleDict({"cmal": model, "detector": adapted.adapter.detector})
     else:
         table, examples, val_table, val = _datasets(
             out_dir, train_dir, val_dir, tasks, tokenizer, vocab, s.holdout_seed, progress and dist.main
         )
         examples = share_of_images(examples, s.data_share, s.seed)
-        step, trained = FinetuneStep(model, tasks, s.ve_trains_itm), model
+        step, trained = task_step, model
     answer_ids = {a: i for i, a in enumerate(answers)}
 
     def make_batch(batch: Sequence[Example], epoch: int) -> dict[str, torch.Tensor]:
@@ -390,7 +391,7 @@ def finetune(
                 "init": str(init_dir),
                 "init_blend": s.init_blend if pretrained else None,
                 "skip_ambiguous_anchors": s.skip_ambiguous,
-                **{k: getattr(s, k) for k in ("adapt_detector", "data_share", "ve_trains_itm")},
+                **{k: getattr(s, k) for k in RECORDED_FINETUNE_SETTINGS},
                 "train_examples": len(examples),
                 "data": str(train_dir),
             },

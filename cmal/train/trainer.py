@@ -48,11 +48,16 @@ class TrainSettings:
     adapt_detector: bool = False  # fine-tuning: train the detector's backbone and feature path too
     data_share: float = 1.0  # fine-tuning: share of the training images used (a seeded draw)
     ve_trains_itm: bool = False  # fine-tuning: entailed / contradicted hypotheses are ITM examples too
+    length_groups: int = 1  # fine-tuning: run each batch as up to this many sub-batches by text length
     threads: int = 0  # torch threads per process; 0 = default
     max_steps: int = 0  # stop after this many steps (0 = no limit); for smoke tests
     optimizer: str = "adamw"  # adamw, or sgd (momentum 0.9): no update normalisation, for exact checks
     resume: bool = False
     holdout_seed: int = 1234  # draws the 5% validation hold-out when no validation folder is given
+
+
+# the fine-tuning options a run writes to its metrics.json (beside the loop settings in the checkpoint)
+RECORDED_FINETUNE_SETTINGS = ("adapt_detector", "data_share", "ve_trains_itm", "length_groups")
 
 
 def lr_at(step: int, total: int, s: TrainSettings) -> float:
