@@ -7,7 +7,7 @@ never torch). The same host-side encoding as training (`cmal.text.encode`) feeds
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +30,7 @@ from cmal.model_dir import (
 )
 from cmal.tasks import VE_LABELS, declines
 from cmal.text.encode import fusion_inputs, region_tag_names, tokenize
+from cmal.text.length_groups import CALL_COST_POSITIONS, INFERENCE_GROUPS, length_groups
 
 DETECTOR_OUTPUTS = ("boxes", "scores", "tags", "attributes", "features", "valid")
 FUSION_INPUTS = (
@@ -141,6 +142,29 @@ def encode_batch(files: ModelFiles, texts: Sequence[str], regions: Regions) -> d
     return feeds
 
 
+def fuse_by_length(
+    feeds: dict[str, np.ndarray], run: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]], most: int
+) -> dict[str, np.ndarray]:
+    """``run`` (fusion-graph inputs -> outputs by name) on ``feeds`` as up to ``most`` sub-batches of
+    similar text length, each trimmed to its longest text (`cmal.text.length_groups`); the outputs
+    come back in the rows' order and equal one call on the whole batch."""
+    lengths = feeds["attention_mask"].sum(1).tolist()
+    groups = length_groups(lengths, most, CALL_COST_POSITIONS)
+    if len(groups) <= 1:
+        return run(feeds)
+    parts = []
+    for rows in groups:
+        part = {k: v[rows] for k, v in feeds.items()}
+        longest = max(lengths[i] for i in rows)
+        part["input_ids"], part["attention_mask"] = (
+            part["input_ids"][:, :longest],
+            part["attention_mask"][:, :longest],
+        )
+        parts.append(run(part))
+    inverse = np.argsort(np.concatenate(groups))
+    return {name: np.concatenate([p[name] for p in parts])[inverse] for name in parts[0]}
+
+
 def read_manifest(model_dir: Path, graphs_dir: Path, files: Collection[str] | None = None) -> dict[str, Any]:
     """The export manifest, checked against the model directory and the graph files: the weights it
     names, and the graph files among ``files`` (default: every graph file on disk; a backend
@@ -245,6 +269,7 @@ class OnnxModel:
 
     The manifest is checked first (weights and graph checksums), so graphs from another model or
     altered files are refused. Execution providers: CUDA when onnxruntime offers it, else CPU.
+    `fuse` runs a batch as up to ``length_groups`` sub-batches of similar text length.
     """
 
     def __init__(
@@ -255,6 +280,7 @@ class OnnxModel:
         providers: Sequence[str] | None = None,
         threads: int = 0,
         spinning: bool = True,
+        length_groups: int = INFERENCE_GROUPS,
     ):
         import onnxruntime as ort
 
@@ -284,6 +310,7 @@ class OnnxModel:
         self.fusion = ort.InferenceSession(str(self.fusion_path), options, providers=self.providers)
         self.provider = self.fusion.get_providers()[0]
         self.variant = variant
+        self.length_groups = length_groups
 
     def detect(self, images: Sequence[Image.Image]) -> Regions:
         """Regions for a batch of decoded images (any sizes)."""
@@ -293,6 +320,8 @@ class OnnxModel:
 
     def fuse(self, texts: Sequence[str], regions: Regions) -> dict[str, np.ndarray]:
         """Every head's logits for texts paired row by row with ``regions``."""
-        feeds = encode_batch(self.files, texts, regions)
+        return fuse_by_length(encode_batch(self.files, texts, regions), self._run_fusion, self.length_groups)
+
+    def _run_fusion(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         out = self.fusion.run(list(FUSION_OUTPUTS), {n: feeds[n] for n in FUSION_INPUTS})
         return dict(zip(FUSION_OUTPUTS, out, strict=True))

@@ -22,9 +22,11 @@ from cmal.inference import (
     OnnxModel,
     Regions,
     encode_batch,
+    fuse_by_length,
     preprocess,
 )
 from cmal.model_dir import EXPORT_DIR
+from cmal.text.length_groups import INFERENCE_GROUPS
 
 
 class BackendOverloaded(Exception):
@@ -65,9 +67,22 @@ class OnnxBackend:
     name = "onnx"
 
     def __init__(
-        self, model_dir: Path, graphs_dir: Path | None, variant: str, threads: int, spinning: bool = True
+        self,
+        model_dir: Path,
+        graphs_dir: Path | None,
+        variant: str,
+        threads: int,
+        spinning: bool = True,
+        length_groups: int = INFERENCE_GROUPS,
     ):
-        self.model = OnnxModel(model_dir, graphs_dir, variant=variant, threads=threads, spinning=spinning)
+        self.model = OnnxModel(
+            model_dir,
+            graphs_dir,
+            variant=variant,
+            threads=threads,
+            spinning=spinning,
+            length_groups=length_groups,
+        )
         self.files = self.model.files
         self.provider = self.model.provider
 
@@ -84,13 +99,21 @@ class OnnxBackend:
 class TorchBackend:
     """Eager PyTorch (``torch``) or the exported TorchScript graphs (``torchscript``)."""
 
-    def __init__(self, model_dir: Path, graphs_dir: Path | None, kind: str, threads: int):
+    def __init__(
+        self,
+        model_dir: Path,
+        graphs_dir: Path | None,
+        kind: str,
+        threads: int,
+        length_groups: int = INFERENCE_GROUPS,
+    ):
         import torch
 
         if threads:
             torch.set_num_threads(threads)
         self.torch = torch
         self.name = kind
+        self.length_groups = length_groups
         self.provider = "cuda" if torch.cuda.is_available() else "cpu"
         self.files = ModelFiles.load(model_dir)
         if kind == "torchscript":
@@ -114,7 +137,9 @@ class TorchBackend:
         return Regions.from_outputs(out, [im.size for im in images])
 
     def fuse(self, texts: Sequence[str], regions: Regions) -> dict[str, np.ndarray]:
-        feeds = encode_batch(self.files, texts, regions)
+        return fuse_by_length(encode_batch(self.files, texts, regions), self._run_fusion, self.length_groups)
+
+    def _run_fusion(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         with self.torch.no_grad():
             out = self.fusion(*(self.torch.from_numpy(feeds[n]) for n in FUSION_INPUTS))
         return {n: t.numpy() for n, t in zip(FUSION_OUTPUTS, out, strict=True)}
@@ -171,22 +196,25 @@ def load_backend(
     spinning: bool = True,
     triton_url: str = "",
     timeout_s: float = 10.0,
+    length_groups: int = INFERENCE_GROUPS,
 ) -> Backend:
     """The backend ``kind`` ("onnx", "torch", "torchscript" or "triton") for a model directory,
     else ``ValueError``.
 
     ``variant`` (fp32, fp16, int8) applies to ONNX only; ``threads`` 0 keeps the runtime's default;
     ``spinning`` False makes ONNX Runtime's idle threads sleep (several workers share the cores);
-    ``triton_url`` and ``timeout_s`` (each call's deadline) apply to ``triton``.
+    ``triton_url`` and ``timeout_s`` (each call's deadline) apply to ``triton``; ``length_groups``
+    is the most sub-batches of similar text length an in-process fusion batch is cut into (1: never;
+    Triton gets whole batches, for its own dynamic batcher to merge).
     """
     if kind == "triton":
         from service.triton_backend import TritonBackend
 
         return TritonBackend(model_dir, triton_url, timeout_s)
     if kind == "onnx":
-        return OnnxBackend(model_dir, graphs_dir, variant, threads, spinning)
+        return OnnxBackend(model_dir, graphs_dir, variant, threads, spinning, length_groups)
     if kind in ("torch", "torchscript"):
-        return TorchBackend(model_dir, graphs_dir, kind, threads)
+        return TorchBackend(model_dir, graphs_dir, kind, threads, length_groups)
     raise ValueError(f"unknown backend {kind!r}")
 
 

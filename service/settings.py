@@ -8,6 +8,8 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from cmal.text.length_groups import INFERENCE_GROUPS
+
 # the demo model shipped with the project, wherever the service is started from
 BUNDLED_MODEL = Path(__file__).resolve().parents[1] / "models" / "shapes-demo"
 
@@ -29,6 +31,13 @@ class Settings(BaseSettings):
     max_batch_size: int = Field(32, ge=1, le=1024, description="most text rows in one batch")
     max_batch_delay_ms: float = Field(
         0.0, ge=0, description="a free worker waits this long for a fuller batch (0: starts at once)"
+    )
+    length_groups: int = Field(
+        INFERENCE_GROUPS,
+        ge=1,
+        le=16,
+        description="a batch runs as up to this many sub-batches of similar text length, so short texts "
+        "are not padded to the longest (1: one padded batch; not for CMAL_BACKEND=triton)",
     )
     max_queue: int = Field(256, ge=1, description="queued requests beyond this are rejected with 429")
     request_timeout_ms: float = Field(10_000, gt=0, description="per-request deadline (504 after it)")
