@@ -19,6 +19,7 @@ import pytest
 from PIL import Image
 
 from cmal.bench.server import free_port
+from tests.service.sync import until
 
 
 def image_b64() -> str:
@@ -207,6 +208,10 @@ def test_several_server_processes_answer_and_count_together(tiny_exported: Path)
     adds up both processes: the requests each counted, and their queue capacities."""
     proc, url = start(tiny_exported, CMAL_PROCESSES="2", CMAL_MAX_QUEUE="100")
     try:
+        # /readyz answered by one process; the other may still be loading its model: wait until it
+        # has registered (a live process's queue capacity joins the sum)
+        both = "cmal_queue_capacity 200.0"
+        asyncio.run(until(lambda: both in httpx.get(f"{url}/metrics").text, "the second process"))
         body = {"image": image_b64(), "question": "how many circles are there?"}
         with httpx.Client(base_url=url, timeout=60, limits=httpx.Limits(max_connections=16)) as client:
             with ThreadPoolExecutor(16) as pool:
