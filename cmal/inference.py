@@ -30,7 +30,7 @@ from cmal.model_dir import (
 )
 from cmal.tasks import VE_LABELS, declines
 from cmal.text.encode import fusion_inputs, region_tag_names, tokenize
-from cmal.text.length_groups import CALL_COST_POSITIONS, INFERENCE_GROUPS, length_groups
+from cmal.text.length_groups import CALL_COST_POSITIONS, INFERENCE_GROUPS, length_groups, take_rows
 
 DETECTOR_OUTPUTS = ("boxes", "scores", "tags", "attributes", "features", "valid")
 FUSION_INPUTS = (
@@ -154,13 +154,7 @@ def fuse_by_length(
         return run(feeds)
     parts = []
     for rows in groups:
-        part = {k: v[rows] for k, v in feeds.items()}
-        longest = max(lengths[i] for i in rows)
-        part["input_ids"], part["attention_mask"] = (
-            part["input_ids"][:, :longest],
-            part["attention_mask"][:, :longest],
-        )
-        parts.append(run(part))
+        parts.append(run(take_rows(feeds, rows, max(lengths[i] for i in rows))))
     inverse = np.argsort(np.concatenate(groups))
     return {name: np.concatenate([p[name] for p in parts])[inverse] for name in parts[0]}
 

@@ -12,7 +12,11 @@ torch-free.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any, TypeVar
+
+A = TypeVar("A", bound=Any)  # numpy array or torch tensor: both index rows and slice alike
+TEXT_INPUTS = ("input_ids", "attention_mask")  # a batch's inputs with a text-length axis
 
 # What one more call costs, in padded text positions of one row: launching a graph and gathering
 # its inputs. Measured on the demo model with ONNX Runtime on one CPU thread (the service's
@@ -62,3 +66,12 @@ def length_groups(lengths: Sequence[int], most: int, call_cost: float = 0.0) -> 
         bounds.append((cut[g][j], j))
         j, g = cut[g][j], g - 1
     return [order[i:j] for i, j in reversed(bounds)]
+
+
+def take_rows(batch: Mapping[str, A], rows: Sequence[int] | Any, longest: int) -> dict[str, A]:
+    """The batch's ``rows`` (numpy arrays or torch tensors alike), its text inputs trimmed to
+    ``longest`` positions, their longest text."""
+    part = {k: v[rows] for k, v in batch.items()}
+    for name in TEXT_INPUTS:
+        part[name] = part[name][:, :longest]
+    return part

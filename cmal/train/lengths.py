@@ -11,10 +11,8 @@ from __future__ import annotations
 import torch
 
 from cmal.model.cmal import TaskOutputs
-from cmal.text.length_groups import CALL_COST_POSITIONS
+from cmal.text.length_groups import CALL_COST_POSITIONS, take_rows
 from cmal.text.length_groups import length_groups as cut_by_length
-
-TEXT_KEYS = ("input_ids", "attention_mask")  # the fine-tuning batch's tensors with a text-length axis
 
 
 def length_groups(lengths: torch.Tensor, groups: int) -> list[torch.Tensor]:
@@ -26,11 +24,7 @@ def length_groups(lengths: torch.Tensor, groups: int) -> list[torch.Tensor]:
 
 def rows_of(batch: dict[str, torch.Tensor], rows: torch.Tensor) -> dict[str, torch.Tensor]:
     """The batch's ``rows``, with the text axis trimmed to their longest text."""
-    part = {k: v[rows] for k, v in batch.items()}
-    length = int(part["attention_mask"].sum(1).max())
-    for k in TEXT_KEYS:
-        part[k] = part[k][:, :length]
-    return part
+    return take_rows(batch, rows, int(batch["attention_mask"][rows].sum(1).max()))
 
 
 def merge(parts: list[TaskOutputs], groups: list[torch.Tensor]) -> TaskOutputs:
