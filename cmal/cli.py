@@ -199,6 +199,12 @@ def build_parser() -> argparse.ArgumentParser:
         "objects' geometry (a new, freshly initialised part; it matters only in swap and mix mode)",
     )
     fin.add_argument(
+        "--anchor-markers",
+        action="store_true",
+        help="add a learned marker to both slots of each anchor pair (word and region), in any CMAP "
+        "mode, so a question naming two objects can find both regions (a new, freshly initialised part)",
+    )
+    fin.add_argument(
         "--swap-ambiguous",
         dest="skip_ambiguous",
         action="store_false",

@@ -156,6 +156,8 @@ def train_finetune(args: argparse.Namespace) -> int:
     changes: dict[str, object] = {"cmap_mode": args.cmap_mode} if args.cmap_mode else {}
     if args.slot_geometry:
         changes["slot_geometry"] = True
+    if args.anchor_markers:
+        changes["anchor_markers"] = True
     if args.layers:
         changes["layers"] = args.layers
     best = finetune(

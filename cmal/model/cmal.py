@@ -55,6 +55,11 @@ class CMAL(nn.Module):
             if config.slot_geometry
             else None
         )
+        # the markers tying each anchor pair's two slots (config.anchor_markers): at most one pair
+        # per region slot
+        self.anchor_markers = (
+            nn.Embedding(config.max_regions, config.umse_hidden) if config.anchor_markers else None
+        )
         self.use = UnifiedEncoder(config)
         self.ve_head = ClsHead(config, 3)
         self.itm_head = ClsHead(config, 1)
@@ -98,6 +103,7 @@ class CMAL(nn.Module):
             swap_token if region_source is None else region_source,
             mode or self.config.cmap_mode,
             None if self.slot_geometry is None else self.slot_geometry(geometry_features(region_boxes)),
+            None if self.anchor_markers is None else self.anchor_markers.weight,
         )
         sequence = self.use(
             prompt.text,

@@ -50,6 +50,7 @@ class CMAP(nn.Module):
         region_source: torch.Tensor,
         mode: str,
         geometry: torch.Tensor | None = None,
+        markers: torch.Tensor | None = None,
     ) -> Prompt:
         """Build the hybrid slots.
 
@@ -63,6 +64,9 @@ class CMAP(nn.Module):
             geometry: (B, K, U) an embedding of each region's box, or None. When given, every filled
                 slot also gets a box: a text slot its source region's, a region slot its own (in
                 ``swap`` mode; in ``mix`` mode it still holds its visual feature, box included).
+            markers: (M, U) learned markers, or None. When given, the s-th pair's text slot and
+                region slot both get marker s (the last one for s >= M), after masking and filling,
+                in every mode (``off`` included: then nothing else changes).
         """
         if mode not in CMAP_MODES:
             raise ValueError(f"unknown CMAP mode {mode!r}")
@@ -70,11 +74,14 @@ class CMAP(nn.Module):
         k = regions.shape[1]
         zero_t = torch.zeros(b, length, dtype=text.dtype, device=text.device)
         zero_r = torch.zeros(b, k, dtype=text.dtype, device=text.device)
-        if mode == "off":
+        if mode == "off" and markers is None:
             return Prompt(text, regions, zero_t, zero_r)
         valid = swap_valid.to(text.dtype).unsqueeze(-1)  # (B, S, 1)
         t_hot = (swap_token.unsqueeze(-1) == torch.arange(length, device=text.device)).to(text.dtype) * valid
         r_hot = (swap_region.unsqueeze(-1) == torch.arange(k, device=text.device)).to(text.dtype) * valid
+        if mode == "off":
+            text, regions = _mark(text, regions, t_hot, r_hot, markers)
+            return Prompt(text, regions, zero_t, zero_r)
         text_fill = t_hot.transpose(1, 2) @ self.visual_to_text(_gather(regions, text_source))  # (B, L, U)
         region_fill = r_hot.transpose(1, 2) @ self.text_to_visual(_gather(text, region_source))  # (B, K, U)
         text_swapped = t_hot.sum(1).clamp(max=1.0)  # (B, L)
@@ -89,4 +96,22 @@ class CMAP(nn.Module):
         else:  # mix
             text = text + text_fill
             regions = regions + region_fill
+        text, regions = _mark(text, regions, t_hot, r_hot, markers)
         return Prompt(text, regions, text_swapped, region_swapped)
+
+
+def _mark(
+    text: torch.Tensor,
+    regions: torch.Tensor,
+    t_hot: torch.Tensor,
+    r_hot: torch.Tensor,
+    markers: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Add marker s to both slots of pair s (t_hot (B, S, L), r_hot (B, S, K): the pairs' one-hot
+    slots, zero rows for padding); no markers: unchanged."""
+    if markers is None:
+        return text, regions
+    s = t_hot.shape[1]
+    index = torch.arange(s, device=text.device).clamp(max=markers.shape[0] - 1)
+    chosen = markers.index_select(0, index).to(text.dtype)  # (S, U)
+    return text + t_hot.transpose(1, 2) @ chosen, regions + r_hot.transpose(1, 2) @ chosen

@@ -33,6 +33,10 @@ class CMALConfig:
     # slot keeps its own box, a filled text slot gets its source region's): without it a swap
     # removes the named objects' geometry from both of their slots (measured in the demo card)
     slot_geometry: bool = False
+    # add a learned marker to both slots of each anchor pair (the s-th pair, in text order, gets
+    # marker s), in any CMAP mode: the word and its region are tied without overwriting either, so
+    # a question naming two objects can find both regions, boxes included
+    anchor_markers: bool = False
     objective: str = "amc"  # pre-training alignment objective: amc or cmcl (contrastive ablation)
 
     def __post_init__(self) -> None:

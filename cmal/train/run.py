@@ -278,8 +278,8 @@ def pretrain_metrics(
 
 
 # what fine-tuning may change in a pre-trained model: the CMAP mode, and adding the slot geometry
-# embedding (its weights start fresh)
-ADDABLE = ("cmap_mode", "slot_geometry")
+# embedding or the anchor markers (their weights start fresh)
+ADDABLE = ("cmap_mode", "slot_geometry", "anchor_markers")
 
 
 def _check_fixed_architecture(init_dir: Path, base: CMALConfig, changes: dict[str, Any]) -> None:

@@ -211,3 +211,35 @@ def test_variants_without_a_verdict_are_not_served(exported) -> None:  # type: i
     for variant in ("fp16", "int8"):
         with pytest.raises(GraphMismatch, match="quantisation policy"):
             OnnxModel(model_dir, variant=variant)
+
+
+def test_a_model_with_anchor_markers_exports_with_parity(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """The markers (CMAP off) are plain ops in both graphs: the anchors still change the answer."""
+    import onnxruntime as ort
+
+    from cmal.model.io import load_cmal, save_cmal
+    from export.graphs import fusion_example
+
+    plain, tokenizer, vocab = load_cmal(tiny_model_dir)
+    model_dir = tmp_path / "marked"
+    shutil.copytree(tiny_model_dir, model_dir)
+    marked = type(plain)(plain.config.replace(cmap_mode="off", anchor_markers=True))
+    marked.load_state_dict({**marked.state_dict(), **plain.state_dict()})
+    torch.nn.init.normal_(marked.anchor_markers.weight, std=1.0)  # type: ignore[union-attr]
+    save_cmal(marked.eval(), model_dir, tokenizer, vocab)
+    manifest = export_model(model_dir, "all", log=lambda *_: None)
+    assert manifest["passed"] is True
+    session = ort.InferenceSession(
+        str(model_dir / "export" / "fusion.onnx"), providers=["CPUExecutionProvider"]
+    )
+    names = [i.name for i in session.get_inputs()]
+    x = fusion_example(marked, 3, 17, 10, 4, seed=3)
+    without = list(x)
+    without[-1] = torch.zeros_like(x[-1])  # anchor_valid: no pairs, so no markers
+    for inputs in (x, without):
+        with torch.no_grad():
+            want = [t.numpy() for t in marked(*inputs)]
+        got = session.run(None, {n: t.numpy() for n, t in zip(names, inputs, strict=True)})
+        assert all(np.abs(a - b).max() <= 1e-4 for a, b in zip(want, got, strict=True))
+    with torch.no_grad():
+        assert not torch.allclose(marked(*x).vqa_logits, marked(*without).vqa_logits)

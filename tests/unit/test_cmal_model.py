@@ -288,3 +288,26 @@ def test_slot_geometry_keeps_a_swapped_objects_box_and_adds_to_older_checkpoints
     save_cmal(tiny_model(tiny_world), tmp_path, tokenizer, vocab)
     skipped = load_partial(tiny_model(tiny_world, slot_geometry=True), tmp_path)
     assert skipped and all(name.startswith("slot_geometry.") for name in skipped)
+
+
+def test_anchor_markers_change_only_anchored_examples_and_add_to_older_checkpoints(  # type: ignore[no-untyped-def]
+    tiny_world, tmp_path: Path
+) -> None:
+    _, _, tokenizer, vocab = tiny_world
+    _, fine = batches(tiny_world)
+    anchored = fine["swap_valid"].any(1)
+    assert anchored.any() and (~anchored).any()
+    model = tiny_model(tiny_world, cmap_mode="off", anchor_markers=True).eval()
+
+    def sequence() -> torch.Tensor:
+        with torch.no_grad():
+            return encode_batch(model, fine).sequence
+
+    marked = sequence()
+    model.anchor_markers = None  # the same weights without markers: CMAP off leaves the prompt alone
+    plain = sequence()
+    assert not torch.equal(marked[anchored], plain[anchored])
+    assert torch.equal(marked[~anchored], plain[~anchored])
+    save_cmal(tiny_model(tiny_world), tmp_path, tokenizer, vocab)
+    skipped = load_partial(tiny_model(tiny_world, anchor_markers=True), tmp_path)
+    assert skipped == ["anchor_markers.weight"]

@@ -73,6 +73,25 @@ def test_slot_geometry_gives_each_filled_slot_a_box() -> None:
     assert p.regions[0, :, 0].tolist() == [-1, -2 + 3, -3, -4]  # the visual feature is still there
 
 
+def test_anchor_markers_tie_each_pair_in_every_mode() -> None:
+    text, regions = slots()
+    token, region = torch.tensor([[2, 4, 0]]), torch.tensor([[1, 3, 0]])
+    valid = torch.tensor([[True, True, False]])  # the third pair is padding
+    markers = torch.tensor([[10.0], [20.0]]).expand(2, 3)  # two markers: pair s >= 2 gets the last
+    cmap = identity_cmap(3)
+    p = cmap(text, regions, token, region, valid, region, token, "off", None, markers)
+    # pair 0 (token 2, region 1) gets marker 10 on both slots, pair 1 (token 4, region 3) marker 20
+    assert p.text[0, :, 0].tolist() == [1, 2, 3 + 10, 4, 5 + 20]
+    assert p.regions[0, :, 0].tolist() == [-1, -2 + 10, -3, -4 + 20]
+    assert p.text_swapped.sum() == 0 and p.region_swapped.sum() == 0  # nothing was filled
+    p = cmap(text, regions, token, region, valid, region, token, "swap", None, markers)
+    assert p.text[0, :, 0].tolist() == [1, 2, -2 + 10, 4, -4 + 20]  # after the swap fill
+    assert p.regions[0, :, 0].tolist() == [-1, 3 + 10, -3, 5 + 20]
+    three = torch.tensor([[2, 4, 1]]), torch.tensor([[1, 3, 2]]), torch.tensor([[True, True, True]])
+    p = cmap(text, regions, three[0], three[1], three[2], three[1], three[0], "off", None, markers)
+    assert p.text[0, 1, 0] == 2 + 20 and p.regions[0, 2, 0] == -3 + 20  # pair 2: the last marker
+
+
 def test_false_swap_fills_from_the_given_sources() -> None:
     p = run("swap", text_source=[3, 0], region_source=[0, 0])
     assert p.text[0, 2, 0] == -4  # from region 3, not the partner region 1
