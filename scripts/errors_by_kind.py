@@ -5,7 +5,9 @@ Reads the Shapes files' extra ``kind`` fields (itm, vqa, rec; ITM kinds split in
 ``-pos`` and non-matching ``-neg`` pairs); referring expressions of files written without one are
 classified from their words as plain, relational, superlative or non-extreme. Prints one line
 per task; ``--output`` also writes ``{task: {kind: {"accuracy": a, "n": n}}}`` (the demo model's
-card shows it).
+card shows it). ``--relation-anchors`` also splits VQA relation questions by how many of their two
+named objects have an anchor (``relation/anchored-N``: a shape word whose region is unambiguous;
+"the red thing" has none), the split of the card's relation ladder.
 """
 
 from __future__ import annotations
@@ -35,11 +37,15 @@ def rec_kind(expression: str) -> str:
     return "plain"
 
 
-def by_kind(model_dir: Path, data: Path) -> dict[str, dict[str, dict[str, float]]]:
+def by_kind(
+    model_dir: Path, data: Path, relation_anchors: bool = False
+) -> dict[str, dict[str, dict[str, float]]]:
     model, tok, vocab = load_cmal(model_dir)
     table = detect_folder(model_dir, data, progress=False)
     results: dict[str, dict[str, dict[str, float]]] = {}
     for task in ("itm", "vqa", "rec"):
+        if not (data / f"{task}.jsonl").exists():
+            continue  # a folder with some of the task files
         records = [json.loads(line) for line in (data / f"{task}.jsonl").read_text().splitlines()]
         examples = load_examples(data, (task,), table, tok, vocab)
         out = predict(model, examples, table)
@@ -54,7 +60,10 @@ def by_kind(model_dir: Path, data: Path) -> dict[str, dict[str, dict[str, float]
                 key = r.get("kind") or rec_kind(r["expression"])
             # the same scoring as `cmal evaluate`
             gold = Gold.of(vocab.answers, region_row(table, e.row), out["itm"][i], vocab.decline_below)
-            acc[key].append(scored.hit(out[task][i], e.truth, gold))
+            hit = scored.hit(out[task][i], e.truth, gold)
+            acc[key].append(hit)
+            if relation_anchors and key == "relation":
+                acc[f"relation/anchored-{min(len(e.anchors), 2)}"].append(hit)
         results[task] = {k: {"accuracy": float(np.mean(v)), "n": len(v)} for k, v in sorted(acc.items())}
     return results
 
@@ -66,8 +75,13 @@ def main() -> None:
     parser.add_argument("model", type=Path)
     parser.add_argument("data", type=Path)
     parser.add_argument("--output", type=Path, help="write the breakdown as JSON")
+    parser.add_argument(
+        "--relation-anchors",
+        action="store_true",
+        help="also split VQA relation questions by anchored objects",
+    )
     args = parser.parse_args()
-    results = by_kind(args.model, args.data)
+    results = by_kind(args.model, args.data, args.relation_anchors)
     for task, kinds in results.items():
         print(task, "  ".join(f"{k} {r['accuracy']:.2f} ({r['n']})" for k, r in kinds.items()))
     if args.output:

@@ -8,7 +8,9 @@
 #     MODEL  model directory to start from (default models/shapes-demo)
 #     DATA   a Shapes run's data folder with train/, val/, test/ (default data/demo)
 #     OUT    where the runs and ladder.json go (default runs/relation-ladder)
-# EPOCHS (default 30) and THREADS (default 1) override. About 4 to 7 minutes a variant on 2 cores.
+# EPOCHS (default 30), THREADS (default 1), ONLY (space-separated variant names; default all) and
+# TRAIN_FROM (the folder whose relation questions train; default DATA/train) override.
+# About 7 to 20 minutes a variant on 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=.venv/bin
@@ -19,18 +21,23 @@ EPOCHS=${EPOCHS:-30}
 THREADS=${THREADS:-1}
 mkdir -p "$OUT"
 # relation questions only, beside the same images
+TRAIN_FROM=${TRAIN_FROM:-$DATA/train}  # another training split, e.g. a bigger one (the card's figures)
 for split in train val test; do
+  from=$DATA/$split
+  [[ $split == train ]] && from=$TRAIN_FROM
   mkdir -p "$OUT/data/$split"
-  ln -sfn "$(realpath "$DATA/$split/images")" "$OUT/data/$split/images"
-  grep '"kind": "relation"' "$DATA/$split/vqa.jsonl" > "$OUT/data/$split/vqa.jsonl"
+  ln -sfn "$(realpath "$from/images")" "$OUT/data/$split/images"
+  grep '"kind": "relation"' "$from/vqa.jsonl" > "$OUT/data/$split/vqa.jsonl"
 done
 # variant name, then its fine-tuning options
 VARIANTS=("swap|--cmap-mode swap" "mix|--cmap-mode mix" "off|--cmap-mode off"
-  "swap+slot-geometry|--cmap-mode swap --slot-geometry" "mix+slot-geometry|--cmap-mode mix --slot-geometry")
+  "swap+slot-geometry|--cmap-mode swap --slot-geometry" "mix+slot-geometry|--cmap-mode mix --slot-geometry"
+  "off+anchor-markers|--cmap-mode off --anchor-markers")
 echo "{" > "$OUT/ladder.json.tmp"
 first=1
 for v in "${VARIANTS[@]}"; do
   name=${v%%|*}; opts=${v#*|}
+  [[ -z "${ONLY:-}" || " $ONLY " == *" $name "* ]] || continue
   echo "== $name"
   # shellcheck disable=SC2086
   $BIN/cmal train finetune --init "$MODEL" --tasks vqa --train "$OUT/data/train" --val "$OUT/data/val" \
