@@ -2,7 +2,7 @@
 
 Subcommands:
     cmal data shapes --out DIR --seed N --num-images N --split {train,val,test,compositional}
-                     [--domain {shapes,shifted}]
+                     [--domain {shapes,shifted}] [--extra-relations N]
     cmal data check DIR
     cmal train detector --data DIR --out MODEL_DIR [--val DIR] [--init MODEL_DIR [--drop-old-classes]]
     cmal train pretrain --data DIR --out DIR [--detector MODEL_DIR]
@@ -87,6 +87,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     shapes.add_argument(
         "--image-size", type=int, help="image side in pixels (default: the domain's, 128 or 160)"
+    )
+    shapes.add_argument(
+        "--extra-relations",
+        type=int,
+        default=0,
+        help="per image, up to N more two-object relation questions (vqa.jsonl) and as many relation "
+        "statements (itm.jsonl), after everything else: the rest of the split is unchanged (default 0)",
     )
     shapes.add_argument("--quiet", action="store_true", help="no progress bar")
     shapes.add_argument(

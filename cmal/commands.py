@@ -28,6 +28,7 @@ def data_shapes(args: argparse.Namespace) -> int:
         image_size=args.image_size,
         progress=not args.quiet,
         domain=args.domain,
+        extra_relations=args.extra_relations,
     )
     print(summary.table())
     print(f"wrote {args.out} in {time.perf_counter() - start:.1f} s")

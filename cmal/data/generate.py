@@ -78,6 +78,7 @@ def generate_split(
     image_size: int | None = None,
     progress: bool = True,
     domain: str = "shapes",
+    extra_relations: int = 0,
 ) -> Summary:
     """Generate ``num_images`` scenes of ``split`` into ``out``.
 
@@ -90,6 +91,9 @@ def generate_split(
         progress: show a progress bar.
         domain: ``shapes`` (the demo model's world) or ``shifted`` (other shapes, colours,
             background, image size and wording: `cmal.data.domain`).
+        extra_relations: per image, up to this many more relation questions (VQA) and as many
+            relation statements (ITM, alternately matching and not), drawn after everything else,
+            so the rest of the split is the same as without them.
 
     Returns:
         Counts of what was written.
@@ -104,6 +108,8 @@ def generate_split(
         raise ValueError("num_images must be at least 1")
     if image_size < 64:
         raise ValueError("image_size must be at least 64 pixels")
+    if extra_relations < 0:
+        raise ValueError("extra_relations must not be negative")
     out.mkdir(parents=True, exist_ok=True)
     (out / "images").mkdir(exist_ok=True)
     files = {name: (out / f"{name}.jsonl").open("w", encoding="utf-8") for name in TASK_FILES}
@@ -115,7 +121,7 @@ def generate_split(
             scene = _referable_scene(rng, image_size, split == "compositional", world)
             image_name = f"images/{index:06d}.png"
             render(scene, rng).save(out / image_name, format="PNG", compress_level=6)
-            for task, record in annotate(scene, rng, image_name, forbidden):
+            for task, record in annotate(scene, rng, image_name, forbidden, extra_relations):
                 files[task].write(json.dumps(record) + "\n")
                 summary.records[task] += 1
                 if task == "ve":
@@ -137,6 +143,7 @@ def generate_split(
         "num_images": num_images,
         "image_size": image_size,
         "held_out_pairs": sorted([list(p) for p in world.held_out_pairs]),
+        **({"extra_relations": extra_relations} if extra_relations else {}),
     }
     (out / "dataset.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     return summary
@@ -147,6 +154,7 @@ def annotate(
     rng: np.random.Generator,
     image: str,
     forbidden_pairs: tuple[tuple[str, str], ...] = (),
+    extra_relations: int = 0,
 ) -> list[tuple[str, dict[str, Any]]]:
     """All annotation records of one scene, as (task file, record) pairs.
 
@@ -155,6 +163,7 @@ def annotate(
         rng: the image's random generator.
         image: the image path to write in each record.
         forbidden_pairs: (colour, shape) pairs no text may name (the hold-out, outside its split).
+        extra_relations: up to this many more relation questions and relation statements, last.
     """
     sp = Speaker(scene, rng, forbidden_pairs)
     records: list[tuple[str, dict[str, Any]]] = []
@@ -240,6 +249,34 @@ def annotate(
     # last, so that the records above are the same with or without it
     if sp.chance(ABSENT_REC_CHANCE) and (absent := sp.absent_expression()) is not None:
         records.append(("rec", {"image": image, "expression": absent, "box": None, "kind": "none"}))
+    records += _extra_relations(sp, image, extra_relations, asked, seen)
+    return records
+
+
+def _extra_relations(
+    sp: Speaker, image: str, count: int, asked: set[str], seen: set[str]
+) -> list[tuple[str, dict[str, Any]]]:
+    """Up to ``count`` more relation questions and as many relation statements (the n-th matching
+    when n is even), none repeating a text of the image; fewer when the scene has no new one."""
+    records: list[tuple[str, dict[str, Any]]] = []
+    for n in range(count):
+        for _ in range(10):
+            qa = sp.question("relation")
+            if qa is not None and qa[0] not in asked:
+                asked.add(qa[0])
+                records.append(
+                    ("vqa", {"image": image, "question": qa[0], "answers": [qa[1]], "kind": "relation"})
+                )
+                break
+        want = n % 2 == 0
+        for _ in range(10):
+            statement = sp.statement("relation", want)
+            if statement is not None and statement not in seen:
+                seen.add(statement)
+                records.append(
+                    ("itm", {"image": image, "text": statement, "match": want, "kind": "relation"})
+                )
+                break
     return records
 
 

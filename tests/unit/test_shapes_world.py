@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from cmal.data.checker import _NP, _REL, _RELATIONS, Scene, parse_np
+from cmal.data.checker import _NP, _REL, _RELATIONS, Scene, check_dataset, parse_np
 from cmal.data.generate import TASK_FILES, generate_split
 from cmal.data.language import REC_KINDS
 from cmal.data.vocab import COLOURS, HELD_OUT_PAIRS, SHAPES
@@ -149,6 +149,27 @@ def test_same_seed_same_bytes(tmp_path: Path) -> None:
     generate_split(c, seed=6, num_images=40, split="val", progress=False)
     assert digest(a) == digest(b)
     assert digest(a)["objects.jsonl"] != digest(c)["objects.jsonl"]
+
+
+def test_extra_relations_add_checked_relation_texts_and_change_nothing_else(tmp_path: Path) -> None:
+    plain, extra = tmp_path / "plain", tmp_path / "extra"
+    generate_split(plain, seed=5, num_images=60, split="train", progress=False)
+    generate_split(extra, seed=5, num_images=60, split="train", progress=False, extra_relations=2)
+    for name in ("captions", "ve", "rec", "objects"):
+        assert read(plain, name) == read(extra, name)
+    for name in ("vqa", "itm"):
+        before, after = read(plain, name), read(extra, name)
+        added = [r for r in after if r not in before]
+        assert [r for r in after if r in before] == before  # every original record, in order
+        assert len(added) > 60 and all(r["kind"] == "relation" for r in added)
+        for image in {r["image"] for r in added}:  # no text repeats within an image
+            texts = [r.get("question") or r.get("text") for r in after if r["image"] == image]
+            assert len(texts) == len(set(texts))
+    assert {r["match"] for r in read(extra, "itm") if r not in read(plain, "itm")} == {True, False}
+    assert digest(plain)["images/000059.png"] == digest(extra)["images/000059.png"]
+    assert json.loads((extra / "dataset.json").read_text())["extra_relations"] == 2
+    assert "extra_relations" not in json.loads((plain / "dataset.json").read_text())
+    assert list(check_dataset(extra)) == []  # the independent label checker agrees with every label
 
 
 def test_image_size_is_configurable(tmp_path: Path) -> None:
