@@ -21,6 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from service import metrics, openapi, tracing
 from service.access_log import AccessLog
 from service.batcher import Batcher
+from service.collector import freeze_startup_heap, thaw
 from service.errors import ApiError, error_response
 from service.memory import trim_when_idle
 from service.middleware import Admission, BodyLimit, RequestId
@@ -62,6 +63,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             settings.triton_url, settings.request_timeout_ms / 1000, settings.length_groups,
         )  # fmt: skip
         await asyncio.to_thread(warm_up, backend, settings.max_batch_size)
+        frozen = freeze_startup_heap()  # out of every full collection from now on: service.collector
         files = backend.files
         metrics.MODEL_INFO.labels(files.name, files.version, backend.name, backend.provider).set(1)
         batcher = Batcher(
@@ -79,8 +81,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         metrics.READY.set(1)
         metrics.QUEUE_CAPACITY.set(settings.max_queue)
         log.info(
-            "serving %s %s on %s (%s), %d workers x %s threads",
-            files.name, files.version, backend.name, backend.provider, workers, threads or "default",
+            "serving %s %s on %s (%s), %d workers x %s threads, %d start-up objects frozen",
+            files.name, files.version, backend.name, backend.provider, workers, threads or "default", frozen,
         )  # fmt: skip
         try:
             yield
@@ -91,6 +93,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             trimmer.cancel()
             await batcher.stop()
             await asyncio.to_thread(backend.close)
+            thaw()
 
     # Swagger UI (/docs) and ReDoc (/redoc) from assets the service serves itself, never a CDN:
     # the docs work on an air-gapped cluster
