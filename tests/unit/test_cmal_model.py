@@ -265,49 +265,29 @@ def test_validation_steps_run_alone(tiny_world) -> None:  # type: ignore[no-unty
     assert pretrain_metrics(PretrainStep(model), *args) == pre  # corruption is seeded: same figures
 
 
-def test_slot_geometry_keeps_a_swapped_objects_box_and_adds_to_older_checkpoints(  # type: ignore[no-untyped-def]
-    tiny_world, tmp_path: Path
+@pytest.mark.parametrize(
+    ("changes", "part"),
+    [
+        ({"slot_geometry": True}, "slot_geometry"),
+        ({"cmap_mode": "off", "anchor_markers": True}, "anchor_markers"),
+    ],
+)
+def test_an_added_part_changes_only_anchored_examples_and_adds_to_older_checkpoints(  # type: ignore[no-untyped-def]
+    tiny_world, tmp_path: Path, changes: dict[str, object], part: str
 ) -> None:
-    _, _, tokenizer, vocab = tiny_world
-    _, fine = batches(tiny_world)
-    swapped = fine["swap_valid"].any(1)
-    assert swapped.any() and (~swapped).any()
-    model = tiny_model(tiny_world, slot_geometry=True).eval()
-
-    def sequence() -> torch.Tensor:
-        with torch.no_grad():
-            return encode_batch(model, fine).sequence
-
-    with_boxes = sequence()
-    model.slot_geometry = None  # the same weights without the box embedding
-    without = sequence()
-    # only examples with a swap change, and only through the box embedding of their filled slots
-    assert not torch.equal(with_boxes[swapped], without[swapped])
-    assert torch.equal(with_boxes[~swapped], without[~swapped])
-    # a model saved without it gains it, freshly initialised; everything else loads
-    save_cmal(tiny_model(tiny_world), tmp_path, tokenizer, vocab)
-    skipped = load_partial(tiny_model(tiny_world, slot_geometry=True), tmp_path)
-    assert skipped and all(name.startswith("slot_geometry.") for name in skipped)
-
-
-def test_anchor_markers_change_only_anchored_examples_and_add_to_older_checkpoints(  # type: ignore[no-untyped-def]
-    tiny_world, tmp_path: Path
-) -> None:
+    """The box embedding of filled slots (swap mode) and the anchor markers (CMAP off) change only
+    the examples with an anchor pair; a model saved without either gains it, freshly initialised."""
     _, _, tokenizer, vocab = tiny_world
     _, fine = batches(tiny_world)
     anchored = fine["swap_valid"].any(1)
     assert anchored.any() and (~anchored).any()
-    model = tiny_model(tiny_world, cmap_mode="off", anchor_markers=True).eval()
-
-    def sequence() -> torch.Tensor:
-        with torch.no_grad():
-            return encode_batch(model, fine).sequence
-
-    marked = sequence()
-    model.anchor_markers = None  # the same weights without markers: CMAP off leaves the prompt alone
-    plain = sequence()
-    assert not torch.equal(marked[anchored], plain[anchored])
-    assert torch.equal(marked[~anchored], plain[~anchored])
+    model = tiny_model(tiny_world, **changes).eval()
+    with torch.no_grad():
+        with_part = encode_batch(model, fine).sequence
+        setattr(model, part, None)  # the same weights without it
+        without = encode_batch(model, fine).sequence
+    assert not torch.equal(with_part[anchored], without[anchored])
+    assert torch.equal(with_part[~anchored], without[~anchored])
     save_cmal(tiny_model(tiny_world), tmp_path, tokenizer, vocab)
-    skipped = load_partial(tiny_model(tiny_world, anchor_markers=True), tmp_path)
-    assert skipped == ["anchor_markers.weight"]
+    skipped = load_partial(tiny_model(tiny_world, **changes), tmp_path)
+    assert skipped and all(name.startswith(f"{part}.") for name in skipped)
