@@ -21,13 +21,24 @@ def _row(results: dict[str, Any], task: str) -> str:
     return text
 
 
+def _gap(test: dict[str, Any], compositional: dict[str, Any], task: str) -> str:
+    if task not in test or task not in compositional:
+        return "–"
+    return f"{100 * (test[task]['accuracy'] - compositional[task]['accuracy']):.1f}"
+
+
 def results_table(columns: dict[str, dict[str, Any]]) -> str:
-    """A markdown table: one row per task, one column per named result set."""
-    head = "| task | " + " | ".join(columns) + " |"
-    rule = "| --- |" + " --- |" * len(columns)
-    rows = [
-        f"| {TASK_NAMES[t]} | " + " | ".join(_row(c, t) for c in columns.values()) + " |" for t in TASK_NAMES
-    ]
+    """A markdown table: one row per task, one column per named result set, and when both ``test``
+    and ``compositional`` are given, the compositional gap in accuracy points."""
+    gap = "test" in columns and "compositional" in columns
+    head = "| task | " + " | ".join(columns) + (" | gap, points" if gap else "") + " |"
+    rule = "| --- |" + " --- |" * (len(columns) + gap)
+    rows = []
+    for t in TASK_NAMES:
+        cells = [_row(c, t) for c in columns.values()]
+        if gap:
+            cells.append(_gap(columns["test"], columns["compositional"], t))
+        rows.append(f"| {TASK_NAMES[t]} | " + " | ".join(cells) + " |")
     return "\n".join([head, rule, *rows])
 
 
@@ -71,7 +82,9 @@ def write_card(model_dir: Path, notes: str) -> Path:
         f"{detector['feature_dim']}-d features, input {detector['image_size']}×{detector['image_size']}.",
         f"- CMAL: UMSE width {config['umse_hidden']} × {config['umse_layers']} layer(s); unified encoder "
         f"{config['layers']} layers, hidden {config['hidden']}, {config['heads']} heads; "
-        f"CMAP mode `{config['cmap_mode']}`; {config['num_answers']} VQA answers; "
+        f"CMAP mode `{config['cmap_mode']}`"
+        + (", anchor markers" if config.get("anchor_markers") else "")
+        + f"; {config['num_answers']} VQA answers; "
         f"vocabulary {config['vocab_size']} word pieces.",
         f"- Weights: {size / 1e6:.1f} MB of safetensors.",
         "",

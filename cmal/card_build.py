@@ -3,7 +3,8 @@
 Usage: python -m cmal.card_build --run runs/demo --data data/demo --out models/shapes-demo --seconds N
 Reads RUN/final (the fine-tuned model), RUN/detector, RUN/test.json, RUN/compositional.json and,
 if present, RUN/kinds.json (accuracy by question kind, from scripts/errors_by_kind.py) and
-RUN/ablation.json and RUN/ablation.png (`cmal.ablation`: AMC vs CMCL vs no pre-training);
+RUN/ablation.json and RUN/ablation.png (`cmal.ablation`: AMC vs CMCL vs no pre-training), and
+RUN/stage-seconds/<stage> (each stage's wall time, written by scripts/demo_model.sh);
 DATA/{train,val,test,compositional}/dataset.json say which seeds and how many images.
 """
 
@@ -38,6 +39,24 @@ def _split(data: Path, name: str) -> dict[str, int]:
     if not info:
         raise FileNotFoundError(f"{path} is missing: pass the demo run's --data folder")
     return {"seed": int(info["seed"]), "images": int(info["num_images"])}
+
+
+def _stage_seconds(run: Path) -> dict[str, int]:
+    """Each pipeline stage's wall time in seconds, as ``scripts/demo_model.sh`` recorded it."""
+    folder = run / "stage-seconds"
+    if not folder.is_dir():
+        return {}
+    return {f.name: int(f.read_text().strip()) for f in sorted(folder.iterdir()) if f.is_file()}
+
+
+def _duration(seconds: int | None, stages: dict[str, int]) -> str:
+    """The card's sentence on how long the last run took, stage by stage when known."""
+    if not seconds:
+        return ""
+    text = f" Its last run took {seconds / 60:.0f} minutes on the project's 2-core CPU machine"
+    if stages:
+        text += " (" + ", ".join(f"{name} {s:,} s" for name, s in stages.items()) + ")"
+    return text + "."
 
 
 def _accuracy(results: dict[str, Any], task: str) -> float:
@@ -125,6 +144,9 @@ def build(run: Path, data: Path, out: Path, seconds: int | None, extra: str = ""
         shutil.copyfile(run / ABLATION_PLOT, out / ABLATION_PLOT)
     if seconds is not None:
         metrics["demo_model_seconds"] = seconds
+    stages = _stage_seconds(run)
+    if stages:
+        metrics["demo_model_stage_seconds"] = stages
     (out / METRICS).write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     d = metrics["data"]
     notes = _status(metrics["test"], _json(run / "kinds.json"))
@@ -145,11 +167,7 @@ def build(run: Path, data: Path, out: Path, seconds: int | None, extra: str = ""
         "```",
         "",
         "runs `scripts/demo_model.sh` (the commands, seeds and epochs are there)."
-        + (
-            f" Its last run took {seconds / 60:.0f} minutes on the project's 2-core CPU machine."
-            if seconds
-            else ""
-        ),
+        + _duration(seconds, stages),
         "",
     ]
     if ablation:

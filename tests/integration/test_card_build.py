@@ -45,6 +45,9 @@ def run_and_data(tmp_path: Path, tiny_model_dir: Path) -> tuple[Path, Path]:
                 result = json.dumps(_metrics(ve, vqa if share == "0.1" else vqa + 0.1))
                 (run / "ablation" / f"{arm}-{share}" / f"{split}.json").write_text(result)
     ablation.main_for(run)
+    (run / "stage-seconds").mkdir()
+    for stage, seconds in (("data", 70), ("detector", 900)):
+        (run / "stage-seconds" / stage).write_text(f"{seconds}\n")
     splits = (("train", 1000, 40), ("val", 1001, 8), ("test", 3000, 20), ("compositional", 3001, 10))
     for name, seed, n in splits:
         (data / name).mkdir(parents=True)
@@ -66,7 +69,13 @@ def test_build_writes_weights_metrics_and_card(tmp_path: Path, run_and_data: tup
     assert metrics["demo_model_seconds"] == 3720
     assert metrics["calibration"]["threshold"] == -2.5
     card = (out / "README.md").read_text()
-    assert "Its last run took 62 minutes" in card
+    took = "Its last run took 62 minutes on the project's 2-core CPU machine (data 70 s, detector 900 s)."
+    assert took in card
+    assert metrics["demo_model_stage_seconds"] == {"data": 70, "detector": 900}
+    # the compositional gap in points, per task: ve 0.91 - 0.85, itm 0.75 - 0.75
+    assert "| task | test | compositional | gap, points |" in card
+    assert "| visual entailment | 0.910 | 0.850 | 6.0 |" in card
+    assert "| image-text matching | 0.750 (AUC 0.800) | 0.750 (AUC 0.800) | 0.0 |" in card
     assert "compositional split): recall 0.990, tag accuracy 0.930, attribute accuracy 0.910." in card
     assert "The detector partly binds colour to shape" in card  # a joint detector: no colour path
     assert "seeds 1000" in card and "(train, 40 images)" in card and "3001 (compositional" in card
