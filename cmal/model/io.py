@@ -5,6 +5,7 @@ The directory's layout and JSON files belong to `cmal.model_dir`; this module ad
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -58,17 +59,45 @@ def read_weights(folder: Path) -> dict[str, torch.Tensor]:
     return drop_retired(load_file(str(folder / CMAL_WEIGHTS)))
 
 
-def load_partial(model: CMAL, folder: Path, blend: float = 1.0) -> list[str]:
-    """Initialise ``model`` from a checkpoint, skipping tensors whose shape differs (e.g. a new
-    answer vocabulary or tokenizer); returns the names skipped.
+VQA_OUTPUT = ("vqa_head.mlp.net.3.weight", "vqa_head.mlp.net.3.bias")  # one row per VQA answer
 
-    ``blend`` < 1 starts from ``blend · checkpoint + (1 − blend) · model's own (fresh) weights``:
-    a warm start shrunk towards a fresh initialisation.
+
+def reorder_answers(
+    state: dict[str, torch.Tensor], own: dict[str, torch.Tensor], old: Sequence[str], new: Sequence[str]
+) -> dict[str, torch.Tensor]:
+    """``state`` with its VQA output rows moved from answer vocabulary ``old`` to ``new``.
+
+    An answer in both keeps its trained row; an answer only in ``new`` gets ``own``'s (fresh) row.
+    Without this, a fine-tuned model continued on data whose answer frequencies differ (the
+    vocabulary is ordered by frequency) would start with its answers scrambled.
+    """
+    if not old or any(k not in state or state[k].shape[0] != len(old) for k in VQA_OUTPUT):
+        return state
+    where = {a: i for i, a in enumerate(old)}
+    moved = dict(state)
+    for key in VQA_OUTPUT:
+        rows = [state[key][where[a]] if a in where else own[key][i] for i, a in enumerate(new)]
+        moved[key] = torch.stack(rows)
+    return moved
+
+
+def load_partial(
+    model: CMAL, folder: Path, blend: float = 1.0, answers: tuple[Sequence[str], Sequence[str]] | None = None
+) -> list[str]:
+    """Initialise ``model`` from a checkpoint, skipping tensors whose shape differs (e.g. a new
+    tokenizer); returns the names skipped.
+
+    ``answers`` = (the checkpoint's answer vocabulary, the model's): VQA output rows follow their
+    answers (`reorder_answers`) instead of their positions. ``blend`` < 1 starts from
+    ``blend · checkpoint + (1 − blend) · model's own (fresh) weights``: a warm start shrunk towards
+    a fresh initialisation.
     """
     if not 0.0 <= blend <= 1.0:
         raise ValueError(f"blend must be in [0, 1], got {blend}")
-    state = read_weights(folder)
     own = model.state_dict()
+    state = read_weights(folder)
+    if answers is not None:
+        state = reorder_answers(state, own, *answers)
     usable = {
         k: blend * v + (1.0 - blend) * own[k] if blend < 1.0 and v.is_floating_point() else v
         for k, v in state.items()

@@ -340,7 +340,7 @@ def finetune(
     config = _shape_config(base, tokenizer, vocab, det, config_changes)
     model = CMAL(config)
     if pretrained:
-        skipped = load_partial(model, init_dir, s.init_blend)
+        skipped = load_partial(model, init_dir, s.init_blend, (old.answers, answers))
         if dist.main and skipped and progress:
             fresh = sorted({".".join(k.split(".")[:2]) for k in skipped})
             log.info("initialised from %s; new (randomly initialised): %s", init_dir, ", ".join(fresh))

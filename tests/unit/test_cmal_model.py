@@ -11,7 +11,7 @@ import torch
 
 from cmal.model.cmal import CMAL
 from cmal.model.config import CMALConfig, demo_config, paper_config
-from cmal.model.io import load_cmal, load_partial, save_cmal
+from cmal.model.io import VQA_OUTPUT, load_cmal, load_partial, save_cmal
 from cmal.objectives.tasks import itm_loss
 from cmal.tasks import VE_LABELS
 from cmal.train.examples import KIND_INDEX, collate, load_examples
@@ -218,6 +218,36 @@ def test_load_partial_blends_towards_the_fresh_weights(tiny_world, tmp_path: Pat
             torch.testing.assert_close(v, blend * saved[k] + (1 - blend) * fresh[k])
     with pytest.raises(ValueError, match="blend"):
         load_partial(tiny_model(tiny_world), tmp_path, 1.5)
+
+
+def test_continued_fine_tuning_keeps_each_answer_s_row_when_the_vocabulary_reorders(  # type: ignore[no-untyped-def]
+    tiny_world, tmp_path: Path
+) -> None:
+    # the answer vocabulary is ordered by frequency in the training file, so new data can reorder it
+    _, _, tokenizer, vocab = tiny_world
+    assert len(vocab.answers) >= 3
+    trained = tiny_model(tiny_world)
+    with torch.no_grad():
+        for p in trained.parameters():
+            p.add_(1.0)
+    save_cmal(trained, tmp_path, tokenizer, vocab)
+    old = list(vocab.answers)
+    new = [old[2], old[0], "an answer the checkpoint never had", *old[3:]]
+    model = tiny_model(tiny_world)
+    fresh = {k: v.clone() for k, v in model.state_dict().items()}
+    assert load_partial(model, tmp_path, answers=(old, new)) == []
+    state = model.state_dict()
+    for key in VQA_OUTPUT:
+        for i, answer in enumerate(new):
+            expected = trained.state_dict()[key][old.index(answer)] if answer in old else fresh[key][i]
+            torch.testing.assert_close(state[key][i], expected)
+    # an untouched layer still loads as is; without the answers the rows stay where they were
+    torch.testing.assert_close(
+        state["vqa_head.mlp.net.0.weight"], trained.state_dict()["vqa_head.mlp.net.0.weight"]
+    )
+    by_position = tiny_model(tiny_world)
+    load_partial(by_position, tmp_path)
+    torch.testing.assert_close(by_position.state_dict()[VQA_OUTPUT[0]], trained.state_dict()[VQA_OUTPUT[0]])
 
 
 def test_grounding_scorer_has_no_bias_and_older_checkpoints_with_one_still_load(
