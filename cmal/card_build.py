@@ -50,9 +50,10 @@ def _stage_seconds(run: Path) -> dict[str, int]:
 
 
 def _duration(seconds: int | None, stages: dict[str, int]) -> str:
-    """The card's sentence on how long the last run took, stage by stage when known."""
+    """The card's sentence on how long the last run took, stage by stage when known; without a
+    run time the model did not come out of one run, and the card says so."""
     if not seconds:
-        return ""
+        return " This model is not the output of one such run: the notes below say how it was built."
     text = f" Its last run took {seconds / 60:.0f} minutes on the project's 2-core CPU machine"
     if stages:
         text += " (" + ", ".join(f"{name} {s:,} s" for name, s in stages.items()) + ")"

@@ -103,6 +103,7 @@ def test_build_says_when_targets_are_met(tmp_path: Path, run_and_data: tuple[Pat
     (run / "test.json").write_text(json.dumps(good))
     card = (build(run, data, tmp_path / "model", seconds=None) / "README.md").read_text()
     assert "Meets its targets" in card and "Below its targets" not in card
+    assert "This model is not the output of one such run" in card  # no run time: not one run
 
 
 def test_build_names_a_missing_data_folder(tmp_path: Path, run_and_data: tuple[Path, Path]) -> None:
