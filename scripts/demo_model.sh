@@ -32,7 +32,7 @@ DET_ARGS=${DET_ARGS:---colour-channels 16 --grey-backbone}
 LAYERS=${LAYERS:-3}  # unified encoder depth (demo preset: 2; the card says why 3)
 THREADS=${THREADS:-0}
 # CMAP during the first fine-tuning stage (swap, mix or off) and extra pre-training options. The
-# committed model: swap, none. The card's relation ladder has the figures of the alternatives.
+# committed model's base: swap, none. The card's relation ladder has the figures of the alternatives.
 FT_CMAP=${FT_CMAP:-swap}
 PRETRAIN_ARGS=${PRETRAIN_ARGS:-}
 # two-object relations (the card's relation ladder, rung 5): the training split gets this many more
