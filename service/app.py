@@ -23,6 +23,7 @@ from service.access_log import AccessLog
 from service.batcher import Batcher
 from service.collector import freeze_startup_heap, thaw
 from service.errors import ApiError, error_response
+from service.json_tasks import JsonTasks
 from service.memory import trim_when_idle
 from service.middleware import Admission, BodyLimit, RequestId
 from service.routers import health, tasks
@@ -116,6 +117,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_texts=settings.max_texts,
     )
 
+    # innermost: the HTTP metrics below still see the requests it answers
+    app.add_middleware(JsonTasks, state=state)
     registry = metrics.app_registry()
     Instrumentator(registry=registry, excluded_handlers=["/metrics"]).instrument(
         app, latency_lowr_buckets=metrics.LATENCY_BUCKETS, latency_highr_buckets=metrics.LATENCY_BUCKETS
