@@ -44,7 +44,8 @@ def content_type(scope: Scope) -> bytes:
     """The request's media type, lower-case, without parameters (``b""`` when absent)."""
     for key, value in scope.get("headers") or ():
         if key == b"content-type":
-            return value.split(b";", 1)[0].strip().lower()
+            media: bytes = value.split(b";", 1)[0].strip().lower()
+            return media
     return b""
 
 
