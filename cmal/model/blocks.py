@@ -84,6 +84,8 @@ class MLP(nn.Module):
     gradient is exactly zero, and an optimiser would turn float noise into steps.
     """
 
+    OUTPUT = "net.3"  # the last Linear, one row per output: its state-dict keys end in OUTPUT.weight/.bias
+
     def __init__(self, width: int, out: int, hidden: int | None = None, out_bias: bool = True):
         super().__init__()
         hidden = hidden or width

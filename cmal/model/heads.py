@@ -29,7 +29,7 @@ class GroundingHead(nn.Module):
     alike and never learn); `RETIRED_KEYS` lists that bias for checkpoints written before.
     """
 
-    RETIRED_KEYS = ("rec_head.mlp.net.3.bias",)
+    RETIRED_KEYS = (f"rec_head.mlp.{MLP.OUTPUT}.bias",)
 
     def __init__(self, c: CMALConfig):
         super().__init__()

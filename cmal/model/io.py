@@ -12,6 +12,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from tokenizers import Tokenizer
 
+from cmal.model.blocks import MLP
 from cmal.model.cmal import CMAL
 from cmal.model.config import CMALConfig
 from cmal.model.heads import GroundingHead
@@ -59,7 +60,7 @@ def read_weights(folder: Path) -> dict[str, torch.Tensor]:
     return drop_retired(load_file(str(folder / CMAL_WEIGHTS)))
 
 
-VQA_OUTPUT = ("vqa_head.mlp.net.3.weight", "vqa_head.mlp.net.3.bias")  # one row per VQA answer
+VQA_OUTPUT = tuple(f"vqa_head.mlp.{MLP.OUTPUT}.{p}" for p in ("weight", "bias"))  # one row per VQA answer
 
 
 def reorder_answers(
