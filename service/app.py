@@ -22,7 +22,7 @@ from service import metrics, openapi, tracing
 from service.access_log import AccessLog
 from service.batcher import Batcher
 from service.collector import freeze_startup_heap, thaw
-from service.errors import ApiError, error_response
+from service.errors import INTERNAL_ERROR, ApiError, error_response
 from service.json_tasks import JsonTasks
 from service.memory import trim_when_idle
 from service.middleware import Admission, BodyLimit, RequestId
@@ -33,7 +33,6 @@ from service.state import ServiceState
 
 log = logging.getLogger("cmal.service")
 HTTP_ERROR_CODES = {404: "not_found", 405: "method_not_allowed"}
-INTERNAL_ERROR = "internal error; the service log has the details under this request id"
 STATIC = Path(__file__).with_name("static")
 
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 from fastapi import Request
 from fastapi.responses import JSONResponse
 
+# a bug's answer: the details go to the log under the request id, never to the client
+INTERNAL_ERROR = "internal error; the service log has the details under this request id"
+
 
 class ApiError(Exception):
     """A failure answered in the error envelope: HTTP ``status``, ``code``, ``message``, extra ``headers``."""

@@ -17,10 +17,11 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+from fastapi.routing import APIRoute
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from service.errors import ApiError
+from service.errors import INTERNAL_ERROR, ApiError
 from service.middleware import send_error
 from service.routers import tasks
 from service.security import check_api_key
@@ -29,14 +30,11 @@ if TYPE_CHECKING:
     from service.state import ServiceState
 
 log = logging.getLogger("cmal.service")
-INTERNAL_ERROR = "internal error; the service log has the details under this request id"
 JSON_TYPES = (b"application/json", b"")  # no Content-Type: read as JSON, as the FastAPI route does
 Handler = Callable[[Request, "ServiceState"], Awaitable[dict[str, Any]]]
+# the task routes' own endpoint functions, by path: the FastAPI router is the one list of them
 HANDLERS: dict[str, Handler] = {
-    "/v1/entailment": tasks.entailment,
-    "/v1/grounding": tasks.grounding,
-    "/v1/vqa": tasks.vqa,
-    "/v1/matching": tasks.matching,
+    route.path: route.endpoint for route in tasks.router.routes if isinstance(route, APIRoute)
 }
 
 

@@ -14,6 +14,7 @@ from pydantic import BaseModel
 
 from service import json_tasks
 from service.app import create_app
+from service.middleware import TASK_PATHS
 from service.schemas import EntailmentResponse, GroundingResponse, MatchingResponse, VqaResponse
 from service.settings import Settings
 from tests.service.test_api import change, png, sample
@@ -41,6 +42,10 @@ def serve(settings: Settings, fn):  # type: ignore[no-untyped-def]
                 return await fn(client)
 
     return asyncio.run(go())
+
+
+def test_every_task_endpoint_has_a_json_path() -> None:
+    assert set(json_tasks.HANDLERS) == TASK_PATHS == {f"/v1/{task}" for task, _, _ in CASES}
 
 
 @pytest.mark.parametrize(("task", "fields", "model"), CASES, ids=[c[0] for c in CASES])
