@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from service.state import ServiceState
 
 log = logging.getLogger("cmal.service")
-JSON_TYPES = (b"application/json", b"")  # no Content-Type: read as JSON, as the FastAPI route does
+JSON_TYPES = tuple(media.encode() for media in tasks.JSON_MEDIA_TYPES)  # the same as the FastAPI route
 Handler = Callable[[Request, "ServiceState"], Awaitable[dict[str, Any]]]
 # the task routes' own endpoint functions, by path: the FastAPI router is the one list of them
 HANDLERS: dict[str, Handler] = {

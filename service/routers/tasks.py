@@ -53,6 +53,7 @@ INFERENCE_FAILED = "inference failed; the service log has the details under this
 BACKEND_UNAVAILABLE = "the inference server cannot be reached; retry shortly"
 ERRORS = error_responses(TASK_ERRORS)
 NON_BLANK = re.compile(TEXT_PATTERN)
+JSON_MEDIA_TYPES = ("application/json", "")  # no Content-Type: read as JSON
 REQUEST_MODELS = (EntailmentRequest, GroundingRequest, VqaRequest, MatchingRequest)  # for the OpenAPI
 router = APIRouter(prefix="/v1", tags=["tasks"], dependencies=[Depends(require_api_key)])
 M = TypeVar("M", bound=BaseModel)
@@ -99,7 +100,7 @@ async def _parse(request: Request, model: type[M]) -> tuple[M, bytes]:
                 fields[key] = values if key == "texts" else values[0]
             parsed = model.model_validate({**fields, "image": "upload"})
             return parsed, raw
-        if ctype not in ("application/json", ""):
+        if ctype not in JSON_MEDIA_TYPES:
             raise ApiError(415, "unsupported_media_type", "send application/json or multipart/form-data")
         body = await request.body()
         try:
