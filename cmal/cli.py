@@ -7,6 +7,7 @@ Subcommands:
     cmal train detector --data DIR --out MODEL_DIR [--val DIR] [--init MODEL_DIR [--drop-old-classes]]
     cmal train pretrain --data DIR --out DIR [--detector MODEL_DIR]
     cmal train finetune --init DIR --tasks ve,rec,vqa,itm --train DIR --val DIR --out DIR [--adapt-detector]
+                        [--detector MODEL_DIR]
     cmal export --model MODEL_DIR --format {onnx,torchscript,all} [--out DIR] [--fp16] [--int8]
     cmal evaluate --model MODEL_DIR --data DIR --task {ve,rec,vqa,itm,detection,all} [--output FILE]
     cmal serve [--model MODEL_DIR] [--backend B] [--variant V] [--host H] [--port P]
@@ -192,6 +193,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fin.add_argument(
         "--tasks", default=",".join(TASK_IDS), help=f"comma-separated subset of {','.join(TASK_IDS)}"
+    )
+    fin.add_argument(
+        "--detector",
+        metavar="MODEL_DIR",
+        help="take the detector from this model directory instead of --init's, e.g. to move a "
+        "fine-tuned model onto a retrained detector (the region features change, so the CMAL model "
+        "adapts to them as it trains; default: --init's detector)",
     )
     fin.add_argument("--train", required=True, help="training folder")
     fin.add_argument("--val", help="validation folder (default: hold out 5%% of --train)")

@@ -170,6 +170,7 @@ def train_finetune(args: argparse.Namespace) -> int:
         train_settings(args),
         config_changes=changes,
         progress=not args.quiet,
+        detector_dir=Path(args.detector) if args.detector else None,
     )
     print(table({"finetune": best}))
     return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import torch
@@ -19,6 +20,23 @@ def save_detector(model: Detector, folder: Path, tags: list[str], attributes: li
     save_file(state, str(folder / DETECTOR_WEIGHTS), metadata={"format": "pt", "model": "cmal-detector"})
     model.config.save(folder / DETECTOR_CONFIG)
     update_labels(folder, tags=tags, attributes=attributes)
+
+
+def copy_detector(src: Path, dst: Path) -> None:
+    """Copy ``src``'s detector (weights, config, tag and attribute vocabularies) into model directory
+    ``dst``, keeping the rest of ``dst``'s labels; nothing to do when both are the same folder."""
+    for name in (DETECTOR_WEIGHTS, DETECTOR_CONFIG):
+        if not (src / name).is_file():
+            raise FileNotFoundError(
+                f"{src} has no detector ({name} missing): train one with `cmal train detector`"
+            )
+    if src.resolve() == dst.resolve():
+        return
+    dst.mkdir(parents=True, exist_ok=True)
+    for name in (DETECTOR_WEIGHTS, DETECTOR_CONFIG):
+        shutil.copyfile(src / name, dst / name)
+    labels = read_json(src / LABELS)
+    update_labels(dst, tags=labels["tags"], attributes=labels["attributes"])
 
 
 def load_detector(folder: Path) -> tuple[Detector, list[str], list[str]]:

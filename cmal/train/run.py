@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import shutil
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
@@ -19,7 +18,7 @@ from cmal.data.formats import load
 from cmal.data.language import GEOMETRY_CONCEPTS
 from cmal.data.vocab import COLOUR_WORDS, synonym_table
 from cmal.detector.config import DetectorConfig
-from cmal.detector.io import save_detector
+from cmal.detector.io import copy_detector, save_detector
 from cmal.evaluate import evaluate_examples
 from cmal.model.cmal import CMAL
 from cmal.model.config import CMALConfig, demo_config
@@ -27,11 +26,9 @@ from cmal.model.io import has_cmal, load_partial, save_cmal
 from cmal.model_dir import (
     CMAL_CONFIG,
     DETECTOR_CONFIG,
-    DETECTOR_WEIGHTS,
     LABELS,
     Vocabularies,
     read_json,
-    update_labels,
     update_metrics,
 )
 from cmal.regions import RegionTable, detect_folder
@@ -57,27 +54,12 @@ log = logging.getLogger(__name__)
 PRETRAIN_TASKS = ("captions", "itm")
 
 
-def _copy_detector(src: Path, dst: Path) -> None:
-    for name in (DETECTOR_WEIGHTS, DETECTOR_CONFIG):
-        if not (src / name).is_file():
-            raise FileNotFoundError(
-                f"{src} has no detector ({name} missing): train one with `cmal train detector`"
-            )
-    if src.resolve() == dst.resolve():
-        return
-    dst.mkdir(parents=True, exist_ok=True)
-    for name in (DETECTOR_WEIGHTS, DETECTOR_CONFIG):
-        shutil.copyfile(src / name, dst / name)
-    labels = read_json(src / LABELS)
-    update_labels(dst, tags=labels["tags"], attributes=labels["attributes"])
-
-
 def _start(detector_src: Path, out_dir: Path, seed: int) -> tuple[DistInfo, DetectorConfig, dict[str, Any]]:
     """Join the process group, seed, put the detector into ``out_dir`` (main process) and read it back."""
     dist = init_distributed()
     torch.manual_seed(seed)
     if dist.main:
-        _copy_detector(detector_src, out_dir)
+        copy_detector(detector_src, out_dir)
     barrier(dist)
     return dist, DetectorConfig.load(out_dir / DETECTOR_CONFIG), read_json(out_dir / LABELS)
 
@@ -304,9 +286,11 @@ def finetune(
     config_changes: dict[str, Any] | None = None,
     vocab_size: int = 400,
     progress: bool = True,
+    detector_dir: Path | None = None,
 ) -> dict[str, Any]:
     """Multi-task fine-tuning of ``tasks`` from ``init_dir`` (a pre-trained model directory, or one
-    holding only a detector: then CMAL starts from random weights — the no-pre-training baseline)."""
+    holding only a detector: then CMAL starts from random weights — the no-pre-training baseline),
+    with ``detector_dir``'s detector instead of ``init_dir``'s when given."""
     unknown = set(tasks) - set(TASK_IDS)
     if unknown or not tasks:
         raise ValueError(f"tasks must be a non-empty subset of {', '.join(TASK_IDS)}; got {', '.join(tasks)}")
@@ -319,7 +303,7 @@ def finetune(
     base = CMALConfig.load(init_dir / CMAL_CONFIG) if pretrained else demo_config()
     if pretrained:
         _check_fixed_architecture(init_dir, base, config_changes or {})
-    dist, det, labels = _start(init_dir, out_dir, s.seed)
+    dist, det, labels = _start(detector_dir or init_dir, out_dir, s.seed)
     if pretrained:
         tokenizer: Tokenizer = load_tokenizer(init_dir)
         old = Vocabularies.load(init_dir)
@@ -389,6 +373,7 @@ def finetune(
                 "tasks": list(tasks),
                 "pretrained": pretrained,
                 "init": str(init_dir),
+                "detector": str(detector_dir or init_dir),
                 "init_blend": s.init_blend if pretrained else None,
                 "skip_ambiguous_anchors": s.skip_ambiguous,
                 **{k: getattr(s, k) for k in RECORDED_FINETUNE_SETTINGS},

@@ -305,3 +305,33 @@ def test_finetune_on_a_share_of_the_training_images(
     no_ve = ["train", "finetune", "--init", str(demo_dir), "--tasks", "vqa,itm", "--train", str(train),
              "--out", str(tmp_path / "no-ve"), "--ve-trains-itm", *TINY]  # fmt: skip
     assert cli_main(no_ve) == 2 and not (tmp_path / "no-ve").exists()  # refused before any work
+
+
+@pytest.mark.slow
+def test_finetune_onto_another_detector(splits: tuple[Path, Path], demo_dir: Path, tmp_path: Path) -> None:
+    """`--detector` moves a fine-tuned model onto another detector: the output directory holds that
+    detector (weights and config), its metrics say where it came from, and the model answers."""
+    from cmal.detector.config import DetectorConfig
+    from cmal.detector.io import load_detector, save_detector
+    from cmal.detector.model import Detector
+
+    train, val = splits
+    _, tags, attributes = load_detector(demo_dir)
+    other = tmp_path / "other-detector"
+    config = DetectorConfig(colour_channels=16, grey_backbone=True, score_threshold=0.0)
+    save_detector(Detector(config), other, tags, attributes)  # a new architecture, random weights
+    out = tmp_path / "ft"
+    args = ["train", "finetune", "--init", str(demo_dir), "--detector", str(other), "--tasks", "vqa",
+            "--train", str(train), "--val", str(val), "--out", str(out), *TINY]  # fmt: skip
+    assert cli_main(args) == 0
+    assert (out / "detector.safetensors").read_bytes() == (other / "detector.safetensors").read_bytes()
+    assert DetectorConfig.load(out / "detector.json") == config
+    assert (demo_dir / "detector.safetensors").read_bytes() != (out / "detector.safetensors").read_bytes()
+    assert json.loads((out / "metrics.json").read_text())["finetune"]["detector"] == str(other)
+    report = tmp_path / "eval.json"
+    evaluate = ["evaluate", "--model", str(out), "--data", str(val), "--task", "vqa", "--quiet"]
+    assert cli_main([*evaluate, "--output", str(report)]) == 0
+    assert json.loads(report.read_text())["vqa"]["n"] == len((val / "vqa.jsonl").read_text().splitlines())
+    missing = ["train", "finetune", "--init", str(demo_dir), "--detector", str(tmp_path / "none"),
+               "--tasks", "vqa", "--train", str(train), "--out", str(tmp_path / "ft2"), *TINY]  # fmt: skip
+    assert cli_main(missing) == 2  # a folder without a detector is refused with a message
