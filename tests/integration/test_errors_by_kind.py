@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "errors_by_kind.py"
+from tests.scripts import SCRIPTS, load_script
+
+SCRIPT = SCRIPTS / "errors_by_kind.py"
 
 
-def _module():  # type: ignore[no-untyped-def]
-    spec = importlib.util.spec_from_file_location("errors_by_kind", SCRIPT)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def _module() -> ModuleType:
+    return load_script("errors_by_kind")
 
 
 def test_rec_kinds() -> None:

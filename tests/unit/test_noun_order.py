@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 from cmal.data.checker import Scene
+from tests.scripts import SCRIPTS, load_script
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "noun_order.py"
+SCRIPT = SCRIPTS / "noun_order.py"
 
 
 def _swapped(question: str) -> str:
-    spec = importlib.util.spec_from_file_location("noun_order", SCRIPT)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    result: str = module.swapped(question)
+    result: str = load_script("noun_order").swapped(question)
     return result
 
 

@@ -2,24 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "proposal_recall.py"
-
-
-def _object_hits():  # type: ignore[no-untyped-def]
-    spec = importlib.util.spec_from_file_location("proposal_recall", SCRIPT)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.object_hits
+from tests.scripts import load_script
 
 
 def test_an_object_is_found_by_overlap_or_only_by_centre() -> None:
-    hits = _object_hits()
+    hits = load_script("proposal_recall").object_hits
     truth = [10.0, 10.0, 30.0, 30.0]
     assert hits(np.array([[12.0, 12.0, 31.0, 31.0]]), truth) == (True, True)  # IoU 0.81
     # a fragment of a ring: its centre lies in the box, but it covers a quarter of it (IoU 0.25)
