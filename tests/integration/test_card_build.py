@@ -10,6 +10,7 @@ import pytest
 
 from cmal import ablation
 from cmal.card_build import MODEL_FILES, build
+from cmal.model_dir import DETECTOR_CONFIG
 
 
 def _metrics(ve: float, vqa: float) -> dict[str, dict[str, float]]:
@@ -77,7 +78,6 @@ def test_build_writes_weights_metrics_and_card(tmp_path: Path, run_and_data: tup
     assert "| visual entailment | 0.910 | 0.850 | 6.0 |" in card
     assert "| image-text matching | 0.750 (AUC 0.800) | 0.750 (AUC 0.800) | 0.0 |" in card
     assert "compositional split): recall 0.990, tag accuracy 0.930, attribute accuracy 0.910." in card
-    assert "The detector partly binds colour to shape" in card  # a joint detector: no colour path
     assert "seeds 1000" in card and "(train, 40 images)" in card and "3001 (compositional" in card
     # the ablation tables: one column per starting point and share, the smallest share first
     header = next(line for line in card.splitlines() if line.startswith("| task | AMC pre-training, 10%"))
@@ -95,6 +95,18 @@ def test_build_writes_weights_metrics_and_card(tmp_path: Path, run_and_data: tup
         "At 10% of the data, AMC pre-training beats both alternatives on 1 of 4 tasks on the i.i.d."
         " split (visual entailment): the paper's claim (at least 3 of 4) does not hold here." in card
     )
+
+
+@pytest.mark.parametrize("colour_channels", [0, 16])
+def test_the_colour_binding_limit_is_stated_only_for_a_joint_detector(
+    tmp_path: Path, run_and_data: tuple[Path, Path], colour_channels: int
+) -> None:
+    run, data = run_and_data
+    config = run / "final" / DETECTOR_CONFIG
+    config.write_text(json.dumps({**json.loads(config.read_text()), "colour_channels": colour_channels}))
+    card = (build(run, data, tmp_path / "model", seconds=None) / "README.md").read_text()
+    joint = colour_channels == 0  # no colour path of its own: colour and shape read by one CNN
+    assert ("The detector partly binds colour to shape" in card) == joint
 
 
 def test_build_says_when_targets_are_met(tmp_path: Path, run_and_data: tuple[Path, Path]) -> None:
