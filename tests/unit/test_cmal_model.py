@@ -12,6 +12,7 @@ import torch
 from cmal.model.cmal import CMAL
 from cmal.model.config import CMALConfig, demo_config, paper_config
 from cmal.model.io import VQA_OUTPUT, load_cmal, load_partial, save_cmal
+from cmal.objectives.slots import mlm_loss
 from cmal.objectives.tasks import itm_loss
 from cmal.tasks import VE_LABELS
 from cmal.train.examples import KIND_INDEX, collate, load_examples
@@ -91,15 +92,25 @@ def test_each_pretraining_objective_overfits_a_small_batch(tiny_world, objective
 def test_plain_pass_reads_mlm_and_itm_from_the_unswapped_prompt(tiny_world) -> None:  # type: ignore[no-untyped-def]
     model = tiny_model(tiny_world).eval()
     pre, _ = batches(tiny_world)
+    length = pre["input_ids"].shape[1]
+    positions = torch.arange(length).expand(pre["input_ids"].shape[0], length)
+
+    def mlm(sequence: torch.Tensor) -> torch.Tensor:
+        return mlm_loss(model.mlm_head(sequence, positions), pre["mlm_labels"], pre["mlm_valid"])
+
     with torch.no_grad():
         swapped = PretrainStep(model)(pre)
         plain = PretrainStep(model, plain_pass=True)(pre)
         off = encode_batch(model, pre, mode="off").sequence
+        swap = encode_batch(model, pre, mode="swap").sequence
         itm = itm_loss(model.itm_head(off).squeeze(-1), pre["match"], pre["task"] == KIND_INDEX["itm"])
+        mlm_off, mlm_swap = mlm(off), mlm(swap)
     assert pre["swap_valid"].any()
+    assert (off - swap).abs().amax() > 0.1  # the swaps change the sequence the heads read
     torch.testing.assert_close(plain["amc"], swapped["amc"])  # AMC keeps the swapped pass
-    torch.testing.assert_close(plain["itm"], itm)
-    assert not torch.isclose(plain["mlm"], swapped["mlm"])
+    torch.testing.assert_close(plain["itm"], itm)  # MLM and ITM read the unswapped pass ...
+    torch.testing.assert_close(plain["mlm"], mlm_off)
+    torch.testing.assert_close(swapped["mlm"], mlm_swap)  # ... where, without it, they read the swapped one
     torch.testing.assert_close(plain["total"], plain["mlm"] + plain["itm"] + plain["amc"])
 
 
