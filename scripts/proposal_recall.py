@@ -39,6 +39,8 @@ def object_hits(boxes: np.ndarray, truth: list[float]) -> tuple[bool, bool]:
 
 def proposal_recall(model_dir: Path, folder: Path) -> dict[str, dict[str, float]]:
     """Recall by group ("all", "size=…", "shape=…", "colour=…"): iou, centre and the object count."""
+    # raw lines, not cmal.data.formats.load: the canonical record has no object size, which the
+    # generator writes beside it and this breakdown reads
     records = [json.loads(line) for line in (folder / "objects.jsonl").read_text().splitlines() if line]
     table = detect_images(model_dir, [folder / r["image"] for r in records], cache_dir=None)
     counts: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
