@@ -3,7 +3,8 @@
 Usage: python -m cmal.card_build --run runs/demo --data data/demo --out models/shapes-demo --seconds N
 Reads RUN/final (the fine-tuned model), RUN/detector, RUN/test.json, RUN/compositional.json and,
 if present, RUN/kinds.json (accuracy by question kind, from scripts/errors_by_kind.py) and
-RUN/ablation.json and RUN/ablation.png (`cmal.ablation`: AMC vs CMCL vs no pre-training), and
+RUN/ablation.json and RUN/ablation.png (`cmal.ablation`: AMC vs CMCL vs no pre-training; `--ablation
+DIR` reads them from another run's folder, when the shipped model continued an earlier run), and
 RUN/stage-seconds/<stage> (each stage's wall time, written by scripts/demo_model.sh);
 DATA/{train,val,test,compositional}/dataset.json say which seeds and how many images.
 """
@@ -113,11 +114,14 @@ JOINT_DETECTOR_LIMIT = [  # a detector without its own colour path (`cmal train 
 ]
 
 
-def build(run: Path, data: Path, out: Path, seconds: int | None, extra: str = "") -> Path:
+def build(
+    run: Path, data: Path, out: Path, seconds: int | None, extra: str = "", ablation_run: Path | None = None
+) -> Path:
     """Assemble the served model directory ``out`` from a demo run; returns ``out``.
 
     Copies the fine-tuned model files from ``run/final``, writes ``metrics.json`` and renders the card;
-    ``seconds`` (the demo run's duration) is recorded and quoted, ``extra`` is markdown appended to the card.
+    ``seconds`` (the demo run's duration) is recorded and quoted, ``extra`` is markdown appended to the card;
+    the pre-training ablation is read from ``ablation_run`` (default: ``run``).
     """
     out.mkdir(parents=True, exist_ok=True)
     for name in MODEL_FILES:
@@ -139,10 +143,11 @@ def build(run: Path, data: Path, out: Path, seconds: int | None, extra: str = ""
         "calibration": final.get("calibration"),
         "data": {name: _split(data, name) for name in SPLITS},
     }
-    ablation = _json(run / ABLATION_TABLE)
+    ablation_run = ablation_run or run
+    ablation = _json(ablation_run / ABLATION_TABLE)
     if ablation:
         metrics["ablation"] = ablation
-        shutil.copyfile(run / ABLATION_PLOT, out / ABLATION_PLOT)
+        shutil.copyfile(ablation_run / ABLATION_PLOT, out / ABLATION_PLOT)
     if seconds is not None:
         metrics["demo_model_seconds"] = seconds
     stages = _stage_seconds(run)
@@ -196,9 +201,14 @@ def main() -> None:
     parser.add_argument("--out", required=True)
     parser.add_argument("--seconds", type=int)
     parser.add_argument("--notes", help="a markdown file appended to the card (measurements, caveats)")
+    parser.add_argument(
+        "--ablation", help="the run folder holding ablation.json and ablation.png (default: --run)"
+    )
     args = parser.parse_args()
     extra = Path(args.notes).read_text() if args.notes else ""
-    print(f"wrote {build(Path(args.run), Path(args.data), Path(args.out), args.seconds, extra)}")
+    ablation_run = Path(args.ablation) if args.ablation else None
+    out = build(Path(args.run), Path(args.data), Path(args.out), args.seconds, extra, ablation_run)
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

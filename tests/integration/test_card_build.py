@@ -122,3 +122,20 @@ def test_build_names_a_missing_data_folder(tmp_path: Path, run_and_data: tuple[P
     run, _ = run_and_data
     with pytest.raises(FileNotFoundError, match=r"dataset\.json is missing"):
         build(run, tmp_path / "nowhere", tmp_path / "model", seconds=None)
+
+
+def test_build_reads_the_ablation_of_another_run(tmp_path: Path, run_and_data: tuple[Path, Path]) -> None:
+    """A model that continued an earlier run carries that run's ablation (`--ablation DIR`)."""
+    run, data = run_and_data
+    other = tmp_path / "other"
+    other.mkdir()
+    for name in (ablation.TABLE, ablation.PLOT):
+        shutil.move(run / name, other / name)
+    alone = json.loads((build(run, data, tmp_path / "alone", seconds=None) / "metrics.json").read_text())
+    assert "ablation" not in alone
+    out = build(run, data, tmp_path / "model", seconds=None, ablation_run=other)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["ablation"] == json.loads((other / ablation.TABLE).read_text())
+    assert (out / ablation.PLOT).read_bytes() == (other / ablation.PLOT).read_bytes()
+    card = (out / "README.md").read_text()
+    assert "![accuracy against the share of fine-tuning data](ablation.png)" in card
