@@ -2,7 +2,7 @@
 
 Subcommands:
     cmal data shapes --out DIR --seed N --num-images N --split {train,val,test,compositional}
-                     [--domain {shapes,shifted}] [--extra-relations N]
+                     [--domain {shapes,shifted}] [--extra-relations N] [--extra-statements KIND=N,...]
     cmal data check DIR
     cmal train detector --data DIR --out MODEL_DIR [--val DIR] [--init MODEL_DIR [--drop-old-classes]]
     cmal train pretrain --data DIR --out DIR [--detector MODEL_DIR]
@@ -43,6 +43,17 @@ def _fraction(text: str) -> float:
     if not 0.0 <= value <= 1.0:
         raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {value}")
     return value
+
+
+def _kind_counts(text: str) -> dict[str, int]:
+    """argparse type: ``KIND=N,KIND=N`` as ``{KIND: N}`` (N a whole number ≥ 0; kinds checked later)."""
+    counts: dict[str, int] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        kind, sep, number = item.partition("=")
+        if not sep or not kind.strip() or not number.strip().isdigit():
+            raise argparse.ArgumentTypeError(f"expected KIND=N (N a whole number ≥ 0), got {item!r}")
+        counts[kind.strip()] = int(number)
+    return counts
 
 
 def _version() -> str:
@@ -95,6 +106,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         help="per image, up to N more two-object relation questions (vqa.jsonl) and as many relation "
         "statements (itm.jsonl), after everything else: the rest of the split is unchanged (default 0)",
+    )
+    shapes.add_argument(
+        "--extra-statements",
+        type=_kind_counts,
+        default={},
+        metavar="KIND=N,...",
+        help="per image, up to N more ITM statements of each KIND (listing, relation, count, exists, "
+        "absent, attribute), alternately matching and not, after everything else, e.g. listing=2,count=2",
     )
     shapes.add_argument("--quiet", action="store_true", help="no progress bar")
     shapes.add_argument(

@@ -29,6 +29,7 @@ def data_shapes(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         domain=args.domain,
         extra_relations=args.extra_relations,
+        extra_statements=args.extra_statements,
     )
     print(summary.table())
     print(f"wrote {args.out} in {time.perf_counter() - start:.1f} s")

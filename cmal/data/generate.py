@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,7 @@ def generate_split(
     progress: bool = True,
     domain: str = "shapes",
     extra_relations: int = 0,
+    extra_statements: Mapping[str, int] | None = None,
 ) -> Summary:
     """Generate ``num_images`` scenes of ``split`` into ``out``.
 
@@ -94,6 +96,9 @@ def generate_split(
         extra_relations: per image, up to this many more relation questions (VQA) and as many
             relation statements (ITM, alternately matching and not), drawn after everything else,
             so the rest of the split is the same as without them.
+        extra_statements: per image and statement kind (``STATEMENT_KINDS``, e.g. ``{"listing": 2}``),
+            up to this many more ITM statements of that kind, alternately matching and not, drawn
+            after the extra relations, so the rest of the split is the same as without them.
 
     Returns:
         Counts of what was written.
@@ -110,6 +115,12 @@ def generate_split(
         raise ValueError("image_size must be at least 64 pixels")
     if extra_relations < 0:
         raise ValueError("extra_relations must not be negative")
+    extra_statements = dict(extra_statements or {})
+    for kind, count in extra_statements.items():
+        if kind not in STATEMENT_KINDS:
+            raise ValueError(f"unknown statement kind {kind!r}; choose from {', '.join(STATEMENT_KINDS)}")
+        if count < 0:
+            raise ValueError(f"extra statements of kind {kind!r} must not be negative")
     out.mkdir(parents=True, exist_ok=True)
     (out / "images").mkdir(exist_ok=True)
     files = {name: (out / f"{name}.jsonl").open("w", encoding="utf-8") for name in TASK_FILES}
@@ -121,7 +132,8 @@ def generate_split(
             scene = _referable_scene(rng, image_size, split == "compositional", world)
             image_name = f"images/{index:06d}.png"
             render(scene, rng).save(out / image_name, format="PNG", compress_level=6)
-            for task, record in annotate(scene, rng, image_name, forbidden, extra_relations):
+            records = annotate(scene, rng, image_name, forbidden, extra_relations, extra_statements)
+            for task, record in records:
                 files[task].write(json.dumps(record) + "\n")
                 summary.records[task] += 1
                 if task == "ve":
@@ -144,6 +156,7 @@ def generate_split(
         "image_size": image_size,
         "held_out_pairs": sorted([list(p) for p in world.held_out_pairs]),
         **({"extra_relations": extra_relations} if extra_relations else {}),
+        **({"extra_statements": extra_statements} if any(extra_statements.values()) else {}),
     }
     (out / "dataset.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     return summary
@@ -155,6 +168,7 @@ def annotate(
     image: str,
     forbidden_pairs: tuple[tuple[str, str], ...] = (),
     extra_relations: int = 0,
+    extra_statements: Mapping[str, int] | None = None,
 ) -> list[tuple[str, dict[str, Any]]]:
     """All annotation records of one scene, as (task file, record) pairs.
 
@@ -164,6 +178,7 @@ def annotate(
         image: the image path to write in each record.
         forbidden_pairs: (colour, shape) pairs no text may name (the hold-out, outside its split).
         extra_relations: up to this many more relation questions and relation statements, last.
+        extra_statements: up to this many more ITM statements of each kind, after those.
     """
     sp = Speaker(scene, rng, forbidden_pairs)
     records: list[tuple[str, dict[str, Any]]] = []
@@ -250,7 +265,29 @@ def annotate(
     if sp.chance(ABSENT_REC_CHANCE) and (absent := sp.absent_expression()) is not None:
         records.append(("rec", {"image": image, "expression": absent, "box": None, "kind": "none"}))
     records += _extra_relations(sp, image, extra_relations, asked, seen)
+    for kind, count in (extra_statements or {}).items():
+        records += _extra_statements(sp, image, kind, count, seen)
     return records
+
+
+def _extra_statements(
+    sp: Speaker, image: str, kind: str, count: int, seen: set[str]
+) -> list[tuple[str, dict[str, Any]]]:
+    """Up to ``count`` more ITM statements of ``kind`` (the n-th matching when n is even), none
+    repeating a text of the image; fewer when the scene has no new one."""
+    return [r for n in range(count) for r in _new_statement(sp, image, kind, n % 2 == 0, seen)]
+
+
+def _new_statement(
+    sp: Speaker, image: str, kind: str, want: bool, seen: set[str]
+) -> list[tuple[str, dict[str, Any]]]:
+    """One ITM record of ``kind`` whose text the image does not have yet (up to 10 draws), or none."""
+    for _ in range(10):
+        statement = sp.statement(kind, want)
+        if statement is not None and statement not in seen:
+            seen.add(statement)
+            return [("itm", {"image": image, "text": statement, "match": want, "kind": kind})]
+    return []
 
 
 def _extra_relations(
@@ -268,15 +305,7 @@ def _extra_relations(
                     ("vqa", {"image": image, "question": qa[0], "answers": [qa[1]], "kind": "relation"})
                 )
                 break
-        want = n % 2 == 0
-        for _ in range(10):
-            statement = sp.statement("relation", want)
-            if statement is not None and statement not in seen:
-                seen.add(statement)
-                records.append(
-                    ("itm", {"image": image, "text": statement, "match": want, "kind": "relation"})
-                )
-                break
+        records += _new_statement(sp, image, "relation", n % 2 == 0, seen)
     return records
 
 

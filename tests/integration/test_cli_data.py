@@ -55,6 +55,12 @@ def test_bad_arguments_exit_nonzero_with_message(tmp_path: Path) -> None:
     assert result.returncode == 2 and "num_images must be at least 1" in result.stderr
     result = run("data", "shapes", "--out", str(tmp_path), "--split", "dev")
     assert result.returncode == 2 and "invalid choice" in result.stderr
+    result = run("data", "shapes", "--out", str(tmp_path), "--extra-statements", "listing:2")
+    assert (
+        result.returncode == 2 and "expected KIND=N (N a whole number ≥ 0), got 'listing:2'" in result.stderr
+    )
+    result = run("data", "shapes", "--out", str(tmp_path), "--extra-statements", "caption=1")
+    assert result.returncode == 2 and "unknown statement kind 'caption'" in result.stderr
 
 
 def test_shifted_domain_then_check(tmp_path: Path) -> None:

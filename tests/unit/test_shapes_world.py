@@ -172,6 +172,37 @@ def test_extra_relations_add_checked_relation_texts_and_change_nothing_else(tmp_
     assert list(check_dataset(extra)) == []  # the independent label checker agrees with every label
 
 
+def test_extra_statements_add_checked_texts_of_each_kind_and_change_nothing_else(tmp_path: Path) -> None:
+    relations, extra = tmp_path / "relations", tmp_path / "extra"
+    generate_split(relations, seed=5, num_images=60, split="train", progress=False, extra_relations=1)
+    generate_split(
+        extra,
+        seed=5,
+        num_images=60,
+        split="train",
+        progress=False,
+        extra_relations=1,
+        extra_statements={"listing": 2, "count": 1},
+    )
+    for name in ("captions", "ve", "rec", "objects", "vqa"):
+        assert read(relations, name) == read(extra, name)
+    before, after = read(relations, "itm"), read(extra, "itm")
+    assert [r for r in after if r in before] == before  # every earlier record, in order
+    added = [r for r in after if r not in before]
+    kinds = Counter((r["kind"], r["match"]) for r in added)
+    # per image: a matching and a non-matching listing, and a matching count (fewer only when the
+    # scene has no new text of that kind)
+    assert kinds[("listing", True)] > 50 and kinds[("listing", False)] > 50 and kinds[("count", True)] > 50
+    assert set(kinds) == {("listing", True), ("listing", False), ("count", True)}
+    for image in {r["image"] for r in added}:  # no text repeats within an image
+        texts = [r["text"] for r in after if r["image"] == image]
+        assert len(texts) == len(set(texts))
+    meta = json.loads((extra / "dataset.json").read_text())
+    assert meta["extra_statements"] == {"listing": 2, "count": 1}
+    assert "extra_statements" not in json.loads((relations / "dataset.json").read_text())
+    assert list(check_dataset(extra)) == []  # the independent label checker agrees with every label
+
+
 def test_image_size_is_configurable(tmp_path: Path) -> None:
     generate_split(tmp_path, seed=1, num_images=5, split="test", image_size=96, progress=False)
     rec = read(tmp_path, "objects")[0]
@@ -202,6 +233,14 @@ def test_rejects_bad_arguments(tmp_path: Path) -> None:
         generate_split(tmp_path, seed=0, num_images=1, split="dev", progress=False)
     with pytest.raises(ValueError, match="num_images"):
         generate_split(tmp_path, seed=0, num_images=0, split="train", progress=False)
+    with pytest.raises(ValueError, match="unknown statement kind 'foreign'"):
+        generate_split(
+            tmp_path, seed=0, num_images=1, split="train", progress=False, extra_statements={"foreign": 1}
+        )
+    with pytest.raises(ValueError, match="must not be negative"):
+        generate_split(
+            tmp_path, seed=0, num_images=1, split="train", progress=False, extra_statements={"count": -1}
+        )
 
 
 @pytest.mark.slow
