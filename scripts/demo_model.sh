@@ -49,6 +49,9 @@ PRE_ARGS=(--data "$DATA/train" --val "$DATA/val" --detector "$RUNS/detector" --e
   --threads "$THREADS" --geometry-mlm 0.5 --layers "$LAYERS" --quiet $PRETRAIN_ARGS)
 # The ablation's fine-tuning budget (both stages, per run) is smaller than the main run's: six runs.
 ABL_SHARES=${ABL_SHARES:-0.1 1}
+# the starting points this run fine-tunes (a subset lets several ablation runs share the machine, one
+# thread each: ABL_ARMS=amc THREADS=1 ... & ABL_ARMS=cmcl THREADS=1 ...); the table covers every arm measured
+ABL_ARMS=${ABL_ARMS:-amc cmcl none}
 ABL_EPOCHS=${ABL_EPOCHS:-4}
 ABL_COMPARE_EPOCHS=${ABL_COMPARE_EPOCHS:-2}
 start=$(date +%s)
@@ -104,7 +107,8 @@ if [[ "${1:-}" == "ablation" ]]; then
   fi
   declare -A INIT=([amc]="$RUNS/pretrain" [cmcl]="$RUNS/pretrain-cmcl" [none]="$RUNS/detector")
   for share in $ABL_SHARES; do
-    for arm in amc cmcl none; do
+    for arm in $ABL_ARMS; do
+      [[ -n "${INIT[$arm]:-}" ]] || { echo "unknown ablation arm $arm (amc, cmcl or none)" >&2; exit 2; }
       dir="$RUNS/ablation/$arm-$share"
       [[ -f "$dir/compositional.json" ]] && continue  # measured by an earlier run
       stage "ablation: $arm, $share of the training images"
