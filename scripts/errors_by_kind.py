@@ -7,18 +7,26 @@ classified from their words as plain, relational, superlative or non-extreme. Pr
 per task; ``--output`` also writes ``{task: {kind: {"accuracy": a, "n": n}}}`` (the demo model's
 card shows it). ``--relation-anchors`` also splits VQA relation questions by how many of their two
 named objects have an anchor (``relation/anchored-N``: a shape word whose region is unambiguous;
-"the red thing" has none), the split of the card's relation ladder.
+"the red thing" has none), the split of the card's relation ladder. ``--listing-changes`` also
+splits non-matching listings ("a scene with three shapes: …") by what makes them false
+(``listing-neg/colour``, ``/shape``, ``/size``: changing that field of one item makes the listing
+true; ``/several`` when more than one field would, ``/other`` when none would).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import re
 from collections import defaultdict
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from cmal.data.checker import Scene, _assignable, parse_np
 from cmal.evaluate import predict, region_row
 from cmal.model.io import load_cmal
 from cmal.regions import detect_folder
@@ -37,11 +45,39 @@ def rec_kind(expression: str) -> str:
     return "plain"
 
 
+LISTING_FIELDS = ("colour", "shape", "size")  # named alike in the checker's noun phrases and objects
+
+
+def listing_change(text: str, objects: Mapping[str, Any]) -> str:
+    """What makes a non-matching listing false, given its image's ``objects.jsonl`` record: the one
+    field (colour, shape or size) whose change in one item makes it true, ``several`` or ``other``."""
+    scene = Scene(objects)
+    items = [parse_np(i) for i in re.split(r", | and ", text.split(":", 1)[1].strip().rstrip("."))]
+    fields = [f for f in LISTING_FIELDS if _true_after_changing(items, scene, f)]
+    return fields[0] if len(fields) == 1 else "several" if fields else "other"
+
+
+def _true_after_changing(items: list[Any], scene: Scene, field: str) -> bool:
+    """Whether giving one item's ``field`` the value of some object's makes the listing true."""
+    for i, item in enumerate(items):
+        if getattr(item, field) is None:  # the item does not say (a listing without sizes)
+            continue
+        for value in {getattr(o, field) for o in scene.objects}:
+            changed = [*items[:i], dataclasses.replace(item, **{field: value}), *items[i + 1 :]]
+            if _assignable(changed, scene.objects):
+                return True
+    return False
+
+
 def by_kind(
-    model_dir: Path, data: Path, relation_anchors: bool = False
+    model_dir: Path, data: Path, relation_anchors: bool = False, listing_changes: bool = False
 ) -> dict[str, dict[str, dict[str, float]]]:
     model, tok, vocab = load_cmal(model_dir)
     table = detect_folder(model_dir, data, progress=False)
+    scenes = {}
+    if listing_changes:
+        objects = [json.loads(line) for line in (data / "objects.jsonl").read_text().splitlines()]
+        scenes = {o["image"]: o for o in objects}
     results: dict[str, dict[str, dict[str, float]]] = {}
     for task in ("itm", "vqa", "rec"):
         if not (data / f"{task}.jsonl").exists():
@@ -64,6 +100,8 @@ def by_kind(
             acc[key].append(hit)
             if relation_anchors and key == "relation":
                 acc[f"relation/anchored-{min(len(e.anchors), 2)}"].append(hit)
+            if listing_changes and key == "listing-neg":
+                acc[f"listing-neg/{listing_change(r['text'], scenes[r['image']])}"].append(hit)
         results[task] = {k: {"accuracy": float(np.mean(v)), "n": len(v)} for k, v in sorted(acc.items())}
     return results
 
@@ -80,8 +118,13 @@ def main() -> None:
         action="store_true",
         help="also split VQA relation questions by anchored objects",
     )
+    parser.add_argument(
+        "--listing-changes",
+        action="store_true",
+        help="also split non-matching ITM listings by the field that makes them false",
+    )
     args = parser.parse_args()
-    results = by_kind(args.model, args.data, args.relation_anchors)
+    results = by_kind(args.model, args.data, args.relation_anchors, args.listing_changes)
     for task, kinds in results.items():
         print(task, "  ".join(f"{k} {r['accuracy']:.2f} ({r['n']})" for k, r in kinds.items()))
     if args.output:
