@@ -141,7 +141,8 @@ evaluate() {
   $BIN/cmal evaluate --model "$RUNS/final" --data "$DATA/test" --task all --output "$RUNS/test.json" --quiet
   $BIN/cmal evaluate --model "$RUNS/final" --data "$DATA/compositional" --task all \
     --output "$RUNS/compositional.json" --quiet
-  $BIN/python scripts/errors_by_kind.py "$RUNS/final" "$DATA/test" --output "$RUNS/kinds.json"
+  $BIN/python scripts/errors_by_kind.py "$RUNS/final" "$DATA/test" --relation-anchors --listing-changes \
+    --output "$RUNS/kinds.json"
 }
 
 run_stage data make_data
