@@ -119,8 +119,8 @@ def card_section(table: dict[str, Any]) -> list[str]:
         "## Does pre-training earn its place?",
         "",
         "The same fine-tuning (`scripts/demo_model.sh ablation`: recipe, epochs and seed alike) from",
-        "three starting points, all pre-trained on the same data for the same epochs, on a share of",
-        "the fine-tuning images. Accuracy from pixels.",
+        "three starting points (two pre-trainings on the same data for the same epochs, and the",
+        "detector alone), on a share of the fine-tuning images. Accuracy from pixels.",
         "",
     ]
     for split in SPLITS:
