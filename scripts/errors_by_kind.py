@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import re
 from collections import defaultdict
 from collections.abc import Mapping
 from pathlib import Path
@@ -26,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from cmal.data.checker import Scene, _assignable, parse_np
+from cmal.data.checker import Scene, assignable, listing_items
 from cmal.evaluate import predict, region_row
 from cmal.model.io import load_cmal
 from cmal.regions import detect_folder
@@ -52,7 +51,9 @@ def listing_change(text: str, objects: Mapping[str, Any]) -> str:
     """What makes a non-matching listing false, given its image's ``objects.jsonl`` record: the one
     field (colour, shape or size) whose change in one item makes it true, ``several`` or ``other``."""
     scene = Scene(objects)
-    items = [parse_np(i) for i in re.split(r", | and ", text.split(":", 1)[1].strip().rstrip("."))]
+    items = listing_items(text)
+    if items is None:
+        raise ValueError(f"not a listing: {text!r}")
     fields = [f for f in LISTING_FIELDS if _true_after_changing(items, scene, f)]
     return fields[0] if len(fields) == 1 else "several" if fields else "other"
 
@@ -64,7 +65,7 @@ def _true_after_changing(items: list[Any], scene: Scene, field: str) -> bool:
             continue
         for value in {getattr(o, field) for o in scene.objects}:
             changed = [*items[:i], dataclasses.replace(item, **{field: value}), *items[i + 1 :]]
-            if _assignable(changed, scene.objects):
+            if assignable(changed, scene.objects):
                 return True
     return False
 

@@ -144,17 +144,9 @@ class Scene:
     # ------------------------------------------------------------ statements
     def truth(self, text: str) -> bool | None:
         """Truth of a statement: True, False, or None when the picture cannot settle it."""
+        if (nps := listing_items(text)) is not None:
+            return len(nps) == len(self.objects) and assignable(nps, self.objects)
         s = _clean(text)
-        if m := re.fullmatch(
-            rf"(?:an image with|a picture of|a scene with|a photo of|a view of) ({_NUM}) "
-            r"(?:objects|shapes): (.+)",
-            s,
-        ):
-            items = re.split(r", | and ", m[2])
-            nps = [parse_np(i) for i in items]
-            if len(nps) != _NUMBERS[m[1]]:
-                raise CheckError("listing count disagrees with its items")
-            return len(nps) == len(self.objects) and _assignable(nps, self.objects)
         if m := re.fullmatch(rf"({_NUM}) of the (?:objects|shapes|things) (?:is|are) (\w+)", s):
             colour = _COLOURS[m[2]]
             return sum(o.colour == colour for o in self.objects) == _NUMBERS[m[1]]
@@ -284,6 +276,22 @@ class Scene:
         raise CheckError(f"cannot parse question {question!r}")
 
 
+def listing_items(text: str) -> list[NounPhrase] | None:
+    """The noun phrases of a listing statement ("a scene with two shapes: a red circle and a blue
+    square."), or None when ``text`` is not a listing."""
+    m = re.fullmatch(
+        rf"(?:an image with|a picture of|a scene with|a photo of|a view of) ({_NUM}) "
+        r"(?:objects|shapes): (.+)",
+        _clean(text),
+    )
+    if m is None:
+        return None
+    nps = [parse_np(i) for i in re.split(r", | and ", m[2])]
+    if len(nps) != _NUMBERS[m[1]]:
+        raise CheckError("listing count disagrees with its items")
+    return nps
+
+
 def parse_np(words: str) -> NounPhrase:
     """Parse a noun phrase such as "the big violet boxes" into its constraints."""
     tokens = words.split()
@@ -317,11 +325,12 @@ def _clean(text: str) -> str:
     return text.strip().rstrip(".?").strip()
 
 
-def _assignable(nps: list[NounPhrase], objs: list[Obj]) -> bool:
+def assignable(nps: list[NounPhrase], objs: list[Obj]) -> bool:
+    """Whether each noun phrase can be given its own object so that every object is named once."""
     if not nps:
         return not objs
     return any(
-        nps[0].matches(o) and _assignable(nps[1:], objs[:i] + objs[i + 1 :]) for i, o in enumerate(objs)
+        nps[0].matches(o) and assignable(nps[1:], objs[:i] + objs[i + 1 :]) for i, o in enumerate(objs)
     )
 
 

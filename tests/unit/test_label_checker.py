@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cmal.data.checker import CheckError, Scene, check_dataset
+from cmal.data.checker import CheckError, NounPhrase, Scene, check_dataset, listing_items
 
 # A hand-made scene (128 px). Centres: red circle (20,20), blue box (100,20),
 # small red circle (20,100), green triangle (60,60).
@@ -77,6 +77,18 @@ def test_checker_refuses_ambiguity_and_nonsense(text: str, error: str | None) ->
         return
     with pytest.raises(CheckError, match=error):
         SCENE.truth(text)
+
+
+def test_listing_items_parses_each_noun_phrase() -> None:
+    items = listing_items("a scene with three shapes: a big red circle, a blue square and a triangle.")
+    assert items == [
+        NounPhrase("circle", "red", "large", plural=False),
+        NounPhrase("square", "blue", None, plural=False),
+        NounPhrase("triangle", None, None, plural=False),
+    ]
+    assert listing_items("there are two circles.") is None
+    with pytest.raises(CheckError, match="count disagrees"):
+        listing_items("a scene with two shapes: a red circle.")
 
 
 def test_relation_within_margin_is_ambiguous() -> None:
