@@ -113,10 +113,16 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         generate_split(Path(tmp), seed=8080, num_images=200, split="test", progress=False)
         requests = mixed_requests(Path(tmp))
     port = free_port()
-    proc, _ = start_service(ROOT / "models" / "shapes-demo", port, Path(args.out) / "service.log")
+    proc, _ = start_service(
+        ROOT / "models" / "shapes-demo", port, Path(args.out) / "service.log", cpus=args.server_cpus
+    )
+    if args.loadgen_cpus:
+        os.sched_setaffinity(0, args.loadgen_cpus)
     report: dict[str, object] = {
         "requests_in_pool": len(requests),
         "settings": {k: v for k, v in sorted(os.environ.items()) if k.startswith("CMAL_")},
+        "server_cpus": sorted(args.server_cpus or []),
+        "loadgen_cpus": sorted(args.loadgen_cpus or []),
     }
     pool = Pool(port, args.connections)
     try:
@@ -246,6 +252,19 @@ def plot(minutes: list[dict[str, object]], path: Path, rate: float) -> None:
     fig.savefig(path, dpi=100)
 
 
+def cpu_list(text: str) -> set[int]:
+    """CPU numbers from "0" or "0,1"; each must be one this process may use."""
+    try:
+        cpus = {int(c) for c in text.split(",")}
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected CPU numbers such as 0 or 0,1, got {text!r}") from None
+    if not cpus <= os.sched_getaffinity(0):
+        raise argparse.ArgumentTypeError(
+            f"CPUs {sorted(cpus)} are not all usable here: {sorted(os.sched_getaffinity(0))}"
+        )
+    return cpus
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -254,6 +273,13 @@ def main() -> None:
     parser.add_argument("--overload-seconds", type=int, default=60)
     parser.add_argument("--soak-minutes", type=int, default=30)
     parser.add_argument("--connections", type=int, default=512, help="most connections open at once")
+    parser.add_argument(
+        "--server-cpus",
+        type=cpu_list,
+        help="run the service on these CPUs only, e.g. 0 (default: any); with --loadgen-cpus the two "
+        "stop competing for the same cores",
+    )
+    parser.add_argument("--loadgen-cpus", type=cpu_list, help="run the load generator on these CPUs only")
     parser.add_argument("--plot-only", metavar="REPORT", help="redraw soak.png from a report.json")
     args = parser.parse_args()
     Path(args.out).mkdir(parents=True, exist_ok=True)

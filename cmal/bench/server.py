@@ -38,12 +38,18 @@ def ready(port: int) -> bool:
 
 
 def start_service(
-    model_dir: Path, port: int, log: Path, env: dict[str, str] | None = None, timeout_s: float = 180
+    model_dir: Path,
+    port: int,
+    log: Path,
+    env: dict[str, str] | None = None,
+    timeout_s: float = 180,
+    cpus: set[int] | None = None,
 ) -> tuple[subprocess.Popen[bytes], float]:
     """Start ``python -m service`` on 127.0.0.1:``port`` serving ``model_dir`` with extra ``CMAL_*``
     settings in ``env`` and its output appended to ``log``; wait until ``/readyz`` is 200 and
     return the process and the seconds that took (the cold start: interpreter, imports, model
-    load, warm-up).
+    load, warm-up). With ``cpus`` the service and everything it starts run on those CPUs only
+    (its thread counts follow the affinity mask).
 
     Raises:
         RuntimeError: the process exited or never became ready (the end of its log is in the message).
@@ -55,6 +61,7 @@ def start_service(
             [sys.executable, "-m", "service", "--host", "127.0.0.1", "--port", str(port),
              "--log-level", "warning"],
             cwd=ROOT, env=environment, stdout=out, stderr=subprocess.STDOUT,
+            preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None,
         )  # fmt: skip
     while time.perf_counter() - began < timeout_s:
         if proc.poll() is not None:
