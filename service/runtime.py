@@ -176,14 +176,20 @@ def parallelism(kind: str, workers: int, threads: int, processes: int = 1) -> tu
     """Inference workers and threads per call of one of ``processes`` server processes, 0s
     resolved: on a CPU, the process's share of the usable cores (at least one), each call
     single-threaded when there are several (this model's graphs barely speed up with threads per
-    call, while calls side by side scale with cores); one worker and the runtime's threads on a
-    GPU. With ``triton`` the workers mostly wait on the network: `TRITON_WORKERS` batches in flight."""
+    call, while calls side by side scale with cores) and otherwise given the usable cores; one
+    worker and the runtime's threads on a GPU. With ``triton`` the workers mostly wait on the
+    network: `TRITON_WORKERS` batches in flight.
+
+    The thread count on a CPU is always explicit: left to itself, ONNX Runtime starts one thread
+    per physical core of the machine and pins each to its core, ignoring the process's affinity
+    mask (a service started with ``taskset -c 0`` ran threads on core 1)."""
     if kind == "triton":
         return workers or TRITON_WORKERS, threads
+    gpu = has_gpu(kind)
     if not workers:
-        workers = 1 if has_gpu(kind) else max(1, usable_cores() // processes)
-    if not threads and workers * processes > 1:
-        threads = 1
+        workers = 1 if gpu else max(1, usable_cores() // processes)
+    if not threads and not gpu:
+        threads = max(1, usable_cores() // (workers * processes))
     return workers, threads
 
 

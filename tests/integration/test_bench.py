@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
+from cmal.bench.server import free_port, start_service, stop_service
 from cmal.cli import main
 
 
@@ -58,3 +60,17 @@ def test_bench_writes_every_figure_and_a_png(tiny_exported: Path, tmp_path: Path
     assert report["machine"]["cores"] >= 1
 
     assert (out / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_start_service_pins_the_service_to_the_cpus_asked_for(tiny_exported: Path, tmp_path: Path) -> None:
+    before = os.sched_getaffinity(0)
+    cpu = min(before)
+    proc, _ = start_service(tiny_exported, free_port(), tmp_path / "service.log", cpus={cpu})
+    try:
+        threads = [int(t.name) for t in Path(f"/proc/{proc.pid}/task").iterdir()]
+        assert len(threads) > 1  # the runtime's and the service's own threads, started after the pin
+        # the runtime's threads too: ONNX Runtime left to choose pins its threads to every core
+        assert all(os.sched_getaffinity(t) == {cpu} for t in threads)
+    finally:
+        assert stop_service(proc) == 0
+    assert os.sched_getaffinity(0) == before  # only the service was pinned, not its caller
