@@ -3,6 +3,8 @@
     .venv/bin/python scripts/overload_soak.py --out runs/reliability [--soak-minutes 30]
 
 The service takes its settings from the environment's CMAL_* (e.g. CMAL_PROCESSES=2).
+``--server-cpus 0 --loadgen-cpus 1`` runs the service and the load generator on separate cores
+(then give the service one process per core it has: CMAL_PROCESSES=1 here).
 
 1. **Capacity**: a closed loop of 64 clients for 15 s over mixed requests (the four endpoints on
    a fresh Shapes test split) gives the service's throughput C on this machine.
