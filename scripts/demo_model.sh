@@ -23,9 +23,15 @@ DATA=${DATA:-data/demo}
 RUNS=${RUNS:-runs/demo}
 OUT=${OUT:-models/shapes-demo}
 PRE_EPOCHS=${PRE_EPOCHS:-8}
-DET_EPOCHS=${DET_EPOCHS:-8}
-FT_EPOCHS=${FT_EPOCHS:-14}
-COMPARE_EPOCHS=${COMPARE_EPOCHS:-6}  # the second fine-tuning stage, CMAP off (0: skip it)
+DET_EPOCHS=${DET_EPOCHS:-6}
+FT_EPOCHS=${FT_EPOCHS:-16}
+COMPARE_EPOCHS=${COMPARE_EPOCHS:-5}  # the second fine-tuning stage, CMAP off (0: skip it)
+# then one more stage per SEED:STATEMENTS:EPOCHS, each on 4,000 training images of its own seed with
+# those extra statements (`cmal data shapes --extra-statements`), CMAP off with markers, VE hypotheses
+# as ITM examples, at FRESH_LR: fresh images did more than more epochs on the same ones (the card,
+# steps 6-9). Empty: none.
+FRESH_STAGES=${FRESH_STAGES:-1002:listing=4,count=2:2 1003:listing=8,count=2:2}
+FRESH_LR=${FRESH_LR:-2e-4}
 # detector options: colour read by a shape-blind path, shape by a grey backbone (README, "The region
 # detector": held-out colour-shape pairs 0.996 tags / 1.000 attributes, against 0.906 / 0.869)
 DET_ARGS=${DET_ARGS:---colour-channels 16 --grey-backbone}
@@ -95,8 +101,9 @@ finetune() {
   stage "fine-tuning, CMAP off"
   # shellcheck disable=SC2086
   $BIN/cmal train finetune --init "$first_out" "${TASK_ARGS[@]}" --epochs "$second" --cmap-mode off \
-    $MARKERS --out "$out" "$@"
+    $MARKERS $OFF_ARGS --out "$out" "$@"
 }
+OFF_ARGS=""  # more options of the CMAP-off stage (the main run's: below)
 
 if [[ "${1:-}" == "ablation" ]]; then
   [[ -f "$RUNS/detector/detector.safetensors" && -f "$RUNS/pretrain/cmal.safetensors" ]] ||
@@ -132,6 +139,12 @@ make_data() {
   $BIN/cmal data shapes --out "$DATA/val" --seed 1001 --num-images 400 --split val --quiet
   $BIN/cmal data shapes --out "$DATA/test" --seed 3000 --num-images 1000 --split test --quiet
   $BIN/cmal data shapes --out "$DATA/compositional" --seed 3001 --num-images 500 --split compositional --quiet
+  local spec seed statements
+  for spec in $FRESH_STAGES; do
+    IFS=: read -r seed statements _ <<< "$spec"
+    $BIN/cmal data shapes --out "$DATA/train-$seed" --seed "$seed" --num-images 4000 --split train --quiet \
+      --extra-relations "$EXTRA_RELATIONS" --extra-statements "$statements"
+  done
 }
 train_detector() {  # all cores: nothing else can run before the detector exists
   $BIN/cmal train detector --data "$DATA/train" --val "$DATA/val" --out "$RUNS/detector" --seed 0 \
@@ -148,7 +161,28 @@ evaluate() {
 run_stage data make_data
 run_stage detector train_detector
 run_stage pre-training $BIN/cmal train pretrain "${PRE_ARGS[@]}" --out "$RUNS/pretrain"
-run_stage fine-tuning finetune "$RUNS/pretrain" "$RUNS/final" "$FT_EPOCHS" "$COMPARE_EPOCHS"
+# VE hypotheses as ITM examples from the CMAP-off stage on (the card, step 4; the ablation runs without)
+OFF_ARGS=--ve-trains-itm
+# fine_tune: the two stages, then one per FRESH_STAGES, the last one writing $RUNS/final
+fine_tune() {
+  local prev=$RUNS/final spec seed epochs out
+  [[ -n "$FRESH_STAGES" ]] && prev=$RUNS/two-stage
+  finetune "$RUNS/pretrain" "$prev" "$FT_EPOCHS" "$COMPARE_EPOCHS"
+  set -- $FRESH_STAGES
+  while (( $# )); do
+    IFS=: read -r seed _ epochs <<< "$1"
+    shift
+    out=$RUNS/fresh-$seed
+    (( $# )) || out=$RUNS/final
+    stage "fine-tuning on fresh images (seed $seed)"
+    # shellcheck disable=SC2086
+    $BIN/cmal train finetune --init "$prev" --tasks ve,rec,vqa,itm --train "$DATA/train-$seed" --val "$DATA/val" \
+      --epochs "$epochs" --lr "$FRESH_LR" --seed "$seed" --threads "$THREADS" --length-groups "$LENGTH_GROUPS" \
+      --cmap-mode off $MARKERS --ve-trains-itm --out "$out" --quiet
+    prev=$out
+  done
+}
+run_stage fine-tuning fine_tune
 run_stage evaluation evaluate
 
 stage "model directory"
