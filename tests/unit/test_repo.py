@@ -65,3 +65,14 @@ def test_the_readme_documents_every_service_setting() -> None:
     section = readme.split("| setting (env) | default | meaning |")[1].split("\n\n")[0]
     documented = set(re.findall(r"`CMAL_([A-Z_]+)`", section))
     assert documented == {name.upper() for name in Settings.model_fields}
+
+
+def test_the_readme_documents_every_setting_of_the_demo_model_script() -> None:
+    """Every `NAME=${NAME:-default}` (or `${NAME-default}`) of scripts/demo_model.sh is named in the
+    README's "Rebuilding the demo model"."""
+    script = (ROOT / "scripts" / "demo_model.sh").read_text(encoding="utf-8")
+    settings = set(re.findall(r"^([A-Z_]+)=\$\{\1:?-", script, flags=re.MULTILINE))
+    assert {"DATA", "RUNS", "FRESH_STAGES", "FRESH_LR"} <= settings  # the pattern still finds them
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### Rebuilding the demo model")[1].split("\n## ")[0].split("\n### ")[0]
+    assert {name for name in settings if f"`{name}`" not in section} == set()
