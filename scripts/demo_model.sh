@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Rebuild models/shapes-demo with fixed seeds: data, detector, CMAL pre-training, multi-task
 # fine-tuning, evaluation, model card. Prints each stage's wall time.
-# Seeds: train 1000, val 1001 (training); test 3000, compositional 3001 (evaluation only).
+# Seeds: train 1000, val 1001, fresh training images FRESH_STAGES (training); test 3000, compositional
+# 3001 (evaluation only).
 #
 #   scripts/demo_model.sh            the model (make demo-model)
 #   scripts/demo_model.sh ablation   AMC pre-training (the main run's) vs contrastive CMCL
@@ -165,7 +166,7 @@ run_stage pre-training $BIN/cmal train pretrain "${PRE_ARGS[@]}" --out "$RUNS/pr
 OFF_ARGS=--ve-trains-itm
 # fine_tune: the two stages, then one per FRESH_STAGES, the last one writing $RUNS/final
 fine_tune() {
-  local prev=$RUNS/final spec seed epochs out
+  local prev=$RUNS/final seed epochs out
   [[ -n "$FRESH_STAGES" ]] && prev=$RUNS/two-stage
   finetune "$RUNS/pretrain" "$prev" "$FT_EPOCHS" "$COMPARE_EPOCHS"
   set -- $FRESH_STAGES
@@ -176,9 +177,9 @@ fine_tune() {
     (( $# )) || out=$RUNS/final
     stage "fine-tuning on fresh images (seed $seed)"
     # shellcheck disable=SC2086
-    $BIN/cmal train finetune --init "$prev" --tasks ve,rec,vqa,itm --train "$DATA/train-$seed" --val "$DATA/val" \
-      --epochs "$epochs" --lr "$FRESH_LR" --seed "$seed" --threads "$THREADS" --length-groups "$LENGTH_GROUPS" \
-      --cmap-mode off $MARKERS --ve-trains-itm --out "$out" --quiet
+    $BIN/cmal train finetune --init "$prev" --tasks ve,rec,vqa,itm --train "$DATA/train-$seed" \
+      --val "$DATA/val" --epochs "$epochs" --lr "$FRESH_LR" --seed "$seed" --threads "$THREADS" \
+      --length-groups "$LENGTH_GROUPS" --cmap-mode off $MARKERS $OFF_ARGS --out "$out" --quiet
     prev=$out
   done
 }
