@@ -33,6 +33,8 @@ COMPARE_EPOCHS=${COMPARE_EPOCHS:-5}  # the second fine-tuning stage, CMAP off (0
 # steps 6-9). Empty: none.
 FRESH_STAGES=${FRESH_STAGES:-1002:listing=4,count=2:2 1003:listing=8,count=2:2}
 FRESH_LR=${FRESH_LR:-2e-4}
+# fresh_spec SPEC: split one FRESH_STAGES entry into $seed, $statements and $epochs (the caller's locals)
+fresh_spec() { IFS=: read -r seed statements epochs <<< "$1"; }
 # detector options: colour read by a shape-blind path, shape by a grey backbone (README, "The region
 # detector": held-out colour-shape pairs 0.996 tags / 1.000 attributes, against 0.906 / 0.869)
 DET_ARGS=${DET_ARGS:---colour-channels 16 --grey-backbone}
@@ -140,9 +142,9 @@ make_data() {
   $BIN/cmal data shapes --out "$DATA/val" --seed 1001 --num-images 400 --split val --quiet
   $BIN/cmal data shapes --out "$DATA/test" --seed 3000 --num-images 1000 --split test --quiet
   $BIN/cmal data shapes --out "$DATA/compositional" --seed 3001 --num-images 500 --split compositional --quiet
-  local spec seed statements
+  local spec seed statements epochs
   for spec in $FRESH_STAGES; do
-    IFS=: read -r seed statements _ <<< "$spec"
+    fresh_spec "$spec"
     $BIN/cmal data shapes --out "$DATA/train-$seed" --seed "$seed" --num-images 4000 --split train --quiet \
       --extra-relations "$EXTRA_RELATIONS" --extra-statements "$statements"
   done
@@ -166,12 +168,12 @@ run_stage pre-training $BIN/cmal train pretrain "${PRE_ARGS[@]}" --out "$RUNS/pr
 OFF_ARGS=--ve-trains-itm
 # fine_tune: the two stages, then one per FRESH_STAGES, the last one writing $RUNS/final
 fine_tune() {
-  local prev=$RUNS/final seed epochs out
+  local prev=$RUNS/final seed statements epochs out
   [[ -n "$FRESH_STAGES" ]] && prev=$RUNS/two-stage
   finetune "$RUNS/pretrain" "$prev" "$FT_EPOCHS" "$COMPARE_EPOCHS"
   set -- $FRESH_STAGES
   while (( $# )); do
-    IFS=: read -r seed _ epochs <<< "$1"
+    fresh_spec "$1"
     shift
     out=$RUNS/fresh-$seed
     (( $# )) || out=$RUNS/final
