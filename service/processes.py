@@ -15,6 +15,7 @@ import ctypes.util
 import os
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 
@@ -32,28 +33,40 @@ _LOG_LEVEL = "_CMAL_SERVICE_LOG_LEVEL"  # the parent's --log-level, for its serv
 
 def process_app() -> FastAPI:
     """The app of one server process of several (``CMAL_PROCESSES``): settings from the
-    environment the parent prepared, logging as the parent's; it drains and exits if the parent
-    dies without passing a stop signal on (killed), instead of serving on, orphaned."""
+    environment the parent prepared, logging as the parent's."""
     configure_logging(os.environ.get(_LOG_LEVEL, "info"))
-    _term_with_parent()
     return create_app()
 
 
-def _term_with_parent() -> None:
-    """Ask Linux for SIGTERM when the parent process dies (prctl PR_SET_PDEATHSIG); elsewhere
-    nothing."""
+def _term_with_parent(parent: int) -> None:
+    """Ask Linux for SIGTERM when the parent process dies (prctl PR_SET_PDEATHSIG), so a server
+    process whose parent is killed drains and exits instead of serving on, orphaned; elsewhere
+    nothing. A parent that died before the request (while this process was still starting) sends
+    nothing, so that case is checked here: this process then leaves at once."""
     name = ctypes.util.find_library("c")
     if not name or not sys.platform.startswith("linux"):
         return
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(name, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:
+        raise SystemExit(f"cmal service: parent process {parent} has gone before this one started; exiting")
 
 
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 class DrainingProcess(multiprocess.Process):
-    """uvicorn's server process, running `DrainingServer` instead of uvicorn's plain server."""
+    """uvicorn's server process, running `DrainingServer` instead of uvicorn's plain server, and
+    ending with its parent."""
+
+    def __init__(self, config: uvicorn.Config, sockets: list[socket.socket]) -> None:
+        self.parent = os.getpid()  # made in the parent; travels to the process with the object
+        super().__init__(config, sockets)
+
+    def target(self, sockets: list[socket.socket] | None = None) -> None:
+        """Run in the new process: tie its life to the parent's first, then serve."""
+        _term_with_parent(self.parent)
+        super().target(sockets)
 
     @property
     def server(self) -> uvicorn.Server:

@@ -28,7 +28,8 @@ def image_b64() -> str:
     return base64.b64encode(buf.getvalue()).decode()
 
 
-def start(model_dir: Path, log_level: str = "error", **env: str) -> tuple[subprocess.Popen[str], str]:
+def launch(model_dir: Path, log_level: str = "error", **env: str) -> tuple[subprocess.Popen[str], str]:
+    """The service started as a process (not yet ready), and its URL."""
     port = free_port()
     environment = {**os.environ, "CMAL_MODEL_DIR": str(model_dir), **env}
     proc = subprocess.Popen(
@@ -36,7 +37,12 @@ def start(model_dir: Path, log_level: str = "error", **env: str) -> tuple[subpro
          "--log-level", log_level],
         env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
+    return proc, f"http://127.0.0.1:{port}"
+
+
+def start(model_dir: Path, log_level: str = "error", **env: str) -> tuple[subprocess.Popen[str], str]:
+    """The service started as a process, once its /readyz says 200."""
+    proc, url = launch(model_dir, log_level, **env)
     deadline = time.time() + 120
     while time.time() < deadline:
         if proc.poll() is not None:
@@ -236,9 +242,19 @@ def test_several_server_processes_answer_and_count_together(tiny_exported: Path)
 
 
 @pytest.mark.slow
-def test_server_processes_do_not_outlive_a_killed_parent(tiny_exported: Path) -> None:
-    proc, _ = start(tiny_exported, CMAL_PROCESSES="2")
-    children = [p for p in Path("/proc").glob("[0-9]*") if parent_of(p) == proc.pid]
+@pytest.mark.parametrize("when", ["ready", "starting"])
+def test_server_processes_do_not_outlive_a_killed_parent(tiny_exported: Path, when: str) -> None:
+    """Killed once serving, or while its server processes are still starting (before they could
+    ask to be told of the parent's death): either way none of them serves on, orphaned."""
+    if when == "ready":
+        proc, _ = start(tiny_exported, CMAL_PROCESSES="2")
+    else:
+        proc, _ = launch(tiny_exported, CMAL_PROCESSES="2")
+    deadline = time.time() + 60
+    children: list[Path] = []
+    while time.time() < deadline and len(children) < 2:
+        children = [p for p in Path("/proc").glob("[0-9]*") if parent_of(p) == proc.pid]
+        time.sleep(0.01)
     assert len(children) >= 2  # the two server processes (and multiprocessing's resource tracker)
     proc.kill()  # no stop signal to pass on
     proc.wait()
