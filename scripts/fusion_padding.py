@@ -49,9 +49,7 @@ def main() -> None:
             for line in (Path(tmp) / task.data_file).read_text().splitlines():
                 texts.append(json.loads(line)[task.text_field])
         image = Image.open(next((Path(tmp) / "images").iterdir())).convert("RGB")
-    models = {
-        g: OnnxModel(args.model, threads=1, spinning=False, length_groups=g) for g in (1, INFERENCE_GROUPS)
-    }
+    models = {g: OnnxModel(args.model, threads=1, length_groups=g) for g in (1, INFERENCE_GROUPS)}
     regions = models[1].detect([image] * max(BATCHES))
     rng = random.Random(0)
     seconds = {(g, b): 0.0 for g in models for b in BATCHES}

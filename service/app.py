@@ -58,9 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         backend = await asyncio.to_thread(
             load_backend, settings.model_dir, settings.graphs_dir, settings.backend, settings.variant,
-            # several workers or processes: no runtime thread may spin on a core another needs
-            threads, workers * settings.processes == 1,
-            settings.triton_url, settings.request_timeout_ms / 1000, settings.length_groups,
+            threads, settings.triton_url, settings.request_timeout_ms / 1000, settings.length_groups,
         )  # fmt: skip
         await asyncio.to_thread(warm_up, backend, settings.max_batch_size)
         frozen = freeze_startup_heap()  # out of every full collection from now on: service.collector

@@ -72,7 +72,6 @@ class OnnxBackend:
         graphs_dir: Path | None,
         variant: str,
         threads: int,
-        spinning: bool = True,
         length_groups: int = INFERENCE_GROUPS,
     ):
         self.model = OnnxModel(
@@ -80,7 +79,6 @@ class OnnxBackend:
             graphs_dir,
             variant=variant,
             threads=threads,
-            spinning=spinning,
             length_groups=length_groups,
         )
         self.files = self.model.files
@@ -199,7 +197,6 @@ def load_backend(
     kind: str,
     variant: str,
     threads: int,
-    spinning: bool = True,
     triton_url: str = "",
     timeout_s: float = 10.0,
     length_groups: int = INFERENCE_GROUPS,
@@ -208,7 +205,6 @@ def load_backend(
     else ``ValueError``.
 
     ``variant`` (fp32, fp16, int8) applies to ONNX only; ``threads`` 0 keeps the runtime's default;
-    ``spinning`` False makes ONNX Runtime's idle threads sleep (several workers share the cores);
     ``triton_url`` and ``timeout_s`` (each call's deadline) apply to ``triton``; ``length_groups``
     is the most sub-batches of similar text length an in-process fusion batch is cut into (1: never;
     Triton gets whole batches, for its own dynamic batcher to merge).
@@ -218,7 +214,7 @@ def load_backend(
 
         return TritonBackend(model_dir, triton_url, timeout_s)
     if kind == "onnx":
-        return OnnxBackend(model_dir, graphs_dir, variant, threads, spinning, length_groups)
+        return OnnxBackend(model_dir, graphs_dir, variant, threads, length_groups)
     if kind in ("torch", "torchscript"):
         return TorchBackend(model_dir, graphs_dir, kind, threads, length_groups)
     raise ValueError(f"unknown backend {kind!r}")

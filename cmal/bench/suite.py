@@ -231,12 +231,12 @@ class _Run:
             self.triton = tritonserver.start(repository, self.settings.out / "triton.log")
         return self.triton.grpc_url
 
-    def _load(self, name: str, threads: int, spinning: bool = True) -> Backend:
+    def _load(self, name: str, threads: int) -> Backend:
         from service.runtime import load_backend
 
         kind, variant = BACKENDS[name]
         url = self._triton_url() if kind == "triton" else ""
-        return load_backend(self.model_dir, self.graphs, kind, variant, threads, spinning, url, timeout_s=120)
+        return load_backend(self.model_dir, self.graphs, kind, variant, threads, url, timeout_s=120)
 
     def close(self) -> None:
         """Stop what the run started (tritonserver)."""
@@ -263,7 +263,7 @@ class _Run:
 
         workers, threads = parallelism(BACKENDS[self.primary][0], 0, self.settings.threads)
         self.progress.step(f"engine {self.primary}: {workers} calls side by side")
-        backend = self._load(self.primary, threads, spinning=workers == 1)
+        backend = self._load(self.primary, threads)
         batch = max(self.settings.batch_sizes)
         parallel = time_parallel(backend, self.images, self.texts, batch, self.settings.seconds, workers)
         self.progress.done()
