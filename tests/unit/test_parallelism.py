@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from service import runtime
@@ -44,3 +46,14 @@ def test_gpu_keeps_one_worker_and_the_runtimes_threads(monkeypatch: pytest.Monke
 
 def test_triton_workers_wait_on_the_network() -> None:
     assert parallelism("triton", 0, 0) == (TRITON_WORKERS, 0)
+
+
+def test_onnx_sessions_never_spin(tiny_exported: Path) -> None:
+    """Detector and fusion run in turn: idle threads of one must not spin on the cores the other needs."""
+    from cmal.inference import OnnxModel
+
+    model = OnnxModel(tiny_exported, threads=2)
+    for session in (model.detector, model.fusion):
+        options = session.get_session_options()
+        assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+        assert options.intra_op_num_threads == 2
