@@ -31,13 +31,13 @@ COMPARE_EPOCHS=${COMPARE_EPOCHS:-5}  # the second fine-tuning stage, CMAP off (0
 # those extra statements (`cmal data shapes --extra-statements`), CMAP off with markers, VE hypotheses
 # as ITM examples, at FRESH_LR: fresh images did more than more epochs on the same ones (the card,
 # steps 6-9). Empty: none.
-FRESH_STAGES=${FRESH_STAGES:-1002:listing=4,count=2:2 1003:listing=8,count=2:2}
+FRESH_STAGES=${FRESH_STAGES-1002:listing=4,count=2:2 1003:listing=8,count=2:2}  # set but empty: none
 FRESH_LR=${FRESH_LR:-2e-4}
 # fresh_spec SPEC: split one FRESH_STAGES entry into $seed, $statements and $epochs (the caller's locals)
 fresh_spec() { IFS=: read -r seed statements epochs <<< "$1"; }
 # detector options: colour read by a shape-blind path, shape by a grey backbone (README, "The region
 # detector": held-out colour-shape pairs 0.996 tags / 1.000 attributes, against 0.906 / 0.869)
-DET_ARGS=${DET_ARGS:---colour-channels 16 --grey-backbone}
+DET_ARGS=${DET_ARGS---colour-channels 16 --grey-backbone}  # set but empty: the joint detector
 LAYERS=${LAYERS:-3}  # unified encoder depth (demo preset: 2; the card says why 3)
 THREADS=${THREADS:-0}
 # CMAP during the first fine-tuning stage (swap, mix or off) and extra pre-training options. The

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
 import tomllib
 from pathlib import Path
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -76,3 +79,23 @@ def test_the_readme_documents_every_setting_of_the_demo_model_script() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     section = readme.split("### Rebuilding the demo model")[1].split("\n## ")[0].split("\n### ")[0]
     assert {name for name in settings if f"`{name}`" not in section} == set()
+
+
+@pytest.mark.parametrize(
+    ("name", "empty_means"), [("FRESH_STAGES", "no fresh stages"), ("DET_ARGS", "the joint detector")]
+)
+def test_an_empty_demo_model_setting_is_kept_empty(name: str, empty_means: str) -> None:
+    """The README says an empty FRESH_STAGES means none and an empty DET_ARGS the joint detector:
+    the script's own assignment, run by bash with the setting empty, must keep it empty (``${X:-d}``
+    would put the default back), and with the setting unset must give the default."""
+    script = (ROOT / "scripts" / "demo_model.sh").read_text(encoding="utf-8")
+    line = next(ln for ln in script.splitlines() if ln.startswith(f"{name}=${{"))
+    show = f'{line}\nprintf "[%s]" "${name}"'
+    empty = subprocess.run(
+        ["bash", "-c", show], env={"PATH": os.environ["PATH"], name: ""}, capture_output=True, text=True
+    )
+    unset = subprocess.run(
+        ["bash", "-c", show], env={"PATH": os.environ["PATH"]}, capture_output=True, text=True
+    )
+    assert empty.stdout == "[]", f"{name}= should mean {empty_means}"
+    assert unset.stdout not in ("", "[]")
