@@ -48,12 +48,19 @@ PRETRAIN_ARGS=${PRETRAIN_ARGS:-}
 # relation questions and statements per image, and the CMAP-off stage ties each anchored word to its
 # region with a learned marker; relation-only fine-tuning with both reached 0.96, either alone 0.85-0.89
 EXTRA_RELATIONS=${EXTRA_RELATIONS:-2}
+# the first fine-tuning stage's split: the same images and records with this many extra relation
+# texts. A swap overwrites both named objects' slots, so it cannot learn relations, and their texts
+# slowed it: 8 swap epochs reached validation VQA 0.66 after 6 without them, 0.60 after 7 with
+# them (the card, "What makes the swap stage slow")
+FIRST_EXTRA_RELATIONS=${FIRST_EXTRA_RELATIONS:-0}
 MARKERS=${MARKERS---anchor-markers}  # MARKERS= (empty): no markers
 # fine-tuning batches run as up to this many sub-batches of similar text length: the same losses,
 # 1.3x the steps per second here (scripts/finetune_speed.py; 2 beat 4, whose extra calls cost more)
 LENGTH_GROUPS=${LENGTH_GROUPS:-2}
-TASK_ARGS=(--tasks ve,rec,vqa,itm --train "$DATA/train" --val "$DATA/val" --seed 0 --threads "$THREADS"
+TASK_ARGS=(--tasks ve,rec,vqa,itm --val "$DATA/val" --seed 0 --threads "$THREADS"
   --length-groups "$LENGTH_GROUPS" --quiet)
+FIRST_TRAIN=$DATA/train  # the first stage's training split (make_data writes train-first when it differs)
+(( FIRST_EXTRA_RELATIONS != EXTRA_RELATIONS )) && FIRST_TRAIN=$DATA/train-first
 PRE_ARGS=(--data "$DATA/train" --val "$DATA/val" --detector "$RUNS/detector" --epochs "$PRE_EPOCHS" --seed 0
   --threads "$THREADS" --geometry-mlm 0.5 --layers "$LAYERS" --quiet $PRETRAIN_ARGS)
 # The ablation's fine-tuning budget (both stages, per run) is smaller than the main run's: six runs.
@@ -89,28 +96,36 @@ card() { $BIN/python -m cmal.card_build --run "$RUNS" --data "$DATA" --out "$OUT
   --notes "$NOTES"; }
 
 # finetune INIT OUT FIRST SECOND [OPTION...]: the two fine-tuning stages, FIRST epochs with CMAP
-# $FT_CMAP, then SECOND epochs with CMAP off and $MARKERS, so every region keeps its own slot, box
-# included, and a question about two named objects can compare them (relation ladder, rungs 4-5). OUT serves
-# with CMAP off (SECOND 0: one stage, OUT keeps $FT_CMAP); when val has expressions that name
-# nothing, grounding's decline threshold is chosen there.
+# $FT_CMAP on $FIRST_TRAIN, then SECOND epochs on $DATA/train with CMAP off and $MARKERS, so every
+# region keeps its own slot, box included, and a question about two named objects can compare them
+# (relation ladder, rungs 4-5). OUT serves with CMAP off (SECOND 0: one stage, OUT keeps $FT_CMAP);
+# when val has expressions that name nothing, grounding's decline threshold is chosen there.
 finetune() {
   local init=$1 out=$2 first=$3 second=$4
   shift 4
   local first_out=$out
   (( second > 0 )) && first_out=$out-first
-  $BIN/cmal train finetune --init "$init" "${TASK_ARGS[@]}" --epochs "$first" --cmap-mode "$FT_CMAP" \
-    --out "$first_out" "$@"
+  $BIN/cmal train finetune --init "$init" "${TASK_ARGS[@]}" --train "$FIRST_TRAIN" --epochs "$first" \
+    --cmap-mode "$FT_CMAP" --out "$first_out" "$@"
   (( second > 0 )) || return 0
   stage "fine-tuning, CMAP off"
   # shellcheck disable=SC2086
-  $BIN/cmal train finetune --init "$first_out" "${TASK_ARGS[@]}" --epochs "$second" --cmap-mode off \
-    $MARKERS $OFF_ARGS --out "$out" "$@"
+  $BIN/cmal train finetune --init "$first_out" "${TASK_ARGS[@]}" --train "$DATA/train" --epochs "$second" \
+    --cmap-mode off $MARKERS $OFF_ARGS --out "$out" "$@"
 }
 OFF_ARGS=""  # more options of the CMAP-off stage (the main run's: below)
+# first_split: the first stage's training split, unless it is the training split itself
+first_split() {
+  [[ $FIRST_TRAIN == "$DATA/train" ]] && return 0
+  $BIN/cmal data shapes --out "$FIRST_TRAIN" --seed 1000 --num-images 4000 --split train --quiet \
+    --extra-relations "$FIRST_EXTRA_RELATIONS"
+}
 
 if [[ "${1:-}" == "ablation" ]]; then
   [[ -f "$RUNS/detector/detector.safetensors" && -f "$RUNS/pretrain/cmal.safetensors" ]] ||
     { echo "no detector or pre-training in $RUNS: run scripts/demo_model.sh (make demo-model) first" >&2; exit 2; }
+  # a main run from before the first stage had a split of its own
+  [[ -f "$FIRST_TRAIN/dataset.json" ]] || first_split
   if [[ ! -f "$RUNS/pretrain-cmcl/cmal.safetensors" ]]; then
     stage "contrastive (CMCL) pre-training"
     $BIN/cmal train pretrain "${PRE_ARGS[@]}" --objective cmcl --out "$RUNS/pretrain-cmcl"
@@ -139,6 +154,7 @@ fi
 make_data() {
   $BIN/cmal data shapes --out "$DATA/train" --seed 1000 --num-images 4000 --split train --quiet \
     --extra-relations "$EXTRA_RELATIONS"
+  first_split
   $BIN/cmal data shapes --out "$DATA/val" --seed 1001 --num-images 400 --split val --quiet
   $BIN/cmal data shapes --out "$DATA/test" --seed 3000 --num-images 1000 --split test --quiet
   $BIN/cmal data shapes --out "$DATA/compositional" --seed 3001 --num-images 500 --split compositional --quiet
