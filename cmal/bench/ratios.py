@@ -32,8 +32,11 @@ def ratios(report: dict[str, Any], primary: str) -> dict[str, float | None]:
             out[f"c{c}_vs_engine_b{max(engine)}"] = value / pairs.get(c, bmax)
             if side:  # against the engine run the way the service's workers run it
                 out[f"c{c}_vs_engine_side_by_side"] = value / side
+    ideal = report.get("ideal_server", {})
     for p in served["open_loop"]:
         out[f"p99_over_p50_at_{p['fraction']}"] = p["p99_ms"] / p["p50_ms"] if p["p50_ms"] else None
+        if str(p["fraction"]) in ideal:  # no target: what one engine alone would give at that rate
+            out[f"ideal_server_p99_over_p50_at_{p['fraction']}"] = ideal[str(p["fraction"])]["p99_over_p50"]
     c1 = {n: s["closed_loop"][0]["throughput_ok_per_s"] for n, s in report["service"].items()
           if s["closed_loop"] and s["closed_loop"][0]["concurrency"] == 1}  # fmt: skip
     for name, served_c1 in c1.items():  # each backend's service against its own engine, batch 1

@@ -22,6 +22,7 @@ from PIL import Image
 
 from cmal.bench.engine import time_batches, time_parallel
 from cmal.bench.machine import describe, steal_seconds
+from cmal.bench.queueing import floor
 from cmal.bench.ratios import ratios
 from cmal.bench.server import free_port, scrape, start_service, stop_service
 from cmal.bench.targets import targets, verdicts
@@ -158,6 +159,11 @@ def run_bench(settings: BenchSettings, quiet: bool = False) -> dict[str, Any]:
         "engine_side_by_side": {primary: parallel},
         "compute": compute,
         "service": service,
+        # the latency one engine of these batch times would give at each Poisson rate, with no service
+        # around it (cmal.bench.queueing): the floor under the measured p99/p50
+        "ideal_server": {
+            str(p["fraction"]): floor(engine[primary], p["rate_per_s"]) for p in service[primary]["open_loop"]
+        },
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     measured, wanted = ratios(report, primary), targets(settings.preset)

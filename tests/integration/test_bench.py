@@ -53,6 +53,9 @@ def test_bench_writes_every_figure_and_a_png(tiny_exported: Path, tmp_path: Path
     ):
         assert ratios[key] is not None and ratios[key] > 0, key
     assert set(report["verdicts"]) == set(report["targets"])
+    ideal = report["ideal_server"]["0.5"]  # the floor one engine alone would give at that Poisson rate
+    assert 0 < ideal["p50_ms"] <= ideal["p99_ms"] and ratios["ideal_server_p99_over_p50_at_0.5"] >= 1
+    assert "ideal_server_p99_over_p50_at_0.5" not in report["verdicts"]  # context, not a target
     compute = report["compute"]  # FLOPs from the executed shapes, and the machine's matmul rate
     assert compute["gflop_per_sample"]["fusion"] > 0 and compute["gflop_per_sample"]["detector"] > 0
     assert compute["matmul_gflop_per_s"] > 0 and ratios["engine_flops_vs_matmul"] > 0
