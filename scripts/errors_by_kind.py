@@ -10,7 +10,9 @@ named objects have an anchor (``relation/anchored-N``: a shape word whose region
 "the red thing" has none), the split of the card's relation ladder. ``--listing-changes`` also
 splits non-matching listings ("a scene with three shapes: …") by what makes them false
 (``listing-neg/colour``, ``/shape``, ``/size``: changing that field of one item makes the listing
-true; ``/several`` when more than one field would, ``/other`` when none would).
+true; ``/several`` when more than one field would, ``/other`` when none would), and those made false
+by a colour into ``listing-neg/colour/new`` (a colour the scene does not have, or one of its
+colours left out) and ``/swapped`` (the scene's colours, on other shapes).
 """
 
 from __future__ import annotations
@@ -58,6 +60,15 @@ def listing_change(text: str, objects: Mapping[str, Any]) -> str:
     return fields[0] if len(fields) == 1 else "several" if fields else "other"
 
 
+def colour_change_kind(text: str, objects: Mapping[str, Any]) -> str:
+    """For a listing made false by one colour: ``new`` when its colours are not the scene's (it names
+    a colour no object wears, or leaves one unnamed: a bag of words can tell), ``swapped`` when they
+    are (only binding each colour to its shape can tell)."""
+    items = listing_items(text) or []
+    named = {item.colour for item in items if item.colour}
+    return "swapped" if named == {o.colour for o in Scene(objects).objects} else "new"
+
+
 def _true_after_changing(items: list[Any], scene: Scene, field: str) -> bool:
     """Whether giving one item's ``field`` the value of some object's makes the listing true."""
     for i, item in enumerate(items):
@@ -102,7 +113,10 @@ def by_kind(
             if relation_anchors and key == "relation":
                 acc[f"relation/anchored-{min(len(e.anchors), 2)}"].append(hit)
             if listing_changes and key == "listing-neg":
-                acc[f"listing-neg/{listing_change(r['text'], scenes[r['image']])}"].append(hit)
+                change = listing_change(r["text"], scenes[r["image"]])
+                acc[f"listing-neg/{change}"].append(hit)
+                if change == "colour":
+                    acc[f"listing-neg/colour/{colour_change_kind(r['text'], scenes[r['image']])}"].append(hit)
         results[task] = {k: {"accuracy": float(np.mean(v)), "n": len(v)} for k, v in sorted(acc.items())}
     return results
 

@@ -66,6 +66,11 @@ def test_listing_change_names_the_field_that_makes_a_listing_false() -> None:
     assert change(head + "a big red circle, a small blue square and a big red circle.", objects) == "size"
     # a green triangle: no one field of one item fixes it
     assert change(head + "a big red circle, a green triangle and a small red circle.", objects) == "other"
+    colour = _module().colour_change_kind  # a bag of colours tells "new" from the scene, not "swapped"
+    assert colour(head + "a big red circle, a small green square and a small red circle.", objects) == "new"
+    assert colour(head + "a big red circle, a small red square and a small red circle.", objects) == "new"
+    swapped = head + "a big red circle, a small blue square and a small blue circle."
+    assert change(swapped, objects) == "colour" and colour(swapped, objects) == "swapped"
 
 
 def test_listing_changes_split_the_non_matching_listings(
@@ -88,6 +93,10 @@ def test_listing_changes_split_the_non_matching_listings(
     itm = json.loads(out.read_text())["itm"]
     records = [json.loads(line) for line in (data / "itm.jsonl").read_text().splitlines()]
     negatives = sum(r["kind"] == "listing" and not r["match"] for r in records)
-    split = {k: v for k, v in itm.items() if k.startswith("listing-neg/")}
+    split = {k: v for k, v in itm.items() if k.startswith("listing-neg/") and k.count("/") == 1}
     assert negatives and sum(v["n"] for v in split.values()) == itm["listing-neg"]["n"] == negatives
     assert set(split) <= {f"listing-neg/{f}" for f in ("colour", "shape", "size", "several", "other")}
+    # the colour changes once more, by whether a bag of colours could tell
+    colour = {k: v for k, v in itm.items() if k.startswith("listing-neg/colour/")}
+    assert set(colour) <= {"listing-neg/colour/new", "listing-neg/colour/swapped"}
+    assert sum(v["n"] for v in colour.values()) == itm.get("listing-neg/colour", {"n": 0})["n"]
