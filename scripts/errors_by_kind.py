@@ -113,10 +113,11 @@ def by_kind(
             if relation_anchors and key == "relation":
                 acc[f"relation/anchored-{min(len(e.anchors), 2)}"].append(hit)
             if listing_changes and key == "listing-neg":
-                change = listing_change(r["text"], scenes[r["image"]])
+                scene = scenes[r["image"]]
+                change = listing_change(r["text"], scene)
                 acc[f"listing-neg/{change}"].append(hit)
                 if change == "colour":
-                    acc[f"listing-neg/colour/{colour_change_kind(r['text'], scenes[r['image']])}"].append(hit)
+                    acc[f"listing-neg/colour/{colour_change_kind(r['text'], scene)}"].append(hit)
         results[task] = {k: {"accuracy": float(np.mean(v)), "n": len(v)} for k, v in sorted(acc.items())}
     return results
 
