@@ -114,11 +114,17 @@ finetune() {
     --cmap-mode off $MARKERS $OFF_ARGS --out "$out" "$@"
 }
 OFF_ARGS=""  # more options of the CMAP-off stage (the main run's: below)
+# train_split OUT SEED [OPTION...]: 4,000 training images of SEED (the generator's train split: no
+# held-out colour-shape pair), with OPTIONs such as --extra-relations
+train_split() {
+  local out=$1 seed=$2
+  shift 2
+  $BIN/cmal data shapes --out "$out" --seed "$seed" --num-images 4000 --split train --quiet "$@"
+}
 # first_split: the first stage's training split, unless it is the training split itself
 first_split() {
   [[ $FIRST_TRAIN == "$DATA/train" ]] && return 0
-  $BIN/cmal data shapes --out "$FIRST_TRAIN" --seed 1000 --num-images 4000 --split train --quiet \
-    --extra-relations "$FIRST_EXTRA_RELATIONS"
+  train_split "$FIRST_TRAIN" 1000 --extra-relations "$FIRST_EXTRA_RELATIONS"
 }
 
 if [[ "${1:-}" == "ablation" ]]; then
@@ -152,8 +158,7 @@ if [[ "${1:-}" == "ablation" ]]; then
 fi
 
 make_data() {
-  $BIN/cmal data shapes --out "$DATA/train" --seed 1000 --num-images 4000 --split train --quiet \
-    --extra-relations "$EXTRA_RELATIONS"
+  train_split "$DATA/train" 1000 --extra-relations "$EXTRA_RELATIONS"
   first_split
   $BIN/cmal data shapes --out "$DATA/val" --seed 1001 --num-images 400 --split val --quiet
   $BIN/cmal data shapes --out "$DATA/test" --seed 3000 --num-images 1000 --split test --quiet
@@ -161,8 +166,7 @@ make_data() {
   local spec seed statements epochs
   for spec in $FRESH_STAGES; do
     fresh_spec "$spec"
-    $BIN/cmal data shapes --out "$DATA/train-$seed" --seed "$seed" --num-images 4000 --split train --quiet \
-      --extra-relations "$EXTRA_RELATIONS" --extra-statements "$statements"
+    train_split "$DATA/train-$seed" "$seed" --extra-relations "$EXTRA_RELATIONS" --extra-statements "$statements"
   done
 }
 train_detector() {  # all cores: nothing else can run before the detector exists
