@@ -313,7 +313,11 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("onnx", "torchscript", "torch", "triton"),
         help="default onnx (triton: the server at CMAL_TRITON_URL)",
     )
-    srv.add_argument("--variant", choices=("fp32", "fp16", "int8"), help="ONNX graph variant (default fp32)")
+    srv.add_argument(
+        "--variant",
+        choices=("fp32", "fp16", "int8"),
+        help="ONNX graph variant (default fp32); torch and torchscript: fp32, or fp16 (autocast) on a GPU",
+    )
     srv.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1)")
     srv.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     srv.add_argument("--log-level", default="info", help="default info")

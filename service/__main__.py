@@ -37,6 +37,13 @@ def preflight(settings: Settings) -> None:
             verify_backend_graphs(model_dir, graphs, settings.backend, settings.variant if onnx else "fp32")
         except GraphMismatch as e:
             raise ValueError(str(e)) from None
+    if settings.backend in ("torch", "torchscript") and settings.variant != "fp32":
+        import torch
+
+        from service.runtime import require_torch_variant
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        require_torch_variant(settings.backend, settings.variant, device)
 
 
 def run_service(overrides: dict[str, object], host: str, port: int, log_level: str = "info") -> int:

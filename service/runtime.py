@@ -6,10 +6,11 @@ PyTorch import torch only when chosen, so the ONNX path never loads it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 from PIL import Image
@@ -27,6 +28,17 @@ from cmal.inference import (
 )
 from cmal.model_dir import EXPORT_DIR
 from cmal.text.length_groups import INFERENCE_GROUPS
+
+# the variants the torch and torchscript backends offer where they run: fp16 only on a GPU
+TORCH_VARIANTS = {"cuda": ("fp32", "fp16"), "cpu": ("fp32",)}
+
+
+def require_torch_variant(kind: str, variant: str, device: str) -> None:
+    """``ValueError`` (one clear line) unless ``kind`` (torch, torchscript) offers ``variant`` on
+    ``device`` (cuda, cpu)."""
+    if variant not in TORCH_VARIANTS[device]:
+        offered = ", ".join(TORCH_VARIANTS[device])
+        raise ValueError(f"{kind} on the {device} offers the variants {offered}, not {variant!r}")
 
 
 class BackendOverloaded(Exception):
@@ -95,7 +107,13 @@ class OnnxBackend:
 
 
 class TorchBackend:
-    """Eager PyTorch (``torch``) or the exported TorchScript graphs (``torchscript``)."""
+    """Eager PyTorch (``torch``) or the exported TorchScript graphs (``torchscript``), on the GPU
+    when torch sees one (CUDA), else on the CPU.
+
+    ``variant`` ``fp16`` runs on a GPU under autocast: matrix products and convolutions in half
+    precision, norms and softmax kept in fp32 by autocast's own rules; on a CPU only ``fp32`` is
+    offered (``ValueError`` otherwise).
+    """
 
     def __init__(
         self,
@@ -104,6 +122,7 @@ class TorchBackend:
         kind: str,
         threads: int,
         length_groups: int = INFERENCE_GROUPS,
+        variant: str = "fp32",
     ):
         import torch
 
@@ -112,35 +131,44 @@ class TorchBackend:
         self.torch = torch
         self.name = kind
         self.length_groups = length_groups
-        self.provider = "cuda" if torch.cuda.is_available() else "cpu"
+        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.provider = self.device.type
+        require_torch_variant(kind, variant, self.provider)
+        self.half = variant == "fp16"
         self.files = ModelFiles.load(model_dir)
         if kind == "torchscript":
             from cmal.inference import verify_backend_graphs
 
             graphs = graphs_dir or model_dir / EXPORT_DIR
             detector, fusion = verify_backend_graphs(model_dir, graphs, "torchscript")
-            self.detector = torch.jit.load(str(graphs / detector))
-            self.fusion = torch.jit.load(str(graphs / fusion))
+            self.detector = torch.jit.load(str(graphs / detector), map_location=self.device)
+            self.fusion = torch.jit.load(str(graphs / fusion), map_location=self.device)
         else:
             from cmal.detector.io import load_detector
             from cmal.model.io import load_cmal
 
-            self.detector, _, _ = load_detector(model_dir)
-            self.fusion, _, _ = load_cmal(model_dir)
+            self.detector = load_detector(model_dir)[0].to(self.device)
+            self.fusion = load_cmal(model_dir)[0].to(self.device)
+
+    def _run(self, module: Any, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """``module`` on ``inputs`` (copied to the device), its outputs back as fp32 / integer arrays."""
+        torch = self.torch
+        tensors = [torch.from_numpy(x).to(self.device, non_blocking=True) for x in inputs]
+        autocast = torch.autocast("cuda", dtype=torch.float16) if self.half else contextlib.nullcontext()
+        with torch.no_grad(), autocast:
+            out = module(*tensors)
+        return [(t.float() if t.is_floating_point() else t).cpu().numpy() for t in out]
 
     def detect(self, images: Sequence[Image.Image]) -> Regions:
-        batch = self.torch.from_numpy(preprocess(images, self.files.image_size))
-        with self.torch.no_grad():
-            out = [t.numpy() for t in self.detector(batch)]
+        out = self._run(self.detector, [preprocess(images, self.files.image_size)])
         return Regions.from_outputs(out, [im.size for im in images])
 
     def fuse(self, texts: Sequence[str], regions: Regions) -> dict[str, np.ndarray]:
         return fuse_by_length(encode_batch(self.files, texts, regions), self._run_fusion, self.length_groups)
 
     def _run_fusion(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        with self.torch.no_grad():
-            out = self.fusion(*(self.torch.from_numpy(feeds[n]) for n in FUSION_INPUTS))
-        return {n: t.numpy() for n, t in zip(FUSION_OUTPUTS, out, strict=True)}
+        out = self._run(self.fusion, [feeds[n] for n in FUSION_INPUTS])
+        return dict(zip(FUSION_OUTPUTS, out, strict=True))
 
     def close(self) -> None:
         """Nothing to release."""
@@ -204,7 +232,8 @@ def load_backend(
     """The backend ``kind`` ("onnx", "torch", "torchscript" or "triton") for a model directory,
     else ``ValueError``.
 
-    ``variant`` (fp32, fp16, int8) applies to ONNX only; ``threads`` 0 keeps the runtime's default;
+    ``variant`` (fp32, fp16, int8) picks the ONNX graphs; torch and torchscript offer fp32, and fp16
+    on a GPU (`TORCH_VARIANTS`); ``threads`` 0 keeps the runtime's default;
     ``triton_url`` and ``timeout_s`` (each call's deadline) apply to ``triton``; ``length_groups``
     is the most sub-batches of similar text length an in-process fusion batch is cut into (1: never;
     Triton gets whole batches, for its own dynamic batcher to merge).
@@ -216,7 +245,7 @@ def load_backend(
     if kind == "onnx":
         return OnnxBackend(model_dir, graphs_dir, variant, threads, length_groups)
     if kind in ("torch", "torchscript"):
-        return TorchBackend(model_dir, graphs_dir, kind, threads, length_groups)
+        return TorchBackend(model_dir, graphs_dir, kind, threads, length_groups, variant)
     raise ValueError(f"unknown backend {kind!r}")
 
 

@@ -27,7 +27,9 @@ class Settings(BaseSettings):
     triton_url: str = Field(
         "127.0.0.1:8001", description="gRPC host:port of the Triton server (CMAL_BACKEND=triton)"
     )
-    variant: Literal["fp32", "fp16", "int8"] = Field("fp32", description="ONNX graph variant")
+    variant: Literal["fp32", "fp16", "int8"] = Field(
+        "fp32", description="ONNX graph variant; torch and torchscript: fp32, or fp16 (autocast) on a GPU"
+    )
     max_batch_size: int = Field(32, ge=1, le=1024, description="most text rows in one batch")
     max_batch_delay_ms: float = Field(
         0.0, ge=0, description="a free worker waits this long for a fuller batch (0: starts at once)"

@@ -51,6 +51,7 @@ def test_a_service_that_cannot_start_says_why_in_one_line(tmp_path: Path) -> Non
         ({"CMAL_MODEL_DIR": str(tmp_path / "missing")}, "does not exist"),
         ({"CMAL_MODEL_DIR": str(tmp_path)}, "cmal.json is missing"),
         ({"CMAL_BACKEND": "tensorflow"}, "CMAL_BACKEND"),
+        ({"CMAL_BACKEND": "torch", "CMAL_VARIANT": "int8"}, "not 'int8'"),  # int8 is ONNX's alone
     ):
         result = run(sys.executable, "-m", "service", "--port", "9", env=env)
         assert result.returncode == 2, result.stderr
