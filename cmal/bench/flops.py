@@ -132,3 +132,54 @@ def matmul_rate(
         run()
         best = min(best, time.perf_counter() - start)
     return 2 * m * k * n / best
+
+
+def torch_flops_per_sample(backend: Any, images: Sequence[Any], texts: Sequence[str]) -> dict[str, float]:
+    """FLOPs per sample of an eager-PyTorch backend's (`service.runtime.TorchBackend`) detector and
+    fusion at the batch size of ``images``, counted by torch's own ``FlopCounterMode`` from the
+    shapes the products ran with (matrix products, convolutions and attention; the same operations
+    `node_flops` counts in a graph)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    batch = len(images)
+    counter = FlopCounterMode(display=False)
+    with counter:
+        regions = backend.detect(images)
+    detector = counter.get_total_flops()
+    counter = FlopCounterMode(display=False)
+    with counter:
+        backend.fuse(texts, regions)
+    fusion = counter.get_total_flops()
+    return {"detector": detector / batch, "fusion": fusion / batch, "total": (detector + fusion) / batch}
+
+
+def torch_matmul_rate(gpu: bool, seconds: float = 3.0) -> float:
+    """The best dense matrix-product rate (FLOP/s) torch reaches here: fp16 on the GPU on a product
+    large enough to fill it (8192³, timed with CUDA events), or fp32 on the CPU on a
+    feed-forward-shaped one, on torch's current threads."""
+    import torch
+
+    if gpu:
+        m = k = n = 8192
+        a = torch.randn(m, k, device="cuda", dtype=torch.float16)
+        b = torch.randn(k, n, device="cuda", dtype=torch.float16)
+    else:
+        m, k, n = 2048, 768, 3072
+        a, b = torch.randn(m, k), torch.randn(k, n)
+    torch.matmul(a, b)
+    best = math.inf
+    stop = time.perf_counter() + seconds
+    while time.perf_counter() < stop:
+        if gpu:
+            began, ended = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            began.record()
+            torch.matmul(a, b)
+            ended.record()
+            ended.synchronize()
+            elapsed = began.elapsed_time(ended) / 1000
+        else:
+            start = time.perf_counter()
+            torch.matmul(a, b)
+            elapsed = time.perf_counter() - start
+        best = min(best, elapsed)
+    return 2 * m * k * n / best

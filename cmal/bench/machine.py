@@ -18,11 +18,12 @@ def steal_seconds() -> float:
     return int(fields[8]) / os.sysconf("SC_CLK_TCK")
 
 
-def describe() -> dict[str, Any]:
-    """What the figures were measured on."""
+def describe(gpu: str | None = None) -> dict[str, Any]:
+    """What the figures were measured on; ``gpu``, the GPU's name, when the backends ran on one."""
     import onnxruntime
 
     cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
                 if ln.startswith("model name")), platform.processor())  # fmt: skip
     return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
-            "onnxruntime": onnxruntime.__version__, "platform": platform.platform()}  # fmt: skip
+            "onnxruntime": onnxruntime.__version__, "platform": platform.platform(),
+            **({"gpu": gpu} if gpu else {})}  # fmt: skip

@@ -50,8 +50,11 @@ def plot(report: dict[str, Any], path: Path) -> None:
     bottom.set_xticks(sweep, [str(c) for c in sweep])
     bottom.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     who = report.get("preset") or Path(report["model"]).name
-    fig.suptitle(f"cmal bench: {who} on {report['machine']['cores']} cores ({report['machine']['cpu'][:40]})",
-                 fontsize=10)  # fmt: skip
+    machine = report["machine"]
+    where = f"{machine['cores']} cores ({machine['cpu'][:40]})"
+    if "gpu" in machine:
+        where += f" and {machine['gpu']}"
+    fig.suptitle(f"cmal bench: {who} on {where}", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

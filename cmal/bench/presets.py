@@ -87,12 +87,18 @@ def usable(model_dir: Path, graphs: Path, variants: set[str]) -> bool:
     return bool(manifest.get("passed")) and variants <= have
 
 
-def prepare(preset: str, out: Path, variants: set[str], log: Callable[[str], None]) -> tuple[Path, Path]:
+def prepare(
+    preset: str, out: Path, variants: set[str], log: Callable[[str], None], export: bool = True
+) -> tuple[Path, Path | None]:
     """The model directory and exported graphs folder of ``preset`` with ONNX ``variants`` (int8,
-    fp16), made under ``out`` if needed."""
+    fp16), made under ``out`` if needed; no graphs (None) unless ``export``."""
     if preset == "demo":
+        if not export:
+            return BUNDLED, None
         return BUNDLED, exported(BUNDLED, out / "graphs-demo", variants, trained=True, log=log)
     if preset == "paper":
         model = paper_model(out / "paper-model")
+        if not export:
+            return model, None
         return model, exported(model, out / "graphs-paper", variants, trained=False, log=log)
     raise ValueError(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")

@@ -43,7 +43,7 @@ def ratios(report: dict[str, Any], primary: str) -> dict[str, float | None]:
         b1 = next((p["samples_per_s"] for p in report["engine"].get(name, []) if p["batch_size"] == 1), None)
         if b1:
             out[f"{name}_c1_vs_own_engine_b1"] = served_c1 / b1
-    if "torch" in c1 and primary in c1 and c1["torch"]:
+    if primary.startswith("onnx") and "torch" in c1 and primary in c1 and c1["torch"]:
         out["onnx_vs_torch_c1"] = c1[primary] / c1["torch"]
     if "onnx-int8" in report["engine"] and primary in report["engine"]:
         int8 = {p["batch_size"]: p["samples_per_s"] for p in report["engine"]["onnx-int8"]}

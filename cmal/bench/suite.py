@@ -36,6 +36,8 @@ BACKENDS = {
     "onnx-int8": ("onnx", "int8"),
     "torchscript": ("torchscript", "fp32"),
     "torch": ("torch", "fp32"),
+    # eager PyTorch under fp16 autocast: offered on a GPU only (service.runtime.TORCH_VARIANTS)
+    "torch-fp16": ("torch", "fp16"),
     # the API in front of a local tritonserver (cmal.tritonserver) serving the export's CPU test
     # variant; its engine is the same Triton called directly, without HTTP or the service
     "triton": ("triton", "fp32"),
@@ -154,7 +156,7 @@ def run_bench(settings: BenchSettings, quiet: bool = False) -> dict[str, Any]:
         "preset": settings.preset if not settings.model else None,
         "model": str(model_dir),
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(settings).items()},
-        "machine": describe(),
+        "machine": describe(run.gpu_name()),
         "engine": engine,
         "engine_side_by_side": {primary: parallel},
         "compute": compute,
@@ -175,14 +177,18 @@ def run_bench(settings: BenchSettings, quiet: bool = False) -> dict[str, Any]:
     return report
 
 
-def _model(settings: BenchSettings, log: Callable[[str], None]) -> tuple[Path, Path]:
-    """The model directory and its exported graphs, with the ONNX variants the backends need."""
+def _model(settings: BenchSettings, log: Callable[[str], None]) -> tuple[Path, Path | None]:
+    """The model directory and its exported graphs, with the ONNX variants the backends need;
+    no graphs (None, nothing exported) when every backend is eager PyTorch."""
     from cmal.bench.presets import exported, prepare, usable
     from cmal.model_dir import EXPORT_DIR
 
-    variants = {BACKENDS[b][1] for b in settings.backends} - {"fp32"}
+    graphed = [BACKENDS[b] for b in settings.backends if BACKENDS[b][0] != "torch"]
+    variants = {variant for _, variant in graphed} - {"fp32"}
     if not settings.model:
-        return prepare(settings.preset, settings.out, variants, log)
+        return prepare(settings.preset, settings.out, variants, log, export=bool(graphed))
+    if not graphed:
+        return settings.model, None
     # a model of one's own: its own export when that will do, else one made for the benchmark
     graphs = settings.graphs or settings.model / EXPORT_DIR
     if not settings.graphs and not usable(settings.model, graphs, variants):
@@ -209,7 +215,7 @@ class _Run:
         self,
         settings: BenchSettings,
         model_dir: Path,
-        graphs: Path,
+        graphs: Path | None,
         images: list[Image.Image],
         texts: list[str],
         progress: Progress,
@@ -225,6 +231,7 @@ class _Run:
         """The gRPC address of the local tritonserver, started on first use on the export's CPU
         test variant (written if the export lacks it)."""
         if self.triton is None:
+            assert self.graphs is not None, "triton needs exported graphs"
             from cmal import tritonserver
             from cmal.model_dir import MANIFEST
             from export.triton import TRITON_PYTHON_DIR, write_python_repository
@@ -244,6 +251,17 @@ class _Run:
         url = self._triton_url() if kind == "triton" else ""
         return load_backend(self.model_dir, self.graphs, kind, variant, threads, url, timeout_s=120)
 
+    def gpu_name(self) -> str | None:
+        """The GPU the swept backend ran on, if it ran on one."""
+        provider = getattr(self.primary_backend, "provider", "")
+        if provider == "cuda":
+            import torch
+
+            return str(torch.cuda.get_device_name(0))
+        if provider == "CUDAExecutionProvider":
+            return "CUDA (ONNX Runtime)"
+        return None
+
     def close(self) -> None:
         """Stop what the run started (tritonserver)."""
         if self.triton is not None:
@@ -256,7 +274,8 @@ class _Run:
         for b in self.settings.batch_sizes:
             self.progress.step(f"engine {name} batch {b}")
             stolen = steal_seconds()
-            point = time_batches(backend, self.images, self.texts, b, self.settings.seconds)
+            seconds, warmup = self.settings.seconds, self.settings.warmup_s
+            point = time_batches(backend, self.images, self.texts, b, seconds, warmup)
             points.append({**point, "steal_s": round(steal_seconds() - stolen, 2)})
             self.progress.done()
         if name == self.primary:
@@ -281,7 +300,8 @@ class _Run:
         settings = self.settings
         kind, variant = BACKENDS[name]
         env = {
-            "CMAL_BACKEND": kind, "CMAL_VARIANT": variant, "CMAL_GRAPHS_DIR": str(self.graphs),
+            "CMAL_BACKEND": kind, "CMAL_VARIANT": variant,
+            **({"CMAL_GRAPHS_DIR": str(self.graphs)} if self.graphs else {}),
             "CMAL_CACHE_SIZE": "0", "CMAL_MAX_BATCH_SIZE": str(max(settings.batch_sizes)),
             "CMAL_MAX_QUEUE": str(max(256, 4 * max(settings.concurrency))),
             **({"CMAL_THREADS": str(settings.threads)} if settings.threads else {}),
@@ -344,20 +364,31 @@ def compute_share(
     settings: BenchSettings,
     engine: list[dict[str, Any]],
 ) -> dict[str, Any]:
-    """The engine's FLOP/s at its largest batch (FLOPs counted from the shapes the graphs ran
-    with) as a share of the best dense matmul rate ONNX Runtime reaches here on as many threads.
-    Empty unless ``backend`` runs ONNX graphs."""
-    from cmal.bench.flops import engine_flops_per_sample, matmul_rate
+    """The engine's FLOP/s at its largest batch (FLOPs counted from the shapes the model ran
+    with) as a share of the best dense matmul rate its runtime reaches here: ONNX Runtime's
+    for ONNX graphs, torch's for eager PyTorch; fp32 on the CPU on as many threads, fp16 on a GPU.
+    Empty for other backends."""
+    from cmal.bench import flops
     from cmal.inference import OnnxModel
+    from service.runtime import TorchBackend
 
-    model = getattr(backend, "model", None)
-    if not isinstance(model, OnnxModel):
-        return {}
     batch = max(settings.batch_sizes)
     idx = [k % len(images) for k in range(batch)]
-    per_sample = engine_flops_per_sample(model, [images[k] for k in idx], [texts[k] for k in idx])
-    gpu = model.provider == "CUDAExecutionProvider"  # then the peak that counts is fp16 on the GPU
-    rate = matmul_rate(settings.threads, seconds=min(3.0, settings.seconds), gpu=gpu)
+    sample_images, sample_texts = [images[k] for k in idx], [texts[k] for k in idx]
+    seconds = min(3.0, settings.seconds)
+    model = getattr(backend, "model", None)
+    if isinstance(model, OnnxModel):
+        per_sample = flops.engine_flops_per_sample(model, sample_images, sample_texts)
+        gpu = model.provider == "CUDAExecutionProvider"  # then the peak that counts is fp16 on the GPU
+        rate = flops.matmul_rate(settings.threads, seconds=seconds, gpu=gpu)
+        runtime = "ONNX Runtime"
+    elif isinstance(backend, TorchBackend) and backend.name == "torch":
+        per_sample = flops.torch_flops_per_sample(backend, sample_images, sample_texts)
+        gpu = backend.provider == "cuda"
+        rate = flops.torch_matmul_rate(gpu, seconds=seconds)
+        runtime = "torch"
+    else:
+        return {}
     speed = next(p["samples_per_s"] for p in engine if p["batch_size"] == batch)
     return {
         "batch_size": batch,
@@ -365,5 +396,5 @@ def compute_share(
         "engine_gflop_per_s": round(per_sample["total"] * speed / 1e9, 2),
         "matmul_gflop_per_s": round(rate / 1e9, 2),
         "threads": settings.threads or "runtime default",
-        "matmul": "fp16 on the GPU" if gpu else "fp32 on the CPU",
+        "matmul": f"{runtime}, " + ("fp16 on the GPU" if gpu else "fp32 on the CPU"),
     }

@@ -65,6 +65,29 @@ def test_bench_writes_every_figure_and_a_png(tiny_exported: Path, tmp_path: Path
     assert (out / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_bench_of_eager_pytorch_alone_exports_nothing_and_counts_torch_flops(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "bench"
+    status = main([
+        "bench", "--model", str(tiny_model_dir), "--backends", "torch", "--batch-sizes", "1,2",
+        "--concurrency", "1,2", "--load", "0.5", "--seconds", "0.5", "--images", "6",
+        "--out", str(out), "--quiet",
+    ])  # fmt: skip
+    assert status == 0
+    assert not list(out.glob("graphs-*")), "eager PyTorch needs no exported graphs"
+    report = json.loads((out / "bench.json").read_text())
+    served = report["service"]["torch"]
+    assert [p["concurrency"] for p in served["closed_loop"]] == [1, 2]
+    assert all(p["status"] == {"200": p["requests"]} for p in served["closed_loop"])
+    compute = report["compute"]  # counted by torch's FlopCounterMode, against torch's own matmul rate
+    assert compute["matmul"] == "torch, fp32 on the CPU"
+    assert compute["gflop_per_sample"]["detector"] > 0 and compute["gflop_per_sample"]["fusion"] > 0
+    assert report["ratios"]["engine_flops_vs_matmul"] > 0
+    assert "onnx_vs_torch_c1" not in report["ratios"]  # no ONNX backend to compare
+    assert "gpu" not in report["machine"]
+
+
 def test_start_service_pins_the_service_to_the_cpus_asked_for(tiny_exported: Path, tmp_path: Path) -> None:
     before = os.sched_getaffinity(0)
     cpu = min(before)
