@@ -246,6 +246,13 @@ def build_parser() -> argparse.ArgumentParser:
         "models fine-tuned before this option did (default: leave such words unswapped)",
     )
     fin.add_argument(
+        "--strict-attribute-anchors",
+        action="store_true",
+        help="a noun whose phrase names a colour anchors only to regions of that colour, none when "
+        'there is none ("a green circle" before a red circle), as a shape the scene lacks has none; '
+        "kept by later fine-tuning (default: the colour only chooses among several regions)",
+    )
+    fin.add_argument(
         "--layers",
         type=_positive,
         help="unified encoder layers when --init holds no CMAL model (default: the demo preset's); "

@@ -114,6 +114,7 @@ def train_settings(args: argparse.Namespace) -> TrainSettings:
         "plain_pass",
         "init_blend",
         "skip_ambiguous",
+        "strict_attribute_anchors",
         "adapt_detector",
         "data_share",
         "ve_trains_itm",

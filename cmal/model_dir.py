@@ -89,6 +89,9 @@ class Vocabularies:
     # a word matching several regions is left unswapped (False: it swaps with the first; models
     # fine-tuned before this option)
     skip_ambiguous: bool = False
+    # a noun whose phrase names an attribute anchors only to regions wearing it (cmal.text.anchors);
+    # False: the attribute only chooses among several regions (models fine-tuned before this option)
+    strict_attributes: bool = False
     # grounding declines (no box) when the image-text matching logit of (image, expression) is below
     # this; chosen on validation data by `cmal calibrate` (None: never declines)
     decline_below: float | None = None
@@ -106,6 +109,7 @@ class Vocabularies:
             synonyms=dict(synonyms),
             attribute_words=dict(labels.get("attribute_words", {})),
             skip_ambiguous=bool(labels.get("skip_ambiguous_anchors", False)),
+            strict_attributes=bool(labels.get("strict_attribute_anchors", False)),
             decline_below=labels.get("grounding_decline_below"),
         )
 
@@ -116,6 +120,7 @@ class Vocabularies:
             "attributes": self.attributes,
             "answers": self.answers,
             "skip_ambiguous_anchors": self.skip_ambiguous,
+            "strict_attribute_anchors": self.strict_attributes,
         }
         if self.attribute_words:
             fields["attribute_words"] = self.attribute_words

@@ -6,7 +6,10 @@ A word split into several word pieces anchors at its first piece; matches are ma
 With an attribute table (surface word -> detector attribute, shipped in the model's labels.json),
 a noun whose phrase names an attribute ("the violet box") anchors only to the regions whose
 detected attribute matches, when any does; otherwise, or without the table, to every region of
-its concept. Runs on the host (numpy, no torch); its output is index arrays.
+its concept. Strict attribute anchors drop that fallback: such a noun anchors only to regions of
+its concept with the named attribute, so "a green circle" in front of a red circle has no anchor,
+as "a green square" with no square has none. Runs on the host (numpy, no torch); its output is
+index arrays.
 """
 
 from __future__ import annotations
@@ -81,6 +84,7 @@ def find_anchors(
     synonyms: Mapping[str, str],
     region_attributes: Sequence[str | None] | None = None,
     attribute_words: Mapping[str, str] | None = None,
+    strict: bool = False,
 ) -> list[Anchor]:
     """All anchor points of one example.
 
@@ -91,6 +95,9 @@ def find_anchors(
         synonyms: surface word -> concept.
         region_attributes: the detected attribute name of each region slot (with ``attribute_words``).
         attribute_words: surface word -> attribute; empty or None: attributes are not used.
+        strict: a noun whose phrase names an attribute anchors only to the regions of its concept
+            with that attribute, none when no region has it; otherwise the attribute only chooses
+            among several regions of the concept, all of them when none has it.
 
     Returns:
         Anchors sorted by (token, region).
@@ -103,9 +110,10 @@ def find_anchors(
         if c is None or c not in concept_id:
             continue
         regions = [k for k, tc in enumerate(tag_concepts) if tc == c]
-        if attribute_words and region_attributes is not None and len(regions) > 1:
+        if attribute_words and region_attributes is not None and (strict or len(regions) > 1):
             named = phrase_attribute(words, index, synonyms, attribute_words)
-            regions = [k for k in regions if named is not None and region_attributes[k] == named] or regions
+            wearing = [k for k in regions if named is not None and region_attributes[k] == named]
+            regions = wearing if strict and named is not None else wearing or regions
         anchors += [Anchor(k, token, concept_id[c]) for k in regions]
     return sorted(anchors, key=lambda a: (a.token, a.region))
 

@@ -59,7 +59,17 @@ def inference_anchors(
     keep = unambiguous if vocab.skip_ambiguous else list
     return [
         one_to_one(
-            keep(find_anchors(t.words, tags, vocab.tags, vocab.synonyms, attrs, vocab.attribute_words))
+            keep(
+                find_anchors(
+                    t.words,
+                    tags,
+                    vocab.tags,
+                    vocab.synonyms,
+                    attrs,
+                    vocab.attribute_words,
+                    vocab.strict_attributes,
+                )
+            )
         )
         for t, tags, attrs in zip(texts, region_tags, attributes, strict=True)
     ]

@@ -122,7 +122,13 @@ def load_examples(
                 ids=enc.ids,
                 anchors=keep(
                     find_anchors(
-                        enc.words, tags, vocab.tags, vocab.synonyms, attributes, vocab.attribute_words
+                        enc.words,
+                        tags,
+                        vocab.tags,
+                        vocab.synonyms,
+                        attributes,
+                        vocab.attribute_words,
+                        vocab.strict_attributes,
                     )
                 ),
                 truth=getattr(r, GOLD_FIELD[task]) if task in GOLD_FIELD else None,

@@ -319,7 +319,13 @@ def finetune(
         attribute_words = _attribute_words(labels["attributes"])
     answers = answer_vocabulary(train_dir) if "vqa" in tasks else (old.answers if pretrained else [])
     vocab = Vocabularies(
-        labels["tags"], labels["attributes"], answers, synonyms, attribute_words, s.skip_ambiguous
+        labels["tags"],
+        labels["attributes"],
+        answers,
+        synonyms,
+        attribute_words,
+        s.skip_ambiguous,
+        strict_attributes=s.strict_attribute_anchors or (pretrained and old.strict_attributes),
     )
     config = _shape_config(base, tokenizer, vocab, det, config_changes)
     model = CMAL(config)
@@ -376,6 +382,7 @@ def finetune(
                 "detector": str(detector_dir or init_dir),
                 "init_blend": s.init_blend if pretrained else None,
                 "skip_ambiguous_anchors": s.skip_ambiguous,
+                "strict_attribute_anchors": vocab.strict_attributes,
                 **{k: getattr(s, k) for k in RECORDED_FINETUNE_SETTINGS},
                 "train_examples": len(examples),
                 "data": str(train_dir),

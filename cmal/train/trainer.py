@@ -44,6 +44,8 @@ class TrainSettings:
     geometry_mlm: float = 0.15  # pre-training: MLM probability of size and position words
     plain_pass: bool = False  # pre-training: MLM and ITM on an unswapped pass (see PretrainStep)
     skip_ambiguous: bool = True  # fine-tuning: words that match several regions are not swapped
+    # fine-tuning: strict attribute anchors (Vocabularies.strict_attributes); kept once a model has them
+    strict_attribute_anchors: bool = False
     init_blend: float = 1.0  # fine-tuning: weight of the pre-trained weights against a fresh init
     adapt_detector: bool = False  # fine-tuning: train the detector's backbone and feature path too
     data_share: float = 1.0  # fine-tuning: share of the training images used (a seeded draw)

@@ -115,6 +115,7 @@ def test_pretrain_finetune_evaluate(splits: tuple[Path, Path], demo_dir: Path, t
     assert cli_main(["evaluate", "--model", str(ft), "--data", str(alone), "--task", "ve", "--quiet"]) == 2
     # fine-tuned models leave words that match several regions unswapped, and say so
     assert json.loads((ft / "labels.json").read_text())["skip_ambiguous_anchors"] is True
+    assert json.loads((ft / "labels.json").read_text())["strict_attribute_anchors"] is False
     assert json.loads((pre / "labels.json").read_text())["skip_ambiguous_anchors"] is False
 
     # a task subset, from scratch (a folder with only a detector): the no-pre-training baseline
@@ -135,6 +136,7 @@ def test_pretrain_finetune_evaluate(splits: tuple[Path, Path], demo_dir: Path, t
         "--out",
         str(sub),
         "--swap-ambiguous",
+        "--strict-attribute-anchors",
         "--layers",
         "1",
         *TINY,
@@ -143,6 +145,8 @@ def test_pretrain_finetune_evaluate(splits: tuple[Path, Path], demo_dir: Path, t
     assert json.loads((sub / "metrics.json").read_text())["finetune"]["tasks"] == ["rec"]
     assert json.loads((sub / "metrics.json").read_text())["finetune"]["skip_ambiguous_anchors"] is False
     assert json.loads((sub / "labels.json").read_text())["skip_ambiguous_anchors"] is False
+    assert json.loads((sub / "labels.json").read_text())["strict_attribute_anchors"] is True
+    assert json.loads((sub / "metrics.json").read_text())["finetune"]["strict_attribute_anchors"] is True
     assert json.loads((sub / "metrics.json").read_text())["finetune"]["pretrained"] is False
 
 

@@ -138,6 +138,31 @@ def test_a_colour_no_region_has_or_one_beyond_the_phrase_is_ignored() -> None:
     assert [a.region for a in find_anchors(far, tags, SHAPES, SYN, colours, COLOUR_WORDS)] == [0, 1]
 
 
+def test_strict_attributes_leave_a_noun_whose_colour_no_region_wears_unanchored() -> None:
+    tags = ["circle", "circle", "square"]
+    colours = ["red", "green", "purple"]
+    text = words("a scene with three shapes : a green circle , a red box and a red circle")
+    lenient = find_anchors(text, tags, SHAPES, SYN, colours, COLOUR_WORDS)
+    strict = find_anchors(text, tags, SHAPES, SYN, colours, COLOUR_WORDS, strict=True)
+    # "a red box": the one square is purple; leniently it anchors anyway, strictly it does not
+    assert [a.region for a in lenient if a.token == 13] == [2]
+    assert [a for a in strict if a.token == 13] == []
+    # a colour some circle wears picks that circle in both
+    assert [a.region for a in strict if a.token == 9] == [1] == [a.region for a in lenient if a.token == 9]
+    assert [a.region for a in strict if a.token == 17] == [0]
+    # no colour in the phrase: every region of the concept, strict or not
+    plain = words("the circle is left of the box")
+    assert find_anchors(plain, tags, SHAPES, SYN, colours, COLOUR_WORDS, strict=True) == find_anchors(
+        plain, tags, SHAPES, SYN, colours, COLOUR_WORDS
+    )
+    # a vocabulary that asks for it gets strict anchors at inference
+    vocab = Vocabularies(list(SHAPES), sorted(set(colours)), [], dict(SYN), dict(COLOUR_WORDS))
+    texts = [EncodedText([0] * 18, text)]
+    assert inference_anchors(texts, [tags], replace(vocab, strict_attributes=True), [colours]) == [
+        one_to_one(strict)
+    ]
+
+
 def test_ambiguous_words_can_be_left_unswapped() -> None:
     tags = ["circle", "square", "circle", "circle"]
     colours = ["red", "green", "purple", "red"]

@@ -11,7 +11,9 @@ from cmal.model_dir import LABELS, SYNONYMS, Vocabularies, graph_file, read_json
 
 
 def test_vocabularies_round_trip_and_older_directories_get_the_defaults(tmp_path: Path) -> None:
-    vocab = Vocabularies(["circle"], ["red"], ["yes"], {"disc": "circle"}, {"crimson": "red"}, True)
+    vocab = Vocabularies(
+        ["circle"], ["red"], ["yes"], {"disc": "circle"}, {"crimson": "red"}, True, strict_attributes=True
+    )
     update_labels(tmp_path, note="kept")  # a key written by someone else survives a save
     vocab.save(tmp_path)
     assert Vocabularies.load(tmp_path) == vocab
@@ -27,6 +29,7 @@ def test_vocabularies_round_trip_and_older_directories_get_the_defaults(tmp_path
         {},
         False,
     )
+    assert not loaded.strict_attributes
     assert not (older / SYNONYMS).exists()
 
 
