@@ -245,13 +245,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="swap a word that matches several regions (two circles) with the first of them, as "
         "models fine-tuned before this option did (default: leave such words unswapped)",
     )
-    fin.add_argument(
-        "--strict-attribute-anchors",
-        action="store_true",
-        help="a noun whose phrase names a colour anchors only to regions of that colour, none when "
-        'there is none ("a green circle" before a red circle), as a shape the scene lacks has none; '
-        "kept by later fine-tuning (default: the colour only chooses among several regions)",
-    )
+    strict = "a named colour or size must be the region's for its noun to anchor (kept by later fine-tuning)"
+    fin.add_argument("--strict-attribute-anchors", action="store_true", help=strict)
     fin.add_argument(
         "--layers",
         type=_positive,
@@ -321,9 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="default onnx (triton: the server at CMAL_TRITON_URL)",
     )
     srv.add_argument(
-        "--variant",
-        choices=("fp32", "fp16", "int8"),
-        help="ONNX graph variant (default fp32); torch and torchscript: fp32, or fp16 (autocast) on a GPU",
+        "--variant", choices=("fp32", "fp16", "int8"), help="graph variant (default fp32; see README)"
     )
     srv.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1)")
     srv.add_argument("--port", type=int, default=8000, help="port (default 8000)")

@@ -29,7 +29,7 @@ from cmal.model_dir import (
     read_json,
 )
 from cmal.tasks import VE_LABELS, declines
-from cmal.text.encode import fusion_inputs, region_tag_names, tokenize
+from cmal.text.encode import fusion_inputs, region_size_names, region_tag_names, tokenize
 from cmal.text.length_groups import CALL_COST_POSITIONS, INFERENCE_GROUPS, length_groups, take_rows
 
 DETECTOR_OUTPUTS = ("boxes", "scores", "tags", "attributes", "features", "valid")
@@ -135,7 +135,8 @@ def encode_batch(files: ModelFiles, texts: Sequence[str], regions: Regions) -> d
     vocab = files.vocab
     tags = [region_tag_names(regions.tags[i], regions.valid[i], vocab.tags) for i in rows]
     attributes = [region_tag_names(regions.attributes[i], regions.valid[i], vocab.attributes) for i in rows]
-    feeds = fusion_inputs(encoded, tags, vocab, attributes)
+    sizes = [region_size_names(regions.boxes[i], regions.valid[i], regions.sizes[i], vocab) for i in rows]
+    feeds = fusion_inputs(encoded, tags, vocab, attributes, sizes)
     feeds["region_boxes"] = regions.boxes.astype(np.float32)
     feeds["region_features"] = regions.features.astype(np.float32)
     feeds["region_valid"] = regions.valid.astype(bool)

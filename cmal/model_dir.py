@@ -92,6 +92,12 @@ class Vocabularies:
     # a noun whose phrase names an attribute anchors only to regions wearing it (cmal.text.anchors);
     # False: the attribute only chooses among several regions (models fine-tuned before this option)
     strict_attributes: bool = False
+    # with strict attribute anchors, a noun whose phrase names a size anchors only to regions of that
+    # size: surface word -> size class, and the classes from small to large, each with the largest
+    # box side (a share of the image's longer side) it takes (None for the last); fitted on the
+    # training boxes (`cmal.text.sizes`); empty: sizes are not used
+    size_words: dict[str, str] = field(default_factory=dict)
+    size_classes: list[tuple[str, float | None]] = field(default_factory=list)
     # grounding declines (no box) when the image-text matching logit of (image, expression) is below
     # this; chosen on validation data by `cmal calibrate` (None: never declines)
     decline_below: float | None = None
@@ -110,6 +116,8 @@ class Vocabularies:
             attribute_words=dict(labels.get("attribute_words", {})),
             skip_ambiguous=bool(labels.get("skip_ambiguous_anchors", False)),
             strict_attributes=bool(labels.get("strict_attribute_anchors", False)),
+            size_words=dict(labels.get("size_words", {})),
+            size_classes=[(str(n), b if b is None else float(b)) for n, b in labels.get("size_classes", [])],
             decline_below=labels.get("grounding_decline_below"),
         )
 
@@ -124,6 +132,9 @@ class Vocabularies:
         }
         if self.attribute_words:
             fields["attribute_words"] = self.attribute_words
+        if self.size_classes:
+            fields["size_words"] = self.size_words
+            fields["size_classes"] = [list(c) for c in self.size_classes]
         # always written: a threshold chosen for other weights must not survive their retraining
         fields["grounding_decline_below"] = self.decline_below
         update_labels(folder, **fields)

@@ -85,6 +85,8 @@ def find_anchors(
     region_attributes: Sequence[str | None] | None = None,
     attribute_words: Mapping[str, str] | None = None,
     strict: bool = False,
+    region_sizes: Sequence[str | None] | None = None,
+    size_words: Mapping[str, str] | None = None,
 ) -> list[Anchor]:
     """All anchor points of one example.
 
@@ -98,6 +100,9 @@ def find_anchors(
         strict: a noun whose phrase names an attribute anchors only to the regions of its concept
             with that attribute, none when no region has it; otherwise the attribute only chooses
             among several regions of the concept, all of them when none has it.
+        region_sizes: each region slot's size class (with ``size_words``, surface word -> size
+            class): when ``strict``, a noun whose phrase names a size anchors only to regions of
+            that size too.
 
     Returns:
         Anchors sorted by (token, region).
@@ -114,6 +119,9 @@ def find_anchors(
             named = phrase_attribute(words, index, synonyms, attribute_words)
             wearing = [k for k in regions if named is not None and region_attributes[k] == named]
             regions = wearing if strict and named is not None else wearing or regions
+        if strict and size_words and region_sizes is not None:
+            size = phrase_attribute(words, index, synonyms, size_words)
+            regions = [k for k in regions if size is None or region_sizes[k] == size]
         anchors += [Anchor(k, token, concept_id[c]) for k in regions]
     return sorted(anchors, key=lambda a: (a.token, a.region))
 

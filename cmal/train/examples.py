@@ -23,7 +23,7 @@ from cmal.model_dir import Vocabularies
 from cmal.regions import RegionTable
 from cmal.tasks import TASKS, VE_LABELS
 from cmal.text.anchors import Anchor, find_anchors, one_to_one, unambiguous
-from cmal.text.encode import pad_ids, region_tag_names, tokenize
+from cmal.text.encode import pad_ids, region_size_names, region_tag_names, tokenize
 from cmal.text.tokenizer import MASK_ID, SEP_ID
 
 # the text field of each kind of example: pre-training captions, then the registry's tasks
@@ -115,6 +115,7 @@ def load_examples(
             row = table.row(r.image)
             tags = region_tag_names(table.tags[row], table.valid[row], vocab.tags)
             attributes = region_tag_names(table.attributes[row], table.valid[row], vocab.attributes)
+            sizes = region_size_names(table.boxes[row], table.valid[row], table.sizes[row], vocab)
             ex = Example(
                 uid=uid_offset + len(examples),
                 task=task,
@@ -129,6 +130,8 @@ def load_examples(
                         attributes,
                         vocab.attribute_words,
                         vocab.strict_attributes,
+                        sizes,
+                        vocab.size_words,
                     )
                 ),
                 truth=getattr(r, GOLD_FIELD[task]) if task in GOLD_FIELD else None,

@@ -33,6 +33,7 @@ from cmal.model_dir import (
 )
 from cmal.regions import RegionTable, detect_folder
 from cmal.tasks import TASK_IDS
+from cmal.text.sizes import OBJECTS, size_vocabulary
 from cmal.text.tokenizer import load_tokenizer, train_tokenizer
 from cmal.train.adapt import AdaptStep, adapt_setup, by_image
 from cmal.train.distributed import DistInfo, barrier, init_distributed, shutdown
@@ -318,15 +319,13 @@ def finetune(
         synonyms = _synonyms(labels["tags"])
         attribute_words = _attribute_words(labels["attributes"])
     answers = answer_vocabulary(train_dir) if "vqa" in tasks else (old.answers if pretrained else [])
+    strict = s.strict_attribute_anchors or (pretrained and old.strict_attributes)
+    sized = size_vocabulary(train_dir / OBJECTS, old if pretrained else None) if strict else ({}, [])
+    size_words, size_classes = sized
     vocab = Vocabularies(
-        labels["tags"],
-        labels["attributes"],
-        answers,
-        synonyms,
-        attribute_words,
-        s.skip_ambiguous,
-        strict_attributes=s.strict_attribute_anchors or (pretrained and old.strict_attributes),
-    )
+        labels["tags"], labels["attributes"], answers, synonyms, attribute_words, s.skip_ambiguous,
+        strict_attributes=strict, size_words=size_words, size_classes=size_classes,
+    )  # fmt: skip
     config = _shape_config(base, tokenizer, vocab, det, config_changes)
     model = CMAL(config)
     if pretrained:

@@ -146,6 +146,9 @@ def test_pretrain_finetune_evaluate(splits: tuple[Path, Path], demo_dir: Path, t
     assert json.loads((sub / "metrics.json").read_text())["finetune"]["skip_ambiguous_anchors"] is False
     assert json.loads((sub / "labels.json").read_text())["skip_ambiguous_anchors"] is False
     assert json.loads((sub / "labels.json").read_text())["strict_attribute_anchors"] is True
+    # fitted on the training split's boxes: the small / large boundary lies between their sides
+    (small, boundary), large = json.loads((sub / "labels.json").read_text())["size_classes"]
+    assert small == "small" and large == ["large", None] and 0 < boundary < 1
     assert json.loads((sub / "metrics.json").read_text())["finetune"]["strict_attribute_anchors"] is True
     assert json.loads((sub / "metrics.json").read_text())["finetune"]["pretrained"] is False
 

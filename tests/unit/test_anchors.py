@@ -18,7 +18,7 @@ from cmal.text.anchors import (
     unambiguous,
     word_starts,
 )
-from cmal.text.encode import EncodedText, inference_anchors
+from cmal.text.encode import EncodedText, inference_anchors, region_size_names
 from cmal.text.tokenizer import CLS_ID, PAD_ID, SEP_ID, load_tokenizer, train_tokenizer
 
 SYN = synonym_table()
@@ -161,6 +161,32 @@ def test_strict_attributes_leave_a_noun_whose_colour_no_region_wears_unanchored(
     assert inference_anchors(texts, [tags], replace(vocab, strict_attributes=True), [colours]) == [
         one_to_one(strict)
     ]
+
+
+SIZE_WORDS = {"small": "small", "tiny": "small", "big": "large", "large": "large"}
+
+
+def test_strict_anchors_also_read_a_named_size_from_the_regions_boxes() -> None:
+    tags = ["circle", "square"]
+    colours = ["red", "purple"]
+    sizes = ["large", "small"]
+    text = words("a scene with two shapes : a small red circle and a tiny purple box")
+    strict = find_anchors(text, tags, SHAPES, SYN, colours, COLOUR_WORDS, True, sizes, SIZE_WORDS)
+    assert [a.region for a in strict] == [1]  # the red circle is large: no anchor; the box is small
+    lenient = find_anchors(text, tags, SHAPES, SYN, colours, COLOUR_WORDS, False, sizes, SIZE_WORDS)
+    assert [a.region for a in lenient] == [0, 1]  # sizes count only in strict mode
+    # region sizes come from the detected boxes (normalised) and the model's fitted size classes
+    vocab = Vocabularies(
+        list(SHAPES), ["purple", "red"], [], dict(SYN), dict(COLOUR_WORDS), strict_attributes=True,
+        size_words=SIZE_WORDS, size_classes=[("small", 0.16), ("large", None)],
+    )  # fmt: skip
+    boxes = np.array([[0.1, 0.1, 0.32, 0.3], [0.5, 0.5, 0.6, 0.62], [0, 0, 0, 0]], np.float32)
+    valid = np.array([True, True, False])
+    assert region_size_names(boxes, valid, (128, 128), vocab) == ["large", "small", None]
+    assert region_size_names(boxes, valid, (128, 128), replace(vocab, size_classes=[])) is None
+    texts = [EncodedText([0] * 16, text)]
+    got = inference_anchors(texts, [tags], vocab, [colours], [sizes])
+    assert got == [one_to_one(strict)]
 
 
 def test_ambiguous_words_can_be_left_unswapped() -> None:

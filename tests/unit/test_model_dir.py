@@ -7,13 +7,22 @@ from pathlib import Path
 
 import pytest
 
-from cmal.model_dir import LABELS, SYNONYMS, Vocabularies, graph_file, read_json, update_labels
+from cmal.model_dir import (
+    LABELS,
+    SYNONYMS,
+    Vocabularies,
+    graph_file,
+    read_json,
+    update_labels,
+)
+from cmal.text.sizes import fit_size_classes, size_class
 
 
 def test_vocabularies_round_trip_and_older_directories_get_the_defaults(tmp_path: Path) -> None:
     vocab = Vocabularies(
-        ["circle"], ["red"], ["yes"], {"disc": "circle"}, {"crimson": "red"}, True, strict_attributes=True
-    )
+        ["circle"], ["red"], ["yes"], {"disc": "circle"}, {"crimson": "red"}, True, strict_attributes=True,
+        size_words={"tiny": "small"}, size_classes=[("small", 0.16), ("large", None)],
+    )  # fmt: skip
     update_labels(tmp_path, note="kept")  # a key written by someone else survives a save
     vocab.save(tmp_path)
     assert Vocabularies.load(tmp_path) == vocab
@@ -29,8 +38,18 @@ def test_vocabularies_round_trip_and_older_directories_get_the_defaults(tmp_path
         {},
         False,
     )
-    assert not loaded.strict_attributes
+    assert not loaded.strict_attributes and loaded.size_classes == [] and loaded.size_words == {}
     assert not (older / SYNONYMS).exists()
+
+
+def test_size_classes_are_fitted_between_the_annotated_sizes() -> None:
+    separated = {"small": [0.10, 0.13], "large": [0.19, 0.25]}
+    classes = fit_size_classes(separated, ("small", "large"))
+    assert classes == [("small", 0.16), ("large", None)]
+    assert [size_class(s, classes) for s in (0.05, 0.16, 0.161, 0.9)] == ["small", "small", "large", "large"]
+    overlapping = {"small": [0.1, 0.2, 0.3], "large": [0.25, 0.4, 0.5]}  # between the medians
+    assert fit_size_classes(overlapping, ("small", "large")) == [("small", 0.3), ("large", None)]
+    assert fit_size_classes({"small": [0.1], "large": []}, ("small", "large")) == []
 
 
 def test_a_missing_labels_file_is_named(tmp_path: Path) -> None:
