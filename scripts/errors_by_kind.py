@@ -122,13 +122,17 @@ def by_kind(
     return results
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+def model_and_data_parser(doc: str | None, output: str) -> argparse.ArgumentParser:
+    """The command line of a script reading MODEL_DIR DATA_DIR [--output FILE] (``output``: its help)."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", type=Path)
     parser.add_argument("data", type=Path)
-    parser.add_argument("--output", type=Path, help="write the breakdown as JSON")
+    parser.add_argument("--output", type=Path, help=output)
+    return parser
+
+
+def main() -> None:
+    parser = model_and_data_parser(__doc__, "write the breakdown as JSON")
     parser.add_argument(
         "--relation-anchors",
         action="store_true",

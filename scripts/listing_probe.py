@@ -13,7 +13,6 @@ scratch folder beside the split's images (symlinked) and scored like `cmal evalu
 
 from __future__ import annotations
 
-import argparse
 import json
 import random
 import sys
@@ -23,7 +22,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from errors_by_kind import by_kind
+from errors_by_kind import by_kind, model_and_data_parser
 
 from cmal.data.domain import get_domain
 
@@ -95,13 +94,7 @@ def table(itm: dict[str, dict[str, float]]) -> list[str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("model", type=Path)
-    parser.add_argument("data", type=Path)
-    parser.add_argument("--output", type=Path, help="write {kind: {accuracy, n}} as JSON")
-    args = parser.parse_args()
+    args = model_and_data_parser(__doc__, "write {kind: {accuracy, n}} as JSON").parse_args()
     dataset = json.loads((args.data / "dataset.json").read_text())
     domain = get_domain(dataset.get("domain", "shapes"))
     objects = [json.loads(line) for line in (args.data / "objects.jsonl").read_text().splitlines()]

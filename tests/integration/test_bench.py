@@ -5,20 +5,28 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 from cmal.bench.server import free_port, start_service, stop_service
 from cmal.cli import main
 
 
-def test_bench_writes_every_figure_and_a_png(tiny_exported: Path, tmp_path: Path) -> None:
-    out = tmp_path / "bench"
+def tiny_bench(model: Path, backends: str, out: Path) -> dict[str, Any]:
+    """`cmal bench` of ``model`` with ``backends`` on the smallest sweep (batches and clients 1 and 2,
+    half a second a point); its report."""
     status = main([
-        "bench", "--model", str(tiny_exported), "--backends", "onnx,torch", "--batch-sizes", "1,2",
+        "bench", "--model", str(model), "--backends", backends, "--batch-sizes", "1,2",
         "--concurrency", "1,2", "--load", "0.5", "--seconds", "0.5", "--images", "6",
         "--out", str(out), "--quiet",
     ])  # fmt: skip
     assert status == 0
-    report = json.loads((out / "bench.json").read_text())
+    report: dict[str, Any] = json.loads((out / "bench.json").read_text())
+    return report
+
+
+def test_bench_writes_every_figure_and_a_png(tiny_exported: Path, tmp_path: Path) -> None:
+    out = tmp_path / "bench"
+    report = tiny_bench(tiny_exported, "onnx,torch", out)
 
     assert set(report["engine"]) == {"onnx", "torch"}
     for points in report["engine"].values():
@@ -69,14 +77,8 @@ def test_bench_of_eager_pytorch_alone_exports_nothing_and_counts_torch_flops(
     tiny_model_dir: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "bench"
-    status = main([
-        "bench", "--model", str(tiny_model_dir), "--backends", "torch", "--batch-sizes", "1,2",
-        "--concurrency", "1,2", "--load", "0.5", "--seconds", "0.5", "--images", "6",
-        "--out", str(out), "--quiet",
-    ])  # fmt: skip
-    assert status == 0
+    report = tiny_bench(tiny_model_dir, "torch", out)
     assert not list(out.glob("graphs-*")), "eager PyTorch needs no exported graphs"
-    report = json.loads((out / "bench.json").read_text())
     served = report["service"]["torch"]
     assert [p["concurrency"] for p in served["closed_loop"]] == [1, 2]
     assert all(p["status"] == {"200": p["requests"]} for p in served["closed_loop"])

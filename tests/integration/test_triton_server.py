@@ -221,18 +221,12 @@ def test_every_triton_panel_and_api_panel_has_data(
 def test_cmal_bench_measures_the_triton_backend_beside_onnx(tiny_exported: Path, tmp_path: Path) -> None:
     import shutil
 
-    from cmal.cli import main
+    from tests.integration.test_bench import tiny_bench
 
     model = tmp_path / "tiny-model"
     shutil.copytree(tiny_exported, model)  # the bench writes the Triton repository into its export
     out = tmp_path / "bench"
-    status = main([
-        "bench", "--model", str(model), "--backends", "onnx,triton", "--batch-sizes", "1,2",
-        "--concurrency", "1,2", "--load", "0.5", "--seconds", "0.5", "--images", "6",
-        "--out", str(out), "--quiet",
-    ])  # fmt: skip
-    assert status == 0
-    report = json.loads((out / "bench.json").read_text())
+    report = tiny_bench(model, "onnx,triton", out)
     assert [p["batch_size"] for p in report["engine"]["triton"]] == [1, 2]
     (point,) = report["service"]["triton"]["closed_loop"]
     assert point["concurrency"] == 1 and point["status"] == {"200": point["requests"]}
