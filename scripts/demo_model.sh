@@ -30,8 +30,9 @@ COMPARE_EPOCHS=${COMPARE_EPOCHS:-5}  # the second fine-tuning stage, CMAP off (0
 # then one more stage per SEED:STATEMENTS:EPOCHS, each on 4,000 training images of its own seed with
 # those extra statements (`cmal data shapes --extra-statements`), CMAP off with markers, VE hypotheses
 # as ITM examples, at FRESH_LR: fresh images did more than more epochs on the same ones (the card,
-# steps 6-9). Empty: none.
-FRESH_STAGES=${FRESH_STAGES-1002:listing=4,count=2:2 1003:listing=8,count=2:2 1004:listing=8,count=2:2 1005:listing=8,count=2:2}
+# steps 6-9; a fifth stage took listing negatives on new seeds from 0.94-0.96 to 0.95-0.97: the card,
+# "Rebuild 7"). Empty: none.
+FRESH_STAGES=${FRESH_STAGES-1002:listing=4,count=2:2 1003:listing=8,count=2:2 1004:listing=8,count=2:2 1005:listing=8,count=2:2 1006:listing=8,count=2:2}
 FRESH_LR=${FRESH_LR:-2e-4}
 # fresh_spec SPEC: split one FRESH_STAGES entry into $seed, $statements and $epochs (the caller's locals)
 fresh_spec() { IFS=: read -r seed statements epochs <<< "$1"; }
