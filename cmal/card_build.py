@@ -6,7 +6,8 @@ if present, RUN/kinds.json (accuracy by question kind, from scripts/errors_by_ki
 RUN/ablation.json and RUN/ablation.png (`cmal.ablation`: AMC vs CMCL vs no pre-training; `--ablation
 DIR` reads them from another run's folder, when the shipped model continued an earlier run), and
 RUN/stage-seconds/<stage> (each stage's wall time, written by scripts/demo_model.sh);
-DATA/{train,val,test,compositional}/dataset.json say which seeds and how many images.
+DATA/{train,val,test,compositional}/dataset.json say which seeds and how many images, and
+DATA/train-<seed>/dataset.json those of the fresh-image fine-tuning stages, when the run had any.
 """
 
 from __future__ import annotations
@@ -40,6 +41,22 @@ def _split(data: Path, name: str) -> dict[str, int]:
     if not info:
         raise FileNotFoundError(f"{path} is missing: pass the demo run's --data folder")
     return {"seed": int(info["seed"]), "images": int(info["num_images"])}
+
+
+def _fresh_splits(data: Path) -> list[dict[str, int]]:
+    """Seed and image count of each fresh-image training split (DATA/train-<seed>), by seed."""
+    folders = [f for f in data.glob("train-*") if f.name.removeprefix("train-").isdigit()]
+    return sorted((_split(data, f.name) for f in folders), key=lambda split: split["seed"])
+
+
+def _fresh_text(fresh: list[dict[str, int]]) -> str:
+    """The card's words for the fresh-image stages' seeds, or nothing when there were none."""
+    if not fresh:
+        return ""
+    seeds = ", ".join(str(split["seed"]) for split in fresh)
+    counts = {split["images"] for split in fresh}
+    images = f"{counts.pop():,} images each" if len(counts) == 1 else "images"
+    return f", then {seeds} (fresh images for the last fine-tuning stages, {images}),"
 
 
 def _stage_seconds(run: Path) -> dict[str, int]:
@@ -143,6 +160,9 @@ def build(
         "calibration": final.get("calibration"),
         "data": {name: _split(data, name) for name in SPLITS},
     }
+    fresh = _fresh_splits(data)
+    if fresh:
+        metrics["data"]["fresh"] = fresh
     ablation_run = ablation_run or run
     ablation = _json(ablation_run / ABLATION_TABLE)
     if ablation:
@@ -162,7 +182,8 @@ def build(
         "",
         "Everything is generated and trained here; nothing is downloaded. Training used Shapes seeds"
         f" {d['train']['seed']}",
-        f"(train, {d['train']['images']:,} images) and {d['val']['seed']} (validation,"
+        f"(train, {d['train']['images']:,} images){_fresh_text(d.get('fresh', []))} and {d['val']['seed']}"
+        " (validation,"
         f" {d['val']['images']:,} images); the results above are on seeds {d['test']['seed']}",
         f"(i.i.d. test, {d['test']['images']:,} images) and {d['compositional']['seed']} (compositional:"
         " colour–shape pairs never seen in",

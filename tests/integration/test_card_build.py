@@ -50,6 +50,8 @@ def run_and_data(tmp_path: Path, tiny_model_dir: Path) -> tuple[Path, Path]:
     for stage, seconds in (("data", 70), ("detector", 900)):
         (run / "stage-seconds" / stage).write_text(f"{seconds}\n")
     splits = (("train", 1000, 40), ("val", 1001, 8), ("test", 3000, 20), ("compositional", 3001, 10))
+    # fresh-image stages (train-<seed>, listed by seed) and the first stage's own copy of train
+    splits += (("train-1003", 1003, 6), ("train-1002", 1002, 6), ("train-first", 1000, 40))
     for name, seed, n in splits:
         (data / name).mkdir(parents=True)
         (data / name / "dataset.json").write_text(json.dumps({"seed": seed, "num_images": n}))
@@ -79,6 +81,8 @@ def test_build_writes_weights_metrics_and_card(tmp_path: Path, run_and_data: tup
     assert "| image-text matching | 0.750 (AUC 0.800) | 0.750 (AUC 0.800) | 0.0 |" in card
     assert "compositional split): recall 0.990, tag accuracy 0.930, attribute accuracy 0.910." in card
     assert "seeds 1000" in card and "(train, 40 images)" in card and "3001 (compositional" in card
+    assert metrics["data"]["fresh"] == [{"seed": 1002, "images": 6}, {"seed": 1003, "images": 6}]
+    assert "then 1002, 1003 (fresh images for the last fine-tuning stages, 6 images each), and 1001" in card
     # the ablation tables: one column per starting point and share, the smallest share first
     header = next(line for line in card.splitlines() if line.startswith("| task | AMC pre-training, 10%"))
     assert header.endswith("| no pre-training, 100% |")
@@ -116,6 +120,17 @@ def test_build_says_when_targets_are_met(tmp_path: Path, run_and_data: tuple[Pat
     card = (build(run, data, tmp_path / "model", seconds=None) / "README.md").read_text()
     assert "Meets its targets" in card and "Below its targets" not in card
     assert "This model is not the output of one such run" in card  # no run time: not one run
+
+
+def test_build_without_fresh_stages_names_only_train_and_val(
+    tmp_path: Path, run_and_data: tuple[Path, Path]
+) -> None:
+    run, data = run_and_data
+    for seed in (1002, 1003):
+        shutil.rmtree(data / f"train-{seed}")
+    out = build(run, data, tmp_path / "model", seconds=None)
+    assert "fresh" not in json.loads((out / "metrics.json").read_text())["data"]
+    assert "(train, 40 images) and 1001 (validation" in (out / "README.md").read_text()
 
 
 def test_build_names_a_missing_data_folder(tmp_path: Path, run_and_data: tuple[Path, Path]) -> None:
