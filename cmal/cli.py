@@ -157,6 +157,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="the CNN that finds objects and reads their shape sees the image in grey",
     )
+    det.add_argument(
+        "--contrast-backbone",
+        action="store_true",
+        help="that CNN sees each pixel's distance from the image's mean colour instead: colour-blind "
+        "like grey, but an object of the background's grey stays visible",
+    )
     det.add_argument("--quiet", action="store_true", help="no progress bars")
     det.set_defaults(func=commands.train_detector)
 

@@ -80,8 +80,13 @@ def train_detector(args: argparse.Namespace) -> int:
 
     if args.drop_old_classes and not args.init:
         raise ValueError("--drop-old-classes needs --init (the detector whose classes to drop)")
-    if args.init and (args.colour_channels or args.grey_backbone):
-        raise ValueError("--init keeps its detector's architecture: drop --colour-channels / --grey-backbone")
+    if args.init and (args.colour_channels or args.grey_backbone or args.contrast_backbone):
+        raise ValueError(
+            "--init keeps its detector's architecture: drop --colour-channels / --grey-backbone /"
+            " --contrast-backbone"
+        )
+    if args.grey_backbone and args.contrast_backbone:
+        raise ValueError("choose one of --grey-backbone and --contrast-backbone")
     settings = DetectorTrainSettings(
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed, threads=args.threads
     )
@@ -91,7 +96,11 @@ def train_detector(args: argparse.Namespace) -> int:
         Path(args.out),
         Path(args.val) if args.val else None,
         settings,
-        DetectorConfig(colour_channels=args.colour_channels, grey_backbone=args.grey_backbone),
+        DetectorConfig(
+            colour_channels=args.colour_channels,
+            grey_backbone=args.grey_backbone,
+            contrast_backbone=args.contrast_backbone,
+        ),
         progress=not args.quiet,
         init=Path(args.init) if args.init else None,
         keep_old_classes=not args.drop_old_classes,

@@ -27,6 +27,13 @@ class DetectorConfig:
     # feeds the tag head. Colour and shape are then read apart, for colour–shape pairs never seen.
     colour_channels: int = 0
     grey_backbone: bool = False  # the CNN (shape) path sees the image in grey: outline, not colour
+    # the CNN path sees, per pixel, how far its colour is from the image's mean colour: outline, not
+    # colour, like grey, but no colour vanishes into a background of the same grey
+    contrast_backbone: bool = False
+
+    def __post_init__(self) -> None:
+        if self.grey_backbone and self.contrast_backbone:
+            raise ValueError("choose one of grey_backbone and contrast_backbone")
 
     def to_json(self) -> dict[str, Any]:
         """The config as a JSON-ready dict."""

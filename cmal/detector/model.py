@@ -103,7 +103,7 @@ class Detector(nn.Module):
     def dense(self, images: torch.Tensor) -> DenseMaps:
         """Per-cell maps. images: (B, 3, H, W) in [0, 1]."""
         x = (images - self.mean) / self.std
-        c2 = self.stage2(x.mean(1, keepdim=True).expand_as(x) if self.config.grey_backbone else x)
+        c2 = self.stage2(self.backbone_input(x))
         c4 = self.stage4(c2)  # (B, w4, H/4, W/4)
         c8 = self.stage8(c4)
         c16 = self.stage16(c8)
@@ -125,6 +125,16 @@ class Detector(nn.Module):
             tag_logits=self.tag_head(shape.permute(0, 2, 3, 1)).permute(0, 3, 1, 2),
             attribute_logits=self.attribute_head(colour.permute(0, 2, 3, 1)).permute(0, 3, 1, 2),
         )
+
+    def backbone_input(self, x: torch.Tensor) -> torch.Tensor:
+        """What the CNN path sees of a normalised image (B, 3, H, W): the image; its grey (the channel
+        mean); or, with ``contrast_backbone``, each pixel's distance from the image's mean colour."""
+        if self.config.grey_backbone:
+            return x.mean(1, keepdim=True).expand_as(x)
+        if self.config.contrast_backbone:
+            away = x - x.mean(dim=(2, 3), keepdim=True)
+            return (away.square().sum(1, keepdim=True) + 1e-6).sqrt().expand_as(x)
+        return x
 
     def pooled_colour(self, x: torch.Tensor) -> torch.Tensor:
         """The colour path on a normalised image: per-pixel features, max-pooled over each output

@@ -62,3 +62,45 @@ def test_grey_backbone_gives_the_same_shape_reading_for_colours_of_one_grey(mode
 def test_a_colour_path_as_wide_as_the_feature_leaves_nothing_for_shape() -> None:
     with pytest.raises(ValueError, match="colour_channels"):
         Detector(DetectorConfig(feature_dim=16, colour_channels=16))
+
+
+def _on(background: tuple[int, int, int], colour: tuple[int, int, int] | None) -> torch.Tensor:
+    """A flat ``background`` with a filled square in ``colour`` (None: nothing), (1, 3, 128, 128)."""
+    image = Image.new("RGB", (128, 128), background)
+    if colour is not None:
+        ImageDraw.Draw(image).rectangle((50, 50, 78, 78), fill=colour)
+    return torch.from_numpy(np.asarray(image, np.float32) / 255.0).permute(2, 0, 1)[None]
+
+
+def test_grey_backbone_cannot_see_an_object_of_the_backgrounds_grey_and_contrast_can() -> None:
+    grey_bg, same_grey = (150, 150, 150), (200, 150, 100)  # channel means equal: one grey
+    torch.manual_seed(0)
+    grey = Detector(SPLIT).eval()
+    torch.manual_seed(0)
+    contrast = Detector(DetectorConfig(colour_channels=16, contrast_backbone=True)).eval()
+    with torch.no_grad():
+        change = {}  # how much the heatmap moves when the object is drawn
+        for name, model in (("grey", grey), ("contrast", contrast)):
+            empty, shown = model.dense(_on(grey_bg, None)), model.dense(_on(grey_bg, same_grey))
+            change[name] = float((shown.heat - empty.heat).abs().max())
+    assert change["grey"] < 1e-5  # the grey CNN's input is the empty image's, but for rounding
+    assert change["contrast"] > 1e-3  # an untrained heat head: small, but far above rounding
+
+
+def test_contrast_backbone_reads_two_colours_equally_far_from_the_background_alike() -> None:
+    torch.manual_seed(0)
+    model = Detector(DetectorConfig(colour_channels=16, contrast_backbone=True)).eval()
+    background = (120, 120, 120)
+    with torch.no_grad():  # +80 in red and -80 in green: the same distance from the background
+        red, green = (
+            model.dense(_on(background, (200, 120, 120))),
+            model.dense(_on(background, (120, 40, 120))),
+        )
+    assert torch.allclose(red.heat, green.heat, atol=1e-5)
+    assert torch.allclose(red.tag_logits, green.tag_logits, atol=1e-5)
+    assert not torch.allclose(red.attribute_logits, green.attribute_logits)  # the colour path still tells
+
+
+def test_grey_and_contrast_backbones_exclude_each_other() -> None:
+    with pytest.raises(ValueError, match="one of grey_backbone and contrast_backbone"):
+        DetectorConfig(grey_backbone=True, contrast_backbone=True)
