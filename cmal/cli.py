@@ -21,39 +21,7 @@ import logging
 import sys
 
 from cmal import commands
-
-
-def _positive(text: str) -> int:
-    """argparse type: a whole number ≥ 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _fraction(text: str) -> float:
-    """argparse type: a number in [0, 1]."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {value}")
-    return value
-
-
-def _kind_counts(text: str) -> dict[str, int]:
-    """argparse type: ``KIND=N,KIND=N`` as ``{KIND: N}`` (N a whole number ≥ 0; kinds checked later)."""
-    counts: dict[str, int] = {}
-    for item in filter(None, (part.strip() for part in text.split(","))):
-        kind, sep, number = item.partition("=")
-        if not sep or not kind.strip() or not number.strip().isdigit():
-            raise argparse.ArgumentTypeError(f"expected KIND=N (N a whole number ≥ 0), got {item!r}")
-        counts[kind.strip()] = int(number)
-    return counts
+from cmal.cli_types import fraction, kind_counts, positive
 
 
 def _version() -> str:
@@ -109,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     shapes.add_argument(
         "--extra-statements",
-        type=_kind_counts,
+        type=kind_counts,
         default={},
         metavar="KIND=N,...",
         help="per image, up to N more ITM statements of each KIND (listing, relation, count, exists, "
@@ -152,12 +120,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="width of a shape-blind colour path (per-pixel convolutions, max-pooled) that alone "
         "reads colour, so colour and shape are told apart on pairs never seen (default 0: none)",
     )
-    det.add_argument(
+    backbone = det.add_mutually_exclusive_group()
+    backbone.add_argument(
         "--grey-backbone",
         action="store_true",
         help="the CNN that finds objects and reads their shape sees the image in grey",
     )
-    det.add_argument(
+    backbone.add_argument(
         "--contrast-backbone",
         action="store_true",
         help="that CNN sees each pixel's distance from the image's mean colour instead: colour-blind "
@@ -184,22 +153,20 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument(
         "--preset", choices=("demo", "paper"), default="demo", help="architecture (default demo)"
     )
-    pre.add_argument(
-        "--layers", type=_positive, help="unified encoder layers (default: the preset's; demo 2)"
-    )
+    pre.add_argument("--layers", type=positive, help="unified encoder layers (default: the preset's; demo 2)")
     pre.add_argument(
         "--objective", choices=("amc", "cmcl"), default="amc", help="alignment objective (default amc)"
     )
     pre.add_argument("--amc-weight", type=float, default=1.0, help="λ in MLM + ITM + λ·AMC (default 1)")
     pre.add_argument(
-        "--swap-fraction", type=_fraction, default=0.5, help="share of anchor pairs swapped (default 0.5)"
+        "--swap-fraction", type=fraction, default=0.5, help="share of anchor pairs swapped (default 0.5)"
     )
     pre.add_argument(
-        "--false-swap", type=_fraction, default=0.2, help="share of swaps that are false (default 0.2)"
+        "--false-swap", type=fraction, default=0.2, help="share of swaps that are false (default 0.2)"
     )
     pre.add_argument(
         "--geometry-mlm",
-        type=_fraction,
+        type=fraction,
         default=0.15,
         help="MLM masking probability of size and position words such as 'tiny' or 'left' "
         "(other words: 0.15; default 0.15)",
@@ -255,13 +222,13 @@ def build_parser() -> argparse.ArgumentParser:
     fin.add_argument("--strict-attribute-anchors", action="store_true", help=strict)
     fin.add_argument(
         "--layers",
-        type=_positive,
+        type=positive,
         help="unified encoder layers when --init holds no CMAL model (default: the demo preset's); "
         "a pre-trained model keeps its own",
     )
     fin.add_argument(
         "--init-blend",
-        type=_fraction,
+        type=fraction,
         default=1.0,
         help="start from λ·pre-trained + (1-λ)·fresh weights (default 1: the pre-trained weights)",
     )
@@ -274,7 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fin.add_argument(
         "--data-share",
-        type=_fraction,
+        type=fraction,
         default=1.0,
         help="train on this share of --train's images (drawn with --seed; all their examples), for "
         "low-data comparisons such as the card's ablation (default 1: all)",
@@ -347,7 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--seconds", type=float, default=10.0, help="seconds per measured point (default 10)")
     bench.add_argument("--images", type=int, default=300, help="test images, one question each (default 300)")
     bench.add_argument("--threads", type=int, default=0, help="inference threads (default: the runtime's)")
-    bench.add_argument("--processes", type=_positive, default=1, help="server processes (default 1)")
+    bench.add_argument("--processes", type=positive, default=1, help="server processes (default 1)")
     bench.add_argument("--quiet", action="store_true", help="no progress bar")
     bench.set_defaults(func=commands.bench)
 

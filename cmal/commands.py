@@ -85,8 +85,6 @@ def train_detector(args: argparse.Namespace) -> int:
             "--init keeps its detector's architecture: drop --colour-channels / --grey-backbone /"
             " --contrast-backbone"
         )
-    if args.grey_backbone and args.contrast_backbone:
-        raise ValueError("choose one of --grey-backbone and --contrast-backbone")
     settings = DetectorTrainSettings(
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed, threads=args.threads
     )
