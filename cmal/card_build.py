@@ -1,6 +1,7 @@
 """Assemble a served model directory from a demo run: weights, vocabularies, metrics, card.
 
 Usage: python -m cmal.card_build --run runs/demo --data data/demo --out models/shapes-demo --seconds N
+    [--notes FILE] [--ablation DIR] [--stages "data detector ..."]
 Reads RUN/final (the fine-tuned model), RUN/detector, RUN/test.json, RUN/compositional.json and,
 if present, RUN/kinds.json (accuracy by question kind, from scripts/errors_by_kind.py) and
 RUN/ablation.json and RUN/ablation.png (`cmal.ablation`: AMC vs CMCL vs no pre-training; `--ablation
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -59,12 +61,16 @@ def _fresh_text(fresh: list[dict[str, int]]) -> str:
     return f", then {seeds} (fresh images for the last fine-tuning stages, {images}),"
 
 
-def _stage_seconds(run: Path) -> dict[str, int]:
-    """Each pipeline stage's wall time in seconds, as ``scripts/demo_model.sh`` recorded it."""
+def _stage_seconds(run: Path, order: Sequence[str] = ()) -> dict[str, int]:
+    """Each pipeline stage's wall time in seconds, as ``scripts/demo_model.sh`` recorded it: the
+    stages named in ``order`` first, in that order, then any others by name."""
     folder = run / "stage-seconds"
     if not folder.is_dir():
         return {}
-    return {f.name: int(f.read_text().strip()) for f in sorted(folder.iterdir()) if f.is_file()}
+    files = [f for f in folder.iterdir() if f.is_file()]
+    rank = {name: i for i, name in enumerate(order)}
+    files.sort(key=lambda f: (rank.get(f.name, len(rank)), f.name))
+    return {f.name: int(f.read_text().strip()) for f in files}
 
 
 def _duration(seconds: int | None, stages: dict[str, int]) -> str:
@@ -132,13 +138,20 @@ JOINT_DETECTOR_LIMIT = [  # a detector without its own colour path (`cmal train 
 
 
 def build(
-    run: Path, data: Path, out: Path, seconds: int | None, extra: str = "", ablation_run: Path | None = None
+    run: Path,
+    data: Path,
+    out: Path,
+    seconds: int | None,
+    extra: str = "",
+    ablation_run: Path | None = None,
+    stage_order: Sequence[str] = (),
 ) -> Path:
     """Assemble the served model directory ``out`` from a demo run; returns ``out``.
 
     Copies the fine-tuned model files from ``run/final``, writes ``metrics.json`` and renders the card;
     ``seconds`` (the demo run's duration) is recorded and quoted, ``extra`` is markdown appended to the card;
-    the pre-training ablation is read from ``ablation_run`` (default: ``run``).
+    the pre-training ablation is read from ``ablation_run`` (default: ``run``); the stages' times are
+    listed in ``stage_order`` (the pipeline's order), any others after them.
     """
     out.mkdir(parents=True, exist_ok=True)
     for name in MODEL_FILES:
@@ -170,7 +183,7 @@ def build(
         shutil.copyfile(ablation_run / ABLATION_PLOT, out / ABLATION_PLOT)
     if seconds is not None:
         metrics["demo_model_seconds"] = seconds
-    stages = _stage_seconds(run)
+    stages = _stage_seconds(run, stage_order)
     if stages:
         metrics["demo_model_stage_seconds"] = stages
     (out / METRICS).write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
@@ -225,10 +238,19 @@ def main() -> None:
     parser.add_argument(
         "--ablation", help="the run folder holding ablation.json and ablation.png (default: --run)"
     )
+    parser.add_argument("--stages", default="", help="the pipeline's stage names in order, space-separated")
     args = parser.parse_args()
     extra = Path(args.notes).read_text() if args.notes else ""
     ablation_run = Path(args.ablation) if args.ablation else None
-    out = build(Path(args.run), Path(args.data), Path(args.out), args.seconds, extra, ablation_run)
+    out = build(
+        Path(args.run),
+        Path(args.data),
+        Path(args.out),
+        args.seconds,
+        extra,
+        ablation_run,
+        args.stages.split(),
+    )
     print(f"wrote {out}")
 
 

@@ -98,7 +98,7 @@ run_stage() {
 }
 NOTES=docs/demo-model/notes.md  # the card's hand-written part: how the model was built, what it cannot do
 card() { $BIN/python -m cmal.card_build --run "$RUNS" --data "$DATA" --out "$OUT" --seconds "$(cat "$RUNS/seconds")" \
-  --notes "$NOTES"; }
+  --notes "$NOTES" --stages "${STAGES[*]}"; }
 
 # finetune INIT OUT FIRST SECOND [OPTION...]: the two fine-tuning stages, FIRST epochs with CMAP
 # $FT_CMAP on $FIRST_TRAIN, then SECOND epochs on $DATA/train with CMAP off and $MARKERS, so every

@@ -154,3 +154,17 @@ def test_build_reads_the_ablation_of_another_run(tmp_path: Path, run_and_data: t
     assert (out / ablation.PLOT).read_bytes() == (other / ablation.PLOT).read_bytes()
     card = (out / "README.md").read_text()
     assert "![accuracy against the share of fine-tuning data](ablation.png)" in card
+
+
+def test_build_lists_stage_times_in_the_pipelines_order(
+    tmp_path: Path, run_and_data: tuple[Path, Path]
+) -> None:
+    run, data = run_and_data
+    for stage, seconds in (("pre-training", 600), ("evaluation", 40), ("extra", 5)):
+        (run / "stage-seconds" / stage).write_text(f"{seconds}\n")
+    order = ["data", "detector", "pre-training", "fine-tuning", "evaluation"]
+    out = build(run, data, tmp_path / "model", seconds=1615, stage_order=order)
+    card = (out / "README.md").read_text()
+    assert "(data 70 s, detector 900 s, pre-training 600 s, evaluation 40 s, extra 5 s)." in card
+    stages = json.loads((out / "metrics.json").read_text())["demo_model_stage_seconds"]
+    assert stages == {"data": 70, "detector": 900, "pre-training": 600, "evaluation": 40, "extra": 5}
