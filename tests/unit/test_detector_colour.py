@@ -14,6 +14,11 @@ BACKGROUND = (230, 225, 215)
 SPLIT = DetectorConfig(colour_channels=16, grey_backbone=True)
 
 
+def _batch(image: Image.Image) -> torch.Tensor:
+    """An RGB image as a (1, 3, H, W) batch of [0, 1] pixels, the detector's input."""
+    return torch.from_numpy(np.asarray(image, np.float32) / 255.0).permute(2, 0, 1)[None]
+
+
 def _image(shape: str, colour: tuple[int, int, int]) -> torch.Tensor:
     """A flat background with one small filled shape centred near (66, 66), as a (1, 3, 128, 128)
     batch; the 12-pixel window the colour path pools at its centre cell holds shape and background."""
@@ -26,7 +31,7 @@ def _image(shape: str, colour: tuple[int, int, int]) -> torch.Tensor:
         draw.ellipse(box, fill=colour)
     else:
         draw.polygon([(66, 62), (70, 70), (62, 70)], fill=colour)
-    return torch.from_numpy(np.asarray(image, np.float32) / 255.0).permute(2, 0, 1)[None]
+    return _batch(image)
 
 
 @pytest.fixture
@@ -69,7 +74,7 @@ def _on(background: tuple[int, int, int], colour: tuple[int, int, int] | None) -
     image = Image.new("RGB", (128, 128), background)
     if colour is not None:
         ImageDraw.Draw(image).rectangle((50, 50, 78, 78), fill=colour)
-    return torch.from_numpy(np.asarray(image, np.float32) / 255.0).permute(2, 0, 1)[None]
+    return _batch(image)
 
 
 def test_grey_backbone_cannot_see_an_object_of_the_backgrounds_grey_and_contrast_can() -> None:
