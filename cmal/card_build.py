@@ -6,7 +6,8 @@ Reads RUN/final (the fine-tuned model), RUN/detector, RUN/test.json, RUN/composi
 if present, RUN/kinds.json (accuracy by question kind, from scripts/errors_by_kind.py) and
 RUN/ablation.json and RUN/ablation.png (`cmal.ablation`: AMC vs CMCL vs no pre-training; `--ablation
 DIR` reads them from another run's folder, when the shipped model continued an earlier run), and
-RUN/stage-seconds/<stage> (each stage's wall time, written by scripts/demo_model.sh);
+RUN/stage-seconds/<stage> (each stage's wall time, written by scripts/demo_model.sh) and, if present,
+RUN/machine.json (the CPU it ran on and torch's matrix-product rate there, `cmal.bench.machine`);
 DATA/{train,val,test,compositional}/dataset.json say which seeds and how many images, and
 DATA/train-<seed>/dataset.json those of the fresh-image fine-tuning stages, when the run had any.
 """
@@ -73,15 +74,23 @@ def _stage_seconds(run: Path, order: Sequence[str] = ()) -> dict[str, int]:
     return {f.name: int(f.read_text().strip()) for f in files}
 
 
-def _duration(seconds: int | None, stages: dict[str, int]) -> str:
-    """The card's sentence on how long the last run took, stage by stage when known; without a
-    run time the model did not come out of one run, and the card says so."""
+def _duration(seconds: int | None, stages: dict[str, int], machine: dict[str, Any] | None = None) -> str:
+    """The card's sentence on how long the last run took, stage by stage when known, and on what
+    machine when recorded; without a run time the model did not come out of one run, and the card
+    says so."""
     if not seconds:
         return " This model is not the output of one such run: the notes below say how it was built."
     text = f" Its last run took {seconds / 60:.0f} minutes on the project's 2-core CPU machine"
     if stages:
         text += " (" + ", ".join(f"{name} {s:,} s" for name, s in stages.items()) + ")"
-    return text + "."
+    text += "."
+    if machine:
+        text += (
+            f" That machine: {machine['cpu']}, {machine['cores']} cores; torch multiplied fp32 matrices at"
+            f" {machine['torch_matmul_gflop_per_s']:.0f} GFLOP/s on {machine['torch_threads']} threads there"
+            " (the project's machines differ in speed: this rate says how fast this one was)."
+        )
+    return text
 
 
 def _accuracy(results: dict[str, Any], task: str) -> float:
@@ -186,6 +195,9 @@ def build(
     stages = _stage_seconds(run, stage_order)
     if stages:
         metrics["demo_model_stage_seconds"] = stages
+    machine = _json(run / "machine.json")
+    if machine:
+        metrics["demo_model_machine"] = machine
     (out / METRICS).write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     d = metrics["data"]
     notes = _status(metrics["test"], _json(run / "kinds.json"))
@@ -207,7 +219,7 @@ def build(
         "```",
         "",
         "runs `scripts/demo_model.sh` (the commands, seeds and epochs are there)."
-        + _duration(seconds, stages),
+        + _duration(seconds, stages, machine),
         "",
     ]
     if ablation:

@@ -200,6 +200,10 @@ evaluate() {
     --output "$RUNS/kinds.json"
 }
 
+# the machine this run ran on (CPU, torch's matrix-product rate on THREADS threads), for the card:
+# the project's machines differ in speed, so a run time means little without it
+mkdir -p "$RUNS"
+$BIN/python -m cmal.bench.machine --threads "$THREADS" --out "$RUNS/machine.json"
 run_stage data make_data
 run_stage detector train_detector
 run_stage pre-training $BIN/cmal train pretrain "${PRE_ARGS[@]}" --out "$RUNS/pretrain"

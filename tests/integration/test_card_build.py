@@ -168,3 +168,16 @@ def test_build_lists_stage_times_in_the_pipelines_order(
     assert "(data 70 s, detector 900 s, pre-training 600 s, evaluation 40 s, extra 5 s)." in card
     stages = json.loads((out / "metrics.json").read_text())["demo_model_stage_seconds"]
     assert stages == {"data": 70, "detector": 900, "pre-training": 600, "evaluation": 40, "extra": 5}
+
+
+def test_build_records_the_machine_the_run_ran_on(tmp_path: Path, run_and_data: tuple[Path, Path]) -> None:
+    run, data = run_and_data
+    machine = {"cpu": "AMD EPYC", "cores": 2, "torch_threads": 2, "torch_matmul_gflop_per_s": 61.4}
+    (run / "machine.json").write_text(json.dumps(machine))
+    out = build(run, data, tmp_path / "model", seconds=3720)
+    assert json.loads((out / "metrics.json").read_text())["demo_model_machine"] == machine
+    card = (out / "README.md").read_text()
+    assert (
+        "(data 70 s, detector 900 s). That machine: AMD EPYC, 2 cores; torch multiplied fp32 matrices at 61"
+        " GFLOP/s on 2 threads there" in card
+    )
