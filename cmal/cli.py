@@ -227,6 +227,12 @@ def build_parser() -> argparse.ArgumentParser:
         "a pre-trained model keeps its own",
     )
     fin.add_argument(
+        "--dropout",
+        type=fraction,
+        help="dropout in every transformer layer while fine-tuning (default: the init model's, 0.1 for "
+        "the presets; 0 skips drawing the masks, about a sixth of a training step here)",
+    )
+    fin.add_argument(
         "--init-blend",
         type=fraction,
         default=1.0,

@@ -170,6 +170,8 @@ def train_finetune(args: argparse.Namespace) -> int:
         changes["anchor_markers"] = True
     if args.layers:
         changes["layers"] = args.layers
+    if args.dropout is not None:
+        changes["dropout"] = args.dropout
     best = finetune(
         Path(args.init),
         [t.strip() for t in args.tasks.split(",") if t.strip()],

@@ -260,9 +260,9 @@ def pretrain_metrics(
     return metrics
 
 
-# what fine-tuning may change in a pre-trained model: the CMAP mode, and adding the slot geometry
-# embedding or the anchor markers (their weights start fresh)
-ADDABLE = ("cmap_mode", "slot_geometry", "anchor_markers")
+# what fine-tuning may change in a pre-trained model: the CMAP mode, the dropout rate, and adding the
+# slot geometry embedding or the anchor markers (their weights start fresh)
+ADDABLE = ("cmap_mode", "slot_geometry", "anchor_markers", "dropout")
 
 
 def _check_fixed_architecture(init_dir: Path, base: CMALConfig, changes: dict[str, Any]) -> None:

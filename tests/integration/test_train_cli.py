@@ -342,3 +342,24 @@ def test_finetune_onto_another_detector(splits: tuple[Path, Path], demo_dir: Pat
     missing = ["train", "finetune", "--init", str(demo_dir), "--detector", str(tmp_path / "none"),
                "--tasks", "vqa", "--train", str(train), "--out", str(tmp_path / "ft2"), *TINY]  # fmt: skip
     assert cli_main(missing) == 2  # a folder without a detector is refused with a message
+
+
+@pytest.mark.slow
+def test_finetune_with_another_dropout(splits: tuple[Path, Path], demo_dir: Path, tmp_path: Path) -> None:
+    """`--dropout` sets the fine-tuned model's dropout (recorded in its config); the architecture and
+    weights it starts from are the pre-trained model's, and a rate outside [0, 1] is refused."""
+    from cmal.model.config import CMALConfig
+
+    train, val = splits
+    out = tmp_path / "no-dropout"
+    args = ["train", "finetune", "--init", str(demo_dir), "--tasks", "vqa", "--train", str(train),
+            "--val", str(val), "--out", str(out), "--dropout", "0", *TINY]  # fmt: skip
+    assert cli_main(args) == 0
+    before, after = CMALConfig.load(demo_dir / "cmal.json"), CMALConfig.load(out / "cmal.json")
+    assert (before.dropout, after.dropout) == (0.1, 0.0)
+    assert (after.hidden, after.layers, after.heads) == (before.hidden, before.layers, before.heads)
+    too_high = ["train", "finetune", "--init", str(demo_dir), "--tasks", "vqa", "--train", str(train),
+                "--out", str(tmp_path / "refused"), "--dropout", "1.5", *TINY]  # fmt: skip
+    with pytest.raises(SystemExit) as refused:
+        cli_main(too_high)
+    assert refused.value.code == 2 and not (tmp_path / "refused").exists()
