@@ -1,12 +1,15 @@
-"""Fine-tuning steps per second with batches run as 1, 2, 3 … sub-batches of similar text length.
+"""Fine-tuning steps per second with batches run as 1, 2, 3 … sub-batches of similar text length,
+and with other dropout rates (`cmal train finetune --dropout`).
 
     .venv/bin/python scripts/finetune_speed.py --data data/demo/train [--groups 1 2 3 4]
+    .venv/bin/python scripts/finetune_speed.py --data data/demo/train --groups 2 --dropouts 0.1 0
 
 Times the training step (forward, backward, optimiser) of `cmal train finetune` on the bundled
 model, all four tasks, on the same random batches for every setting. The settings take turns,
 batch by batch, so a machine that slows down mid-run slows them alike; each figure is a ratio to
-one group (today's padded batch) measured in the same run. Also reports the padded text positions
-per example, which the grouping is there to cut. Writes the figures as JSON to ``--out``.
+one group (today's padded batch) at the first dropout rate, measured in the same run. Also reports
+the padded text positions per example, which the grouping is there to cut. Writes the figures as
+JSON to ``--out``.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from tqdm import tqdm
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from cmal.model.cmal import CMAL  # noqa: E402
 from cmal.model.io import load_cmal  # noqa: E402
 from cmal.regions import detect_folder  # noqa: E402
 from cmal.tasks import TASK_IDS  # noqa: E402
@@ -39,6 +43,7 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=ROOT / "models" / "shapes-demo")
     parser.add_argument("--data", type=Path, required=True, help="a training folder (all four task files)")
     parser.add_argument("--groups", type=int, nargs="+", default=[1, 2, 3, 4])
+    parser.add_argument("--dropouts", type=float, nargs="+", help="dropout rates (default: the model's)")
     parser.add_argument("--batches", type=int, default=40, help="timed batches per setting")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--out", type=Path, default=Path("runs/finetune-speed.json"))
@@ -60,19 +65,26 @@ def main() -> None:
         )
         for i in range(args.batches + 1)  # the first warms up every setting and is not timed
     ]
-    model.train()
-    optimiser = torch.optim.AdamW(model.parameters(), lr=1e-6)  # steps happen, the model barely moves
-    steps = {g: FinetuneStep(model, TASK_IDS, length_groups=g) for g in args.groups}
-    seconds = dict.fromkeys(args.groups, 0.0)
+    dropouts = args.dropouts or [model.config.dropout]
+    models = {}  # one copy of the model per dropout rate, the same weights
+    for p in dropouts:
+        models[p] = CMAL(model.config.replace(dropout=p))
+        models[p].load_state_dict(model.state_dict())
+        models[p].train()
+    # steps happen, the models barely move
+    optimisers = {p: torch.optim.AdamW(m.parameters(), lr=1e-6) for p, m in models.items()}
+    settings = [(g, p) for p in dropouts for g in args.groups]
+    steps = {(g, p): FinetuneStep(models[p], TASK_IDS, length_groups=g) for g, p in settings}
+    seconds = dict.fromkeys(settings, 0.0)
     for i, batch in enumerate(tqdm(batches, desc="batches")):
-        for g, step in steps.items():
+        for (g, p), step in steps.items():
             began = time.perf_counter()
             losses = step(batch)
-            optimiser.zero_grad(set_to_none=True)
+            optimisers[p].zero_grad(set_to_none=True)
             losses["total"].backward()
-            optimiser.step()
+            optimisers[p].step()
             if i:
-                seconds[g] += time.perf_counter() - began
+                seconds[g, p] += time.perf_counter() - began
 
     def positions(g: int) -> float:
         total = 0
@@ -92,12 +104,12 @@ def main() -> None:
         "mean_text_length": round(mean_text, 1),
         "region_slots": regions,
         "settings": {
-            str(g): {
-                "steps_per_s": round(args.batches / seconds[g], 3),
-                "speed_vs_one_group": round(seconds[1] / seconds[g], 3),
+            (str(g) if len(dropouts) == 1 else f"{g} groups, dropout {p}"): {
+                "steps_per_s": round(args.batches / seconds[g, p], 3),
+                "speed_vs_one_group": round(seconds[1, dropouts[0]] / seconds[g, p], 3),
                 "padded_text_positions_per_example": round(positions(g), 1),
             }
-            for g in args.groups
+            for g, p in settings
         },
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
