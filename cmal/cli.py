@@ -230,7 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--dropout",
         type=fraction,
         help="dropout in every transformer layer while fine-tuning (default: the init model's, 0.1 for "
-        "the presets; 0 skips drawing the masks, about a sixth of a training step here)",
+        "the presets; 0 skips drawing the masks, so steps run faster: scripts/finetune_speed.py --dropouts)",
     )
     fin.add_argument(
         "--init-blend",
