@@ -82,12 +82,18 @@ def test_the_readme_documents_every_setting_of_the_demo_model_script() -> None:
 
 
 @pytest.mark.parametrize(
-    ("name", "empty_means"), [("FRESH_STAGES", "no fresh stages"), ("DET_ARGS", "the joint detector")]
+    ("name", "empty_means"),
+    [
+        ("FRESH_STAGES", "no fresh stages"),
+        ("DET_ARGS", "the joint detector"),
+        ("FT_DROPOUT", "the pre-trained model's dropout"),
+    ],
 )
 def test_an_empty_demo_model_setting_is_kept_empty(name: str, empty_means: str) -> None:
-    """The README says an empty FRESH_STAGES means none and an empty DET_ARGS the joint detector:
-    the script's own assignment, run by bash with the setting empty, must keep it empty (``${X:-d}``
-    would put the default back), and with the setting unset must give the default."""
+    """The README says an empty FRESH_STAGES means none, an empty DET_ARGS the joint detector and an
+    empty FT_DROPOUT the pre-trained model's dropout: the script's own assignment, run by bash with
+    the setting empty, must keep it empty (``${X:-d}`` would put the default back), and with the
+    setting unset must give the default."""
     script = (ROOT / "scripts" / "demo_model.sh").read_text(encoding="utf-8")
     line = next(ln for ln in script.splitlines() if ln.startswith(f"{name}=${{"))
     show = f'{line}\nprintf "[%s]" "${name}"'
