@@ -351,12 +351,12 @@ def test_finetune_with_another_dropout(splits: tuple[Path, Path], demo_dir: Path
     from cmal.model.config import CMALConfig
 
     train, val = splits
-    out = tmp_path / "no-dropout"
+    out = tmp_path / "other-dropout"
     args = ["train", "finetune", "--init", str(demo_dir), "--tasks", "vqa", "--train", str(train),
-            "--val", str(val), "--out", str(out), "--dropout", "0", *TINY]  # fmt: skip
+            "--val", str(val), "--out", str(out), "--dropout", "0.25", *TINY]  # fmt: skip
     assert cli_main(args) == 0
     before, after = CMALConfig.load(demo_dir / "cmal.json"), CMALConfig.load(out / "cmal.json")
-    assert (before.dropout, after.dropout) == (0.1, 0.0)
+    assert after.dropout == 0.25 and before.dropout != 0.25  # the option's, not the start's
     assert (after.hidden, after.layers, after.heads) == (before.hidden, before.layers, before.heads)
     too_high = ["train", "finetune", "--init", str(demo_dir), "--tasks", "vqa", "--train", str(train),
                 "--out", str(tmp_path / "refused"), "--dropout", "1.5", *TINY]  # fmt: skip
