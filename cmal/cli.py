@@ -4,7 +4,8 @@ Subcommands:
     cmal data shapes --out DIR --seed N --num-images N --split {train,val,test,compositional}
                      [--domain {shapes,shifted}] [--extra-relations N] [--extra-statements KIND=N,...]
     cmal data check DIR
-    cmal train detector --data DIR --out MODEL_DIR [--val DIR] [--init MODEL_DIR [--drop-old-classes]]
+    cmal train detector --data DIR --out MODEL_DIR [--val DIR] [--init MODEL_DIR [--drop-old-classes]
+                        [--boxes-from foreground]]
     cmal train pretrain --data DIR --out DIR [--detector MODEL_DIR]
     cmal train finetune --init DIR --tasks ve,rec,vqa,itm --train DIR --val DIR --out DIR [--adapt-detector]
                         [--detector MODEL_DIR]
@@ -107,6 +108,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--init",
         help="continue from this model directory's detector (and copy its CMAL model along); the "
         "data's new tags and attributes are added to its vocabularies",
+    )
+    det.add_argument(
+        "--boxes-from",
+        choices=("objects", "foreground"),
+        default="objects",
+        help="objects (default): the boxes of --data's objects.jsonl; foreground (with --init): "
+        "class-agnostic boxes found in the pixels of the images --data's task files name, for "
+        "images without boxes on a plain or slowly changing background (README, 'Bring your own "
+        "images'): the proposals learn the new objects, the classifiers stay as they are",
     )
     det.add_argument(
         "--drop-old-classes",

@@ -102,6 +102,7 @@ def train_detector(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         init=Path(args.init) if args.init else None,
         keep_old_classes=not args.drop_old_classes,
+        boxes_from=args.boxes_from,
     )
     print(table({"detection": metrics}))
     print(f"saved the best checkpoint to {args.out} ({time.perf_counter() - start:.0f} s)")

@@ -10,6 +10,12 @@
 #   scripts/shifted_vqa.sh boxes-100             the route with boxes: the detector first fine-tuned
 #                                                on the training split's objects.jsonl (new classes
 #                                                added, DET_EPOCHS epochs), then the same VQA run
+#   scripts/shifted_vqa.sh found-100 found-adapt-10
+#                                                the route without boxes: the detector's proposals
+#                                                first trained on boxes found in the pixels of the
+#                                                run's own training images (--boxes-from foreground,
+#                                                DET_EPOCHS epochs), then the VQA run, frozen or
+#                                                (found-adapt-*) adapted end to end
 # THREADS (default 1), EPOCHS_100 (default 12), EPOCHS_10 (default 60) and DET_EPOCHS (default 6)
 # override the defaults; CMAL (default .venv/bin/cmal) is the command to run.
 set -euo pipefail
@@ -38,14 +44,20 @@ mkdir -p "$DATA/train10-vqa"
 ln -sfn ../train/images "$DATA/train10-vqa/images"
 awk 'NR % 10 == 1' "$DATA/train/vqa.jsonl" > "$DATA/train10-vqa/vqa.jsonl"
 
-run() {  # NAME: frozen-100, frozen-10, adapt-100, adapt-10, boxes-100 or boxes-10
-  local name=$1 train=train-vqa epochs=$EPOCHS_100 adapt=() init=models/shapes-demo
-  [[ $name == *-10 ]] && train=train10-vqa epochs=$EPOCHS_10
-  [[ $name == adapt-* ]] && adapt=(--adapt-detector)
+run() {  # NAME: [found-]frozen-100, ... adapt-10, boxes-100, boxes-10, found-100, found-adapt-10, ...
+  local name=$1 train=train-vqa epochs=$EPOCHS_100 adapt=() init=models/shapes-demo share=100
+  [[ $name == *-10 ]] && train=train10-vqa epochs=$EPOCHS_10 share=10
+  [[ $name == adapt-* || $name == *-adapt-* ]] && adapt=(--adapt-detector)
   if [[ $name == boxes-* ]]; then
     init=$RUNS/boxes-detector
     [[ -f "$init/detector.safetensors" ]] || $CMAL train detector --init models/shapes-demo --data "$DATA/train" \
       --val "$DATA/val" --out "$init" --epochs "$DET_EPOCHS" --threads "$THREADS" --quiet
+  fi
+  if [[ $name == found-* ]]; then  # no boxes: proposals learn from boxes found in the run's own images
+    init=$RUNS/found-detector-$share
+    [[ -f "$init/detector.safetensors" ]] || $CMAL train detector --init models/shapes-demo \
+      --data "$DATA/$train" --val "$DATA/val-vqa" --boxes-from foreground --out "$init" \
+      --epochs "$DET_EPOCHS" --threads "$THREADS" --quiet
   fi
   echo "== $name: $epochs epochs on $DATA/$train ${adapt[*]}"
   $CMAL train finetune --init "$init" --tasks vqa --train "$DATA/$train" --val "$DATA/val-vqa" \

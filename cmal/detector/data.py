@@ -73,3 +73,32 @@ def load_detection_set(
         except KeyError as e:
             raise ValueError(f"{rec.image}: label {e.args[0]!r} is not in the model's vocabulary") from None
     return out
+
+
+UNLABELLED = -1
+"""Tag or attribute id of an object whose class is unknown (boxes found in the pixels): the
+classification losses skip it."""
+
+
+def foreground_detection_set(folder: Path, image_size: int, progress: bool = True) -> DetectionSet:
+    """Every image a task file of ``folder`` names, with class-agnostic boxes found in its pixels
+    (`cmal.data.foreground`): no ``objects.jsonl`` needed; tags and attributes are `UNLABELLED`."""
+    from cmal.data.foreground import folder_boxes
+    from cmal.regions import dataset_images
+
+    paths = dataset_images(folder)
+    if not paths:
+        raise FileNotFoundError(f"{folder}: no dataset files with images found")
+    found = folder_boxes(paths, progress)
+    images = np.zeros((len(paths), 3, image_size, image_size), np.uint8)
+    out = DetectionSet(images, [], [], [], [], [])
+    for i, (path, boxes) in enumerate(zip(paths, found, strict=True)):
+        image = load_rgb(path)
+        w, h = image.size
+        images[i] = np.round(to_input(image, image_size) * 255).astype(np.uint8)
+        out.original_boxes.append(boxes)
+        out.boxes.append(boxes * np.array([image_size / w, image_size / h] * 2, np.float32))
+        out.sizes.append((w, h))
+        out.tags.append(np.full(len(boxes), UNLABELLED, np.int64))
+        out.attributes.append(np.full(len(boxes), UNLABELLED, np.int64))
+    return out

@@ -24,6 +24,14 @@ def _at(maps: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return flat.gather(2, index.unsqueeze(1).expand(-1, flat.shape[1], -1)).transpose(1, 2)
 
 
+def labelled_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy over the objects whose class is known (target >= 0); zero when none is."""
+    known = target >= 0
+    if not bool(known.any()):
+        return logits.new_zeros(())
+    return F.cross_entropy(logits[known], target[known])
+
+
 def detector_losses(maps: DenseMaps, t: Targets) -> dict[str, torch.Tensor]:
     """All detector losses; ``total`` is their weighted sum."""
     n = t.mask.sum()
@@ -31,7 +39,7 @@ def detector_losses(maps: DenseMaps, t: Targets) -> dict[str, torch.Tensor]:
     heat = focal_heatmap_loss(maps.heat, t.heat, n)
     size = F.l1_loss(_at(maps.size, t.centre)[mask], t.size[mask], reduction="sum") / n.clamp(min=1)
     offset = F.l1_loss(_at(maps.offset, t.centre)[mask], t.offset[mask], reduction="sum") / n.clamp(min=1)
-    tag = F.cross_entropy(_at(maps.tag_logits, t.centre)[mask], t.tag[mask])
-    attribute = F.cross_entropy(_at(maps.attribute_logits, t.centre)[mask], t.attribute[mask])
+    tag = labelled_cross_entropy(_at(maps.tag_logits, t.centre)[mask], t.tag[mask])
+    attribute = labelled_cross_entropy(_at(maps.attribute_logits, t.centre)[mask], t.attribute[mask])
     total = heat + 0.2 * size + offset + tag + attribute
     return {"total": total, "heat": heat, "size": size, "offset": offset, "tag": tag, "attribute": attribute}

@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from cmal.data.vocab import COLOURS, SHAPES
 from cmal.detector.config import DetectorConfig
-from cmal.detector.data import DetectionSet, label_lists, load_detection_set
+from cmal.detector.data import DetectionSet, foreground_detection_set, label_lists, load_detection_set
 from cmal.detector.io import load_detector, run_detector, save_detector
 from cmal.detector.losses import detector_losses
 from cmal.detector.metrics import detection_metrics
@@ -53,8 +53,14 @@ def evaluate_detector(model: Detector, data: DetectionSet, batch_size: int = 64)
     return detection_metrics(pb, ps, pt, pa, data.original_boxes, data.tags, data.attributes)
 
 
+CLASS_PATH = ("feature", "colour", "tag_head", "attribute_head")
+"""The detector parts only the tag and attribute losses train: frozen on boxes without classes."""
+BOX_SOURCES = ("objects", "foreground")
+"""Where detector training takes its boxes: ``objects.jsonl``, or found in the pixels."""
+
+
 def _score(m: dict[str, float]) -> float:
-    return m["recall"] + m["precision"] + m["tag_accuracy"] + m["attribute_accuracy"]
+    return m["recall"] + m["precision"] + m.get("tag_accuracy", 0.0) + m.get("attribute_accuracy", 0.0)
 
 
 def _flip(
@@ -86,6 +92,7 @@ def train_detector(
     progress: bool = True,
     init: Path | None = None,
     keep_old_classes: bool = True,
+    boxes_from: str = "objects",
 ) -> dict[str, float]:
     """Train a detector on ``data_dir/objects.jsonl`` and save the best checkpoint to ``out_dir``.
 
@@ -95,8 +102,15 @@ def train_detector(
     classifier row, a new one starts fresh. A CMAL model in ``init`` is copied along, so
     ``cmal train finetune --init OUT`` starts from it with the new detector (`continue_from`).
 
+    ``boxes_from="foreground"`` (needs ``init``) trains on class-agnostic boxes found in the pixels
+    of every image the folders' task files name (`cmal.data.foreground`) instead: the proposals
+    (centre heatmap, box size and offset) and the backbone learn where the new domain's objects
+    are; the region-feature layers and the tag and attribute classifiers (`CLASS_PATH`) stay frozen,
+    and the vocabularies stay ``init``'s.
+
     Validation runs after every epoch; the checkpoint with the best validation score (recall +
-    precision + tag and attribute accuracy) is kept. Writes ``metrics.json`` (key ``detection``).
+    precision + tag and attribute accuracy; recall + precision for foreground boxes) is kept.
+    Writes ``metrics.json`` (key ``detection``).
 
     Returns:
         The kept checkpoint's validation metrics.
@@ -106,10 +120,15 @@ def train_detector(
         torch.set_num_threads(s.threads)
     torch.manual_seed(s.seed)
     rng = np.random.default_rng(s.seed)
+    if boxes_from not in BOX_SOURCES:
+        raise ValueError(f"boxes_from must be one of {', '.join(BOX_SOURCES)}, got {boxes_from!r}")
+    agnostic = boxes_from == "foreground"
+    if agnostic and init is None:
+        raise ValueError("boxes found in the pixels have no classes: continue from a detector (--init)")
     start_from = load_detector(init) if init is not None else None
     if start_from is not None:
-        known = (start_from[1], start_from[2]) if keep_old_classes else ([], [])
-        tags, attributes = label_lists(data_dir, tuple(known[0]), tuple(known[1]))
+        known = (start_from[1], start_from[2]) if keep_old_classes or agnostic else ([], [])
+        tags, attributes = known if agnostic else label_lists(data_dir, tuple(known[0]), tuple(known[1]))
         base = start_from[0].config
     else:
         tags, attributes = label_lists(data_dir, SHAPES, COLOURS)
@@ -117,9 +136,15 @@ def train_detector(
     config = DetectorConfig.from_json(
         {**base.to_json(), "num_tags": len(tags), "num_attributes": len(attributes)}
     )
-    train = load_detection_set(data_dir, config.image_size, tags, attributes, progress=progress)
+
+    def load(folder: Path) -> DetectionSet:
+        if agnostic:
+            return foreground_detection_set(folder, config.image_size, progress)
+        return load_detection_set(folder, config.image_size, tags, attributes, progress=progress)
+
+    train = load(data_dir)
     if val_dir is not None:
-        val = load_detection_set(val_dir, config.image_size, tags, attributes, progress=progress)
+        val = load(val_dir)
     else:
         n_val = max(1, int(len(train.images) * s.val_fraction))
         val = _subset(train, range(len(train.images) - n_val, len(train.images)))
@@ -128,7 +153,13 @@ def train_detector(
     if start_from is not None and init is not None:
         continue_from(model, *start_from, tags, attributes)
         copy_fusion_model(init, out_dir)
-    opt = torch.optim.AdamW(model.parameters(), lr=s.lr, weight_decay=s.weight_decay)
+    if agnostic:  # no classes to learn from: the classifiers and what only they read stay as they are
+        for name in CLASS_PATH:
+            part = getattr(model, name)
+            if part is not None:
+                part.requires_grad_(False)
+    trained = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(trained, lr=s.lr, weight_decay=s.weight_decay)
     steps_per_epoch = math.ceil(len(train.images) / s.batch_size)
     total = steps_per_epoch * s.epochs
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=s.lr, total_steps=total, pct_start=0.15)
@@ -164,10 +195,14 @@ def train_detector(
                     }
                 )
         metrics = evaluate_detector(model, val)
+        if agnostic:  # the boxes have no classes to be accurate about
+            metrics = {k: v for k, v in metrics.items() if not k.endswith("_accuracy")}
         metrics["epoch"] = epoch
         history.append(metrics)
         line = ", ".join(
-            f"{k} {metrics[k]:.4f}" for k in ("recall", "precision", "tag_accuracy", "attribute_accuracy")
+            f"{k} {metrics[k]:.4f}"
+            for k in ("recall", "precision", "tag_accuracy", "attribute_accuracy")
+            if k in metrics
         )
         tqdm.write(f"epoch {epoch}: val {line}")
         if best is None or _score(metrics) >= _score(best):
@@ -175,7 +210,7 @@ def train_detector(
             save_detector(model, out_dir, tags, attributes)
     assert best is not None
     best = {**best, "train_seconds": round(time.perf_counter() - start, 1)}
-    update_metrics(out_dir, "detection", {**best, "data": str(val_dir or data_dir)})
+    update_metrics(out_dir, "detection", {**best, "data": str(val_dir or data_dir), "boxes_from": boxes_from})
     (out_dir / "detector_history.json").write_text(json.dumps(history, indent=2) + "\n")
     return best
 

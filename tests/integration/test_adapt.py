@@ -17,6 +17,7 @@ from cmal.cli import main as cli_main
 from cmal.data.generate import generate_split
 from cmal.detector.config import DetectorConfig
 from cmal.detector.model import Detector
+from cmal.detector.train import CLASS_PATH
 from cmal.regions import detect_images
 from cmal.train.adapt import HEADS
 
@@ -149,3 +150,26 @@ def test_detector_with_boxes_new_classes_then_adapt_with_heads(
     assert all(
         not torch.equal(start_[k], end[k]) for k in start_ if k.split(".")[0] in ("heat", "box", "tag_head")
     )
+
+
+@pytest.mark.slow
+def test_detector_on_boxes_found_in_the_pixels(shifted: Path, demo_dir: Path, tmp_path: Path) -> None:
+    train = shifted / "train-vqa"  # no objects.jsonl: the boxes come from the images
+    common = ["train", "detector", "--data", str(train), "--boxes-from", "foreground", "--epochs", "1",
+              "--batch-size", "8", "--quiet"]  # fmt: skip
+    assert cli_main([*common, "--out", str(tmp_path / "alone")]) == 2  # no classes to start from
+    det = tmp_path / "found"
+    assert cli_main([*common, "--init", str(demo_dir), "--out", str(det)]) == 0
+
+    # the vocabularies, classifiers and region-feature layers are the start's; the proposals and
+    # the backbone trained
+    labels, old = (json.loads((d / "labels.json").read_text()) for d in (det, demo_dir))
+    assert (labels["tags"], labels["attributes"]) == (old["tags"], old["attributes"])
+    before, after = parameters(demo_dir), parameters(det)
+    for k in before:
+        frozen = k.split(".")[0] in CLASS_PATH
+        assert torch.equal(before[k], after[k]) == frozen, k
+    detection = json.loads((det / "metrics.json").read_text())["detection"]
+    assert detection["boxes_from"] == "foreground" and "tag_accuracy" not in detection
+    assert detection["n_objects"] > 0
+    assert (det / "cmal.safetensors").read_bytes() == (demo_dir / "cmal.safetensors").read_bytes()
