@@ -256,6 +256,16 @@ def build_parser() -> argparse.ArgumentParser:
         "else stay frozen and its region proposals are kept by distillation (default: frozen detector)",
     )
     fin.add_argument(
+        "--new-words",
+        type=int,
+        default=3,
+        metavar="N",
+        help="words of --train seen at least N times that the tokenizer only spells in pieces (a "
+        "new domain's nouns and colours) become tokens of their own, each starting from its pieces' "
+        "mean embedding, so texts stay short and words are learned as words (default 3; 0: keep "
+        "the tokenizer as it is)",
+    )
+    fin.add_argument(
         "--data-share",
         type=fraction,
         default=1.0,

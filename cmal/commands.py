@@ -127,6 +127,7 @@ def train_settings(args: argparse.Namespace) -> TrainSettings:
         "data_share",
         "ve_trains_itm",
         "length_groups",
+        "new_words",
     )
     return TrainSettings(
         epochs=args.epochs,

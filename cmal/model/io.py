@@ -110,6 +110,35 @@ def load_partial(
     return skipped
 
 
+VOCABULARY_ROWS = (
+    "text_encoder.tokens.weight",
+    *(f"mlm_head.mlp.{MLP.OUTPUT}.{p}" for p in ("weight", "bias")),
+)
+"""The tensors with one row per token of the tokenizer."""
+
+
+def load_grown_vocabulary(model: CMAL, folder: Path, pieces: Sequence[Sequence[int]]) -> list[str]:
+    """After `load_partial` of a checkpoint whose tokenizer has since grown by ``len(pieces)`` words
+    (`cmal.text.tokenizer.add_words`): every old token keeps its trained rows, and each new word's
+    embedding starts at the mean of its pieces' (what the model read the word as until now); its MLM
+    output row stays fresh. Returns the names of the tensors loaded."""
+    state = read_weights(folder)
+    own = model.state_dict()
+    loaded = []
+    for key in VOCABULARY_ROWS:
+        old, grown = state[key], own[key].clone()
+        if grown.shape[0] != old.shape[0] + len(pieces) or grown.shape[1:] != old.shape[1:]:
+            raise ValueError(f"{key}: {tuple(old.shape)} cannot grow by {len(pieces)} rows to {grown.shape}")
+        grown[: old.shape[0]] = old
+        if key == VOCABULARY_ROWS[0]:
+            for i, ids in enumerate(pieces):
+                grown[old.shape[0] + i] = old[list(ids)].mean(0)
+        own[key] = grown
+        loaded.append(key)
+    model.load_state_dict(own)
+    return loaded
+
+
 def count_parameters(model: torch.nn.Module) -> int:
     """How many numbers ``model`` learns."""
     return sum(p.numel() for p in model.parameters())

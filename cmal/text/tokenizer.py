@@ -8,6 +8,7 @@ the `tokenizers` library: BERT normalisation (lower case), BERT pre-tokenisation
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
@@ -72,3 +73,39 @@ def load_tokenizer(path: str | Path) -> Tokenizer:
     if tok.token_to_id("[CLS]") != CLS_ID or tok.token_to_id("[PAD]") != PAD_ID:
         raise ValueError(f"{path}: not a CMAL tokenizer (special token ids differ)")
     return tok
+
+
+def add_words(
+    tokenizer: Tokenizer, texts: Iterable[str], min_count: int = 3
+) -> tuple[Tokenizer, dict[str, list[int]]]:
+    """``tokenizer`` with the frequent words of ``texts`` it does not know as tokens of their own.
+
+    A fine-tuning corpus from another domain names things the model's tokenizer only spells out
+    in pieces ("pentagon" → p ##e ##n ##t ##a ##g ##o ##n): the text grows long (and is truncated
+    past ``max_length``), and the model must learn the word from its letters. Every word seen at
+    least ``min_count`` times that the tokenizer splits becomes a token, appended after the existing
+    ids (which keep their meaning), most frequent first (ties alphabetical), so a checkpoint's rows
+    still fit.
+
+    Returns:
+        The grown tokenizer (``tokenizer`` itself when nothing is new) and, for each new word, the
+        ids of the pieces the old tokenizer spelled it with (to start its embedding from).
+    """
+    normalizer, pre_tokenizer = tokenizer.normalizer, tokenizer.pre_tokenizer
+    assert normalizer is not None and pre_tokenizer is not None
+    counts: Counter[str] = Counter()
+    for text in texts:
+        counts.update(word for word, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text)))
+    vocab = tokenizer.get_vocab()
+    new = [
+        word
+        for word, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+        if n >= min_count and word not in vocab and len(word) > 1
+    ]
+    if not new:
+        return tokenizer, {}
+    pieces = {w: tokenizer.encode(w, add_special_tokens=False).ids for w in new}
+    spec = json.loads(tokenizer.to_str())
+    for word in new:
+        spec["model"]["vocab"][word] = len(spec["model"]["vocab"])
+    return Tokenizer.from_str(json.dumps(spec)), pieces

@@ -22,7 +22,7 @@ from cmal.detector.io import copy_detector, save_detector
 from cmal.evaluate import evaluate_examples
 from cmal.model.cmal import CMAL
 from cmal.model.config import CMALConfig, demo_config
-from cmal.model.io import has_cmal, load_partial, save_cmal
+from cmal.model.io import has_cmal, load_grown_vocabulary, load_partial, save_cmal
 from cmal.model_dir import (
     CMAL_CONFIG,
     DETECTOR_CONFIG,
@@ -34,7 +34,7 @@ from cmal.model_dir import (
 from cmal.regions import RegionTable, detect_folder
 from cmal.tasks import TASK_IDS
 from cmal.text.sizes import OBJECTS, size_vocabulary
-from cmal.text.tokenizer import load_tokenizer, train_tokenizer
+from cmal.text.tokenizer import add_words, load_tokenizer, train_tokenizer
 from cmal.train.adapt import AdaptStep, adapt_setup, by_image
 from cmal.train.distributed import DistInfo, barrier, init_distributed, shutdown
 from cmal.train.examples import (
@@ -305,6 +305,7 @@ def finetune(
     if pretrained:
         _check_fixed_architecture(init_dir, base, config_changes or {})
     dist, det, labels = _start(detector_dir or init_dir, out_dir, s.seed)
+    new_words: dict[str, list[int]] = {}  # words the tokenizer gains (a pre-trained start only)
     if pretrained:
         tokenizer: Tokenizer = load_tokenizer(init_dir)
         old = Vocabularies.load(init_dir)
@@ -314,6 +315,8 @@ def finetune(
         attribute_words = {**{a: a for a in labels["attributes"]}, **old.attribute_words}
         if not old.attribute_words:  # a model trained without attribute anchors keeps going without
             attribute_words = {}
+        if s.new_words:  # the training texts' own words, not spelled out in pieces
+            tokenizer, new_words = add_words(tokenizer, _corpus(train_dir), s.new_words)
     else:
         tokenizer = train_tokenizer(_corpus(train_dir), vocab_size=vocab_size, max_length=base.max_tokens)
         synonyms = _synonyms(labels["tags"])
@@ -330,6 +333,11 @@ def finetune(
     model = CMAL(config)
     if pretrained:
         skipped = load_partial(model, init_dir, s.init_blend, (old.answers, answers))
+        if new_words:
+            grown = load_grown_vocabulary(model, init_dir, list(new_words.values()))
+            skipped = [k for k in skipped if k not in grown]
+            if dist.main and progress:
+                log.info("%d new words in the tokenizer: %s", len(new_words), ", ".join(new_words))
         if dist.main and skipped and progress:
             fresh = sorted({".".join(k.split(".")[:2]) for k in skipped})
             log.info("initialised from %s; new (randomly initialised): %s", init_dir, ", ".join(fresh))
@@ -384,6 +392,7 @@ def finetune(
                 "strict_attribute_anchors": vocab.strict_attributes,
                 **{k: getattr(s, k) for k in RECORDED_FINETUNE_SETTINGS},
                 "train_examples": len(examples),
+                "new_words": list(new_words),
                 "data": str(train_dir),
             },
         )

@@ -12,6 +12,7 @@ import pytest
 import torch
 from PIL import Image
 from safetensors.torch import load_file
+from tokenizers import Tokenizer
 
 from cmal.cli import main as cli_main
 from cmal.data.generate import generate_split
@@ -53,7 +54,11 @@ def test_adapt_end_to_end_then_evaluate_export_and_serve(
     args = ["train", "finetune", "--init", str(demo_dir), "--tasks", "vqa", "--train", str(train),
             "--val", str(val), "--out", str(out), "--adapt-detector", *TINY]  # fmt: skip
     assert cli_main(args) == 0
-    assert json.loads((out / "metrics.json").read_text())["finetune"]["adapt_detector"] is True
+    finetune = json.loads((out / "metrics.json").read_text())["finetune"]
+    assert finetune["adapt_detector"] is True
+    # the domain's nouns and colours became tokens (the graphs and service below read them)
+    assert {"star", "hexagon", "pentagon"} <= set(finetune["new_words"])
+    assert Tokenizer.from_file(str(out / "tokenizer.json")).encode("a star").tokens[1:3] == ["a", "star"]
 
     # the backbone and region-feature path trained; the detection heads (no boxes here) did not
     before, after = parameters(demo_dir), parameters(out)
