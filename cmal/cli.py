@@ -95,8 +95,12 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(func=commands.data_check)
 
     train = sub.add_parser("train", help="train models").add_subparsers(dest="train_command", required=True)
-    det = train.add_parser("detector", help="train the region detector on objects.jsonl")
-    det.add_argument("--data", required=True, help="training folder (objects.jsonl + images)")
+    det = train.add_parser("detector", help="train the region detector on objects.jsonl (or found boxes)")
+    det.add_argument(
+        "--data",
+        required=True,
+        help="training folder (objects.jsonl + images; any task file with --boxes-from foreground)",
+    )
     det.add_argument("--out", required=True, help="model directory to write")
     det.add_argument("--val", help="validation folder (default: hold out 10%% of --data)")
     det.add_argument("--epochs", type=int, default=14, help="epochs (default 14)")

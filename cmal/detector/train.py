@@ -125,6 +125,11 @@ def train_detector(
     agnostic = boxes_from == "foreground"
     if agnostic and init is None:
         raise ValueError("boxes found in the pixels have no classes: continue from a detector (--init)")
+    if not agnostic and not (data_dir / "objects.jsonl").is_file():
+        raise FileNotFoundError(
+            f"{data_dir}/objects.jsonl not found; for images without boxes, find them in the pixels: "
+            "--init MODEL_DIR --boxes-from foreground"
+        )
     start_from = load_detector(init) if init is not None else None
     if start_from is not None:
         known = (start_from[1], start_from[2]) if keep_old_classes or agnostic else ([], [])

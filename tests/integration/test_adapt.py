@@ -163,6 +163,8 @@ def test_detector_on_boxes_found_in_the_pixels(shifted: Path, demo_dir: Path, tm
     common = ["train", "detector", "--data", str(train), "--boxes-from", "foreground", "--epochs", "1",
               "--batch-size", "8", "--quiet"]  # fmt: skip
     assert cli_main([*common, "--out", str(tmp_path / "alone")]) == 2  # no classes to start from
+    plain = [a for a in common if a not in ("--boxes-from", "foreground")]
+    assert cli_main([*plain, "--init", str(demo_dir), "--out", str(tmp_path / "plain")]) == 2  # no boxes
     det = tmp_path / "found"
     assert cli_main([*common, "--init", str(demo_dir), "--out", str(det)]) == 0
 

@@ -103,6 +103,20 @@ def test_losses_fall_when_fitting_one_batch() -> None:
     assert losses["total"].item() < first["total"] / 10
 
 
+def test_objects_without_a_class_train_only_the_boxes() -> None:
+    torch.manual_seed(0)
+    with torch.no_grad():
+        maps = Detector(DetectorConfig()).dense(torch.rand(1, 3, 128, 128))
+    boxes = [np.array([[10, 10, 30, 30], [60, 60, 90, 90]], np.float32)]
+    known = detector_losses(maps, build_targets(boxes, [np.array([0, 1])], [np.array([3, 4])], 128, 4))
+    half = detector_losses(maps, build_targets(boxes, [np.array([-1, 1])], [np.array([-1, -1])], 128, 4))
+    assert half["heat"] == known["heat"] and half["size"] == known["size"]  # the boxes count the same
+    assert half["attribute"] == 0.0 and torch.isfinite(half["total"])  # none labelled: no loss, no NaN
+    one = build_targets(boxes[:1], [np.array([1, 1])], [np.array([0, 0])], 128, 4)  # the class of box 2
+    assert half["tag"] == pytest.approx(float(torch.nn.functional.cross_entropy(
+        maps.tag_logits.flatten(2)[0, :, one.centre[0, 1]].unsqueeze(0), one.tag[0, 1:])))  # fmt: skip
+
+
 def test_metrics_on_a_hand_made_case() -> None:
     gt = [np.array([[0, 0, 10, 10], [20, 20, 30, 30]], np.float32)]
     pred = [np.array([[0, 0, 10, 9], [50, 50, 60, 60], [21, 21, 30, 30]], np.float32)]
