@@ -117,10 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--boxes-from",
         choices=("objects", "foreground"),
         default="objects",
-        help="objects (default): the boxes of --data's objects.jsonl; foreground (with --init): "
-        "class-agnostic boxes found in the pixels of the images --data's task files name, for "
-        "images without boxes on a plain or slowly changing background (README, 'Bring your own "
-        "images'): the proposals learn the new objects, the classifiers stay as they are",
+        help="objects (default): --data's objects.jsonl; foreground (with --init): class-agnostic "
+        "boxes found in the pixels of images without boxes on a plain or slowly changing background "
+        "(README, 'Bring your own images'): the proposals learn the objects, the classifiers stay",
     )
     det.add_argument(
         "--drop-old-classes",
