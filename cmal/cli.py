@@ -258,15 +258,15 @@ def build_parser() -> argparse.ArgumentParser:
         "images the detector never saw); its heads train on --train's objects.jsonl when it has one, "
         "else stay frozen and its region proposals are kept by distillation (default: frozen detector)",
     )
+    lr_help = "with --adapt-detector: the detector's learning rate is --lr times this (default 1)"
+    fin.add_argument("--detector-lr-scale", type=float, default=1.0, help=lr_help)
     fin.add_argument(
         "--new-words",
         type=int,
         default=3,
         metavar="N",
-        help="words of --train seen at least N times that the tokenizer only spells in pieces (a "
-        "new domain's nouns and colours) become tokens of their own, each starting from its pieces' "
-        "mean embedding, so texts stay short and words are learned as words (default 3; 0: keep "
-        "the tokenizer as it is)",
+        help="words of --train seen N times that the tokenizer spells in pieces (a new domain's "
+        "nouns) become tokens, starting from their pieces' mean embedding (default 3; 0: off)",
     )
     fin.add_argument(
         "--data-share",

@@ -124,6 +124,7 @@ def train_settings(args: argparse.Namespace) -> TrainSettings:
         "skip_ambiguous",
         "strict_attribute_anchors",
         "adapt_detector",
+        "detector_lr_scale",
         "data_share",
         "ve_trains_itm",
         "length_groups",

@@ -16,8 +16,9 @@
 #                                                run's own training images (--boxes-from foreground,
 #                                                DET_EPOCHS epochs), then the VQA run, frozen or
 #                                                (found-adapt-*) adapted end to end
-# THREADS (default 1), EPOCHS_100 (default 12), EPOCHS_10 (default 60) and DET_EPOCHS (default 6)
-# override the defaults; CMAL (default .venv/bin/cmal) is the command to run.
+# THREADS (default 1), EPOCHS_100 (default 12), EPOCHS_10 (default 60), DET_EPOCHS (default 6) and
+# DET_LR_SCALE (default 1: the adapted detector's learning rate, x --lr) override the defaults;
+# CMAL (default .venv/bin/cmal) is the command to run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CMAL=${CMAL:-.venv/bin/cmal}
@@ -27,6 +28,7 @@ THREADS=${THREADS:-1}
 EPOCHS_100=${EPOCHS_100:-12}
 EPOCHS_10=${EPOCHS_10:-60}
 DET_EPOCHS=${DET_EPOCHS:-6}
+DET_LR_SCALE=${DET_LR_SCALE:-1}
 WANTED=("${@:-frozen-100}")
 [[ $# -gt 0 ]] || WANTED=(frozen-100 frozen-10 adapt-100 adapt-10)
 
@@ -47,7 +49,7 @@ awk 'NR % 10 == 1' "$DATA/train/vqa.jsonl" > "$DATA/train10-vqa/vqa.jsonl"
 run() {  # NAME: [found-]frozen-100, ... adapt-10, boxes-100, boxes-10, found-100, found-adapt-10, ...
   local name=$1 train=train-vqa epochs=$EPOCHS_100 adapt=() init=models/shapes-demo share=100
   [[ $name == *-10 ]] && train=train10-vqa epochs=$EPOCHS_10 share=10
-  [[ $name == adapt-* || $name == *-adapt-* ]] && adapt=(--adapt-detector)
+  [[ $name == adapt-* || $name == *-adapt-* ]] && adapt=(--adapt-detector --detector-lr-scale "$DET_LR_SCALE")
   if [[ $name == boxes-* ]]; then
     init=$RUNS/boxes-detector
     [[ -f "$init/detector.safetensors" ]] || $CMAL train detector --init models/shapes-demo --data "$DATA/train" \

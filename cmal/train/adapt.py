@@ -208,6 +208,14 @@ class Adaptation:
     validation: Callable[[], tuple[RegionTable, list[Example]]]  # re-detected with the detector as it is
 
 
+def check_adapt_settings(s: TrainSettings) -> None:
+    """Reject settings that contradict how the detector is (or is not) adapted, before any work."""
+    if s.detector_lr_scale != 1.0 and not (s.adapt_detector and s.detector_lr_scale > 0):
+        raise ValueError("--detector-lr-scale must be positive and needs --adapt-detector")
+    if s.adapt_detector and s.data_share < 1.0:
+        raise ValueError("a share of the training data (--data-share) needs a frozen detector")
+
+
 def adapt_setup(
     out_dir: Path,
     train_dir: Path,

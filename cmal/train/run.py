@@ -35,7 +35,7 @@ from cmal.regions import RegionTable, detect_folder
 from cmal.tasks import TASK_IDS
 from cmal.text.sizes import OBJECTS, size_vocabulary
 from cmal.text.tokenizer import add_words, load_tokenizer, train_tokenizer
-from cmal.train.adapt import AdaptStep, adapt_setup, by_image
+from cmal.train.adapt import AdaptStep, adapt_setup, by_image, check_adapt_settings
 from cmal.train.distributed import DistInfo, barrier, init_distributed, shutdown
 from cmal.train.examples import (
     TEXT_FIELD,
@@ -297,8 +297,7 @@ def finetune(
         raise ValueError(f"tasks must be a non-empty subset of {', '.join(TASK_IDS)}; got {', '.join(tasks)}")
     tasks = tuple(t for t in TASK_IDS if t in tasks)
     s = settings or TrainSettings()
-    if s.adapt_detector and s.data_share < 1.0:
-        raise ValueError("a share of the training data (--data-share) needs a frozen detector")
+    check_adapt_settings(s)
     check_ve_trains_itm(tasks, s.ve_trains_itm)  # before any work
     pretrained = has_cmal(init_dir)
     base = CMALConfig.load(init_dir / CMAL_CONFIG) if pretrained else demo_config()

@@ -48,6 +48,7 @@ class TrainSettings:
     strict_attribute_anchors: bool = False
     init_blend: float = 1.0  # fine-tuning: weight of the pre-trained weights against a fresh init
     adapt_detector: bool = False  # fine-tuning: train the detector's backbone and feature path too
+    detector_lr_scale: float = 1.0  # fine-tuning with adapt_detector: its learning rate x this
     data_share: float = 1.0  # fine-tuning: share of the training images used (a seeded draw)
     ve_trains_itm: bool = False  # fine-tuning: entailed / contradicted hypotheses are ITM examples too
     length_groups: int = 1  # fine-tuning: run each batch as up to this many sub-batches by text length
@@ -60,7 +61,13 @@ class TrainSettings:
 
 
 # the fine-tuning options a run writes to its metrics.json (beside the loop settings in the checkpoint)
-RECORDED_FINETUNE_SETTINGS = ("adapt_detector", "data_share", "ve_trains_itm", "length_groups")
+RECORDED_FINETUNE_SETTINGS = (
+    "adapt_detector",
+    "detector_lr_scale",
+    "data_share",
+    "ve_trains_itm",
+    "length_groups",
+)
 
 
 def lr_at(step: int, total: int, s: TrainSettings) -> float:
@@ -92,6 +99,26 @@ def _load_optimizer(
             _, idx, name = key.split(".", 2)
             state.setdefault(int(idx), {})[name] = value
     opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+
+
+def param_groups(model: nn.Module, s: TrainSettings) -> list[dict[str, Any]]:
+    """The optimiser's parameter groups of ``model``'s trainable parameters: weight decay on
+    matrices only, and the learning rate scaled by ``lr_scale`` (``s.detector_lr_scale`` for the
+    detector adapted end to end, the ``detector.*`` parameters, else 1). The two groups at scale 1
+    always exist, so checkpoints of runs without a detector keep their layout."""
+
+    def scale(name: str) -> float:
+        return s.detector_lr_scale if name.startswith("detector.") else 1.0
+
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    groups = []
+    for lr_scale in sorted({scale(n) for n, _ in named} | {1.0}):
+        for decay in (True, False):
+            picked = [p for n, p in named if scale(n) == lr_scale and (p.ndim >= 2) == decay]
+            if picked or lr_scale == 1.0:
+                weight_decay = s.weight_decay if decay else 0.0
+                groups.append({"params": picked, "weight_decay": weight_decay, "lr_scale": lr_scale})
+    return groups
 
 
 def fit(
@@ -131,9 +158,7 @@ def fit(
     if s.threads:
         torch.set_num_threads(s.threads)
     params = [p for p in model.parameters() if p.requires_grad]
-    decay = [p for p in params if p.ndim >= 2]
-    no_decay = [p for p in params if p.ndim < 2]
-    groups = [{"params": decay, "weight_decay": s.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    groups = param_groups(model, s)
     if s.optimizer == "adamw":
         opt: torch.optim.Optimizer = torch.optim.AdamW(groups, lr=s.lr)
     elif s.optimizer == "sgd":
@@ -184,7 +209,7 @@ def fit(
             mine = idx[dist.rank :: dist.world]
             batch = make_batch([examples[j] for j in mine], epoch)
             for g in opt.param_groups:
-                g["lr"] = lr_at(step, total, s)
+                g["lr"] = lr_at(step, total, s) * g.get("lr_scale", 1.0)
             losses = runner(batch)
             opt.zero_grad(set_to_none=True)
             losses["total"].backward()

@@ -52,10 +52,11 @@ def test_adapt_end_to_end_then_evaluate_export_and_serve(
     out = tmp_path / "adapted"
     train, val = shifted / "train-vqa", shifted / "val-vqa"
     args = ["train", "finetune", "--init", str(demo_dir), "--tasks", "vqa", "--train", str(train),
-            "--val", str(val), "--out", str(out), "--adapt-detector", *TINY]  # fmt: skip
-    assert cli_main(args) == 0
+            "--val", str(val), "--out", str(out), "--detector-lr-scale", "2", *TINY]  # fmt: skip
+    assert cli_main(args) == 2  # a detector learning rate, but no detector to adapt
+    assert cli_main([*args, "--adapt-detector"]) == 0
     finetune = json.loads((out / "metrics.json").read_text())["finetune"]
-    assert finetune["adapt_detector"] is True
+    assert finetune["adapt_detector"] is True and finetune["detector_lr_scale"] == 2.0
     # the domain's nouns and colours became tokens (the graphs and service below read them)
     assert {"star", "hexagon", "pentagon"} <= set(finetune["new_words"])
     assert Tokenizer.from_file(str(out / "tokenizer.json")).encode("a star").tokens[1:3] == ["a", "star"]
