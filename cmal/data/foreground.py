@@ -21,15 +21,9 @@ differ from it in colour. On busy photographs they do not hold; bring ``objects.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from pathlib import Path
-
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
-
-from cmal.imaging import load_rgb
 
 THRESHOLD = 40.0
 """Least RGB distance from the fitted background that counts as an object."""
@@ -96,11 +90,3 @@ def foreground_boxes(
         if len(ys) >= min_pixels:
             boxes.append((xs.min(), ys.min(), xs.max() + 1, ys.max() + 1))
     return np.array(sorted(boxes), np.float32).reshape(-1, 4)
-
-
-def folder_boxes(images: Sequence[Path], progress: bool = True) -> list[np.ndarray]:
-    """`foreground_boxes` of each image (in its own pixels), with a progress bar."""
-    return [
-        foreground_boxes(np.asarray(load_rgb(p), np.float32))
-        for p in tqdm(images, desc="find objects", unit="img", disable=not progress)
-    ]

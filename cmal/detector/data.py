@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 from tqdm import tqdm
 
 from cmal.data.formats import load_objects
@@ -40,6 +41,16 @@ def label_lists(
     )
 
 
+def _add_image(out: DetectionSet, i: int, image: Image.Image, boxes: np.ndarray, image_size: int) -> None:
+    """Put ``image``, resized to the detector input, in row ``i`` of ``out``, with its ``boxes``
+    (original pixels) both as they are and scaled to the resized image; labels are the caller's."""
+    w, h = image.size
+    out.images[i] = np.round(to_input(image, image_size) * 255).astype(np.uint8)
+    out.original_boxes.append(boxes)
+    out.boxes.append(boxes * np.array([image_size / w, image_size / h] * 2, np.float32))
+    out.sizes.append((w, h))
+
+
 def load_detection_set(
     folder: Path,
     image_size: int,
@@ -59,14 +70,8 @@ def load_detection_set(
     images = np.zeros((len(records), 3, image_size, image_size), np.uint8)
     out = DetectionSet(images, [], [], [], [], [])
     for i, rec in enumerate(tqdm(records, desc=f"load {folder.name}", unit="img", disable=not progress)):
-        image = load_rgb(rec.image)
-        w, h = image.size
-        images[i] = np.round(to_input(image, image_size) * 255).astype(np.uint8)
         boxes = np.array([o.box for o in rec.objects], np.float32).reshape(-1, 4)
-        scale = np.array([image_size / w, image_size / h] * 2, np.float32)
-        out.original_boxes.append(boxes)
-        out.boxes.append(boxes * scale)
-        out.sizes.append((w, h))
+        _add_image(out, i, load_rgb(rec.image), boxes, image_size)
         try:
             out.tags.append(np.array([tag_id[o.tag] for o in rec.objects], np.int64))
             out.attributes.append(np.array([attr_id[o.attribute or ""] for o in rec.objects], np.int64))
@@ -83,22 +88,19 @@ classification losses skip it."""
 def foreground_detection_set(folder: Path, image_size: int, progress: bool = True) -> DetectionSet:
     """Every image a task file of ``folder`` names, with class-agnostic boxes found in its pixels
     (`cmal.data.foreground`): no ``objects.jsonl`` needed; tags and attributes are `UNLABELLED`."""
-    from cmal.data.foreground import folder_boxes
+    from cmal.data.foreground import foreground_boxes
     from cmal.regions import dataset_images
 
     paths = dataset_images(folder)
     if not paths:
         raise FileNotFoundError(f"{folder}: no dataset files with images found")
-    found = folder_boxes(paths, progress)
     images = np.zeros((len(paths), 3, image_size, image_size), np.uint8)
     out = DetectionSet(images, [], [], [], [], [])
-    for i, (path, boxes) in enumerate(zip(paths, found, strict=True)):
-        image = load_rgb(path)
-        w, h = image.size
-        images[i] = np.round(to_input(image, image_size) * 255).astype(np.uint8)
-        out.original_boxes.append(boxes)
-        out.boxes.append(boxes * np.array([image_size / w, image_size / h] * 2, np.float32))
-        out.sizes.append((w, h))
+    bar = tqdm(paths, desc=f"find objects in {folder.name}", unit="img", disable=not progress)
+    for i, path in enumerate(bar):
+        image = load_rgb(path)  # decoded once: the boxes are found in it, then it is resized
+        boxes = foreground_boxes(np.asarray(image, np.float32))
+        _add_image(out, i, image, boxes, image_size)
         out.tags.append(np.full(len(boxes), UNLABELLED, np.int64))
         out.attributes.append(np.full(len(boxes), UNLABELLED, np.int64))
     return out
