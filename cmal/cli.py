@@ -121,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
         "boxes found in the pixels of images without boxes on a plain or slowly changing background "
         "(README, 'Bring your own images'): the proposals learn the objects, the classifiers stay",
     )
+    det.add_argument("--image-size", type=positive, help="input side, a multiple of 16 (default: --init's)")
     det.add_argument(
         "--drop-old-classes",
         action="store_true",
@@ -163,9 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--out", required=True, help="model directory to write")
     pre.add_argument("--detector", help="model directory holding the detector (default: --out)")
     pre.add_argument("--val", help="validation folder (default: hold out 5%% of --data)")
-    pre.add_argument(
-        "--preset", choices=("demo", "paper"), default="demo", help="architecture (default demo)"
-    )
+    pre.add_argument("--preset", choices=("demo", "paper"), default="demo", help="model size (default demo)")
     pre.add_argument("--layers", type=positive, help="unified encoder layers (default: the preset's; demo 2)")
     pre.add_argument(
         "--objective", choices=("amc", "cmcl"), default="amc", help="alignment objective (default amc)"

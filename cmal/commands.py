@@ -103,6 +103,7 @@ def train_detector(args: argparse.Namespace) -> int:
         init=Path(args.init) if args.init else None,
         keep_old_classes=not args.drop_old_classes,
         boxes_from=args.boxes_from,
+        image_size=args.image_size,
     )
     print(table({"detection": metrics}))
     print(f"saved the best checkpoint to {args.out} ({time.perf_counter() - start:.0f} s)")

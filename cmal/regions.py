@@ -19,7 +19,7 @@ from tqdm import tqdm
 from cmal.data.formats import PARSERS, load
 from cmal.detector.io import load_detector
 from cmal.imaging import load_rgb, to_input
-from cmal.model_dir import DETECTOR_WEIGHTS
+from cmal.model_dir import DETECTOR_CONFIG, DETECTOR_WEIGHTS
 
 
 @dataclass
@@ -60,8 +60,9 @@ def detect_images(
     model_dir: Path, images: list[Path], cache_dir: Path | None, progress: bool = True, batch_size: int = 64
 ) -> RegionTable:
     """Run the model directory's detector over ``images`` (or read the cached result)."""
-    weights = (model_dir / DETECTOR_WEIGHTS).read_bytes()
-    key = hashlib.sha256(weights + "\n".join(map(str, images)).encode()).hexdigest()[:20]
+    # the config too: the same weights read images at another input size give other regions
+    detector_files = (model_dir / DETECTOR_WEIGHTS).read_bytes() + (model_dir / DETECTOR_CONFIG).read_bytes()
+    key = hashlib.sha256(detector_files + "\n".join(map(str, images)).encode()).hexdigest()[:20]
     cache = cache_dir / f"regions-{key}.npz" if cache_dir else None
     if cache is not None and cache.is_file():
         with np.load(cache, allow_pickle=False) as z:

@@ -34,6 +34,9 @@ class DetectorConfig:
     def __post_init__(self) -> None:
         if self.grey_backbone and self.contrast_backbone:
             raise ValueError("choose one of grey_backbone and contrast_backbone")
+        deepest = 2 ** len(self.widths)  # the stride of the last stage, which the neck upsamples
+        if self.image_size <= 0 or self.image_size % deepest:
+            raise ValueError(f"image_size must be a positive multiple of {deepest}, got {self.image_size}")
 
     def to_json(self) -> dict[str, Any]:
         """The config as a JSON-ready dict."""

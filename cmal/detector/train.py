@@ -93,6 +93,7 @@ def train_detector(
     init: Path | None = None,
     keep_old_classes: bool = True,
     boxes_from: str = "objects",
+    image_size: int | None = None,
 ) -> dict[str, float]:
     """Train a detector on ``data_dir/objects.jsonl`` and save the best checkpoint to ``out_dir``.
 
@@ -107,6 +108,10 @@ def train_detector(
     (centre heatmap, box size and offset) and the backbone learn where the new domain's objects
     are; the region-feature layers and the tag and attribute classifiers (`CLASS_PATH`) stay frozen,
     and the vocabularies stay ``init``'s.
+
+    ``image_size`` (pixels a side) overrides the config's or ``init``'s input size: the weights
+    are convolutions and take any size, so a detector can move to images larger than it was
+    trained on (a new domain's small objects keep more pixels).
 
     Validation runs after every epoch; the checkpoint with the best validation score (recall +
     precision + tag and attribute accuracy; recall + precision for foreground boxes) is kept.
@@ -138,8 +143,9 @@ def train_detector(
     else:
         tags, attributes = label_lists(data_dir, SHAPES, COLOURS)
         base = config or DetectorConfig()
+    resized = {"image_size": image_size} if image_size else {}  # convolutions take any input size
     config = DetectorConfig.from_json(
-        {**base.to_json(), "num_tags": len(tags), "num_attributes": len(attributes)}
+        {**base.to_json(), "num_tags": len(tags), "num_attributes": len(attributes), **resized}
     )
 
     def load(folder: Path) -> DetectionSet:

@@ -181,3 +181,21 @@ def test_detector_on_boxes_found_in_the_pixels(shifted: Path, demo_dir: Path, tm
     assert detection["boxes_from"] == "foreground" and "tag_accuracy" not in detection
     assert detection["n_objects"] > 0
     assert (det / "cmal.safetensors").read_bytes() == (demo_dir / "cmal.safetensors").read_bytes()
+
+
+def test_detector_moved_to_a_larger_input(shifted: Path, demo_dir: Path, tmp_path: Path) -> None:
+    """`--image-size` with `--init`: the same convolutions read larger images (the shifted domain's
+    are 160 px); a size the backbone cannot halve four times is refused."""
+    common = ["train", "detector", "--data", str(shifted / "train-vqa"), "--boxes-from", "foreground",
+              "--init", str(demo_dir), "--epochs", "1", "--batch-size", "8", "--quiet"]  # fmt: skip
+    assert cli_main([*common, "--out", str(tmp_path / "odd"), "--image-size", "150"]) == 2
+    out = tmp_path / "found-160"
+    assert cli_main([*common, "--out", str(out), "--image-size", "160"]) == 0
+    assert json.loads((out / "detector.json").read_text())["image_size"] == 160
+    assert json.loads((demo_dir / "detector.json").read_text())["image_size"] == 128
+    images = sorted((shifted / "train-vqa" / "images").glob("*.png"))[:4]
+    table = detect_images(out, images, None, False)
+    assert table.valid.any()  # it proposes regions
+    sides = np.array([Image.open(p).size for p in images], np.float32)  # boxes in the images' pixels
+    boxes = table.boxes[table.valid]
+    assert (boxes >= -1).all() and (boxes[:, 2:] <= sides.max() + 1).all()
