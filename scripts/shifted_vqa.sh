@@ -18,7 +18,9 @@
 #                                                (found-adapt-*) adapted end to end
 # THREADS (default 1), EPOCHS_100 (default 12), EPOCHS_10 (default 60), DET_EPOCHS (default 6) and
 # DET_LR_SCALE (default 1: the adapted detector's learning rate, x --lr) override the defaults;
-# CMAL (default .venv/bin/cmal) is the command to run.
+# FINETUNE_ARGS and DETECTOR_ARGS add options to every `cmal train finetune` and `cmal train
+# detector` (e.g. "--dropout 0.1", "--image-size 160"); CMAL (default .venv/bin/cmal) is the
+# command to run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CMAL=${CMAL:-.venv/bin/cmal}
@@ -29,6 +31,8 @@ EPOCHS_100=${EPOCHS_100:-12}
 EPOCHS_10=${EPOCHS_10:-60}
 DET_EPOCHS=${DET_EPOCHS:-6}
 DET_LR_SCALE=${DET_LR_SCALE:-1}
+read -r -a FINETUNE_EXTRA <<< "${FINETUNE_ARGS:-}"
+read -r -a DETECTOR_EXTRA <<< "${DETECTOR_ARGS:-}"
 WANTED=("${@:-frozen-100}")
 [[ $# -gt 0 ]] || WANTED=(frozen-100 frozen-10 adapt-100 adapt-10)
 
@@ -53,17 +57,17 @@ run() {  # NAME: [found-]frozen-100, ... adapt-10, boxes-100, boxes-10, found-10
   if [[ $name == boxes-* ]]; then
     init=$RUNS/boxes-detector
     [[ -f "$init/detector.safetensors" ]] || $CMAL train detector --init models/shapes-demo --data "$DATA/train" \
-      --val "$DATA/val" --out "$init" --epochs "$DET_EPOCHS" --threads "$THREADS" --quiet
+      --val "$DATA/val" --out "$init" --epochs "$DET_EPOCHS" --threads "$THREADS" ${DETECTOR_EXTRA[@]+"${DETECTOR_EXTRA[@]}"} --quiet
   fi
   if [[ $name == found-* ]]; then  # no boxes: proposals learn from boxes found in the run's own images
     init=$RUNS/found-detector-$share
     [[ -f "$init/detector.safetensors" ]] || $CMAL train detector --init models/shapes-demo \
       --data "$DATA/$train" --val "$DATA/val-vqa" --boxes-from foreground --out "$init" \
-      --epochs "$DET_EPOCHS" --threads "$THREADS" --quiet
+      --epochs "$DET_EPOCHS" --threads "$THREADS" ${DETECTOR_EXTRA[@]+"${DETECTOR_EXTRA[@]}"} --quiet
   fi
   echo "== $name: $epochs epochs on $DATA/$train ${adapt[*]}"
   $CMAL train finetune --init "$init" --tasks vqa --train "$DATA/$train" --val "$DATA/val-vqa" \
-    --out "$RUNS/$name" --epochs "$epochs" --threads "$THREADS" --seed 0 "${adapt[@]}" --quiet
+    --out "$RUNS/$name" --epochs "$epochs" --threads "$THREADS" --seed 0 "${adapt[@]}" ${FINETUNE_EXTRA[@]+"${FINETUNE_EXTRA[@]}"} --quiet
   $CMAL evaluate --model "$RUNS/$name" --data "$DATA/test-vqa" --task vqa --output "$RUNS/$name/test.json" --quiet
 }
 for name in "${WANTED[@]}"; do run "$name"; done
