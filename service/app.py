@@ -27,7 +27,7 @@ from service.json_tasks import JsonTasks
 from service.memory import trim_when_idle
 from service.middleware import Admission, BodyLimit, RequestId
 from service.routers import health, tasks
-from service.runtime import Backend, load_backend, parallelism
+from service.runtime import Backend, load_backend, lone_threads, parallelism
 from service.settings import Settings
 from service.state import ServiceState
 
@@ -56,9 +56,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         workers, threads = parallelism(
             settings.backend, settings.workers, settings.threads, settings.processes
         )
+        lone = lone_threads(settings.backend, workers, threads, settings.processes)
         backend = await asyncio.to_thread(
             load_backend, settings.model_dir, settings.graphs_dir, settings.backend, settings.variant,
-            threads, settings.triton_url, settings.request_timeout_ms / 1000, settings.length_groups,
+            threads, settings.triton_url, settings.request_timeout_ms / 1000, settings.length_groups, lone,
         )  # fmt: skip
         await asyncio.to_thread(warm_up, backend, settings.max_batch_size)
         frozen = freeze_startup_heap()  # out of every full collection from now on: service.collector
@@ -79,8 +80,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         metrics.READY.set(1)
         metrics.QUEUE_CAPACITY.set(settings.max_queue)
         log.info(
-            "serving %s %s on %s (%s), %d workers x %s threads, %d start-up objects frozen",
-            files.name, files.version, backend.name, backend.provider, workers, threads or "default", frozen,
+            "serving %s %s on %s (%s), %d workers x %s threads (a lone detector call: %s), %d start-up "
+            "objects frozen", files.name, files.version, backend.name, backend.provider, workers,
+            threads or "default", lone or "the same", frozen,
         )  # fmt: skip
         try:
             yield

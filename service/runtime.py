@@ -85,6 +85,7 @@ class OnnxBackend:
         variant: str,
         threads: int,
         length_groups: int = INFERENCE_GROUPS,
+        lone_threads: int = 0,
     ):
         self.model = OnnxModel(
             model_dir,
@@ -92,6 +93,7 @@ class OnnxBackend:
             variant=variant,
             threads=threads,
             length_groups=length_groups,
+            lone_threads=lone_threads,
         )
         self.files = self.model.files
         self.provider = self.model.provider
@@ -219,6 +221,17 @@ def parallelism(kind: str, workers: int, threads: int, processes: int = 1) -> tu
     return workers, threads
 
 
+def lone_threads(kind: str, workers: int, threads: int, processes: int = 1) -> int:
+    """Threads for a detector call that starts while no other call of the process runs: the
+    process's share of the usable cores, when its workers run one thread each beside each other
+    (ONNX on a CPU, several workers); else 0, none. With one process per core a lone call has no
+    idle core of its own to take, and another process's workers may be busy, so it gets none."""
+    if kind != "onnx" or has_gpu(kind) or workers < 2:
+        return 0
+    share = usable_cores() // processes
+    return share if share > threads else 0
+
+
 def load_backend(
     model_dir: Path,
     graphs_dir: Path | None,
@@ -228,6 +241,7 @@ def load_backend(
     triton_url: str = "",
     timeout_s: float = 10.0,
     length_groups: int = INFERENCE_GROUPS,
+    lone_threads: int = 0,
 ) -> Backend:
     """The backend ``kind`` ("onnx", "torch", "torchscript" or "triton") for a model directory,
     else ``ValueError``.
@@ -236,14 +250,15 @@ def load_backend(
     on a GPU (`TORCH_VARIANTS`); ``threads`` 0 keeps the runtime's default;
     ``triton_url`` and ``timeout_s`` (each call's deadline) apply to ``triton``; ``length_groups``
     is the most sub-batches of similar text length an in-process fusion batch is cut into (1: never;
-    Triton gets whole batches, for its own dynamic batcher to merge).
+    Triton gets whole batches, for its own dynamic batcher to merge); ``lone_threads`` (ONNX): see
+    `lone_threads`.
     """
     if kind == "triton":
         from service.triton_backend import TritonBackend
 
         return TritonBackend(model_dir, triton_url, timeout_s)
     if kind == "onnx":
-        return OnnxBackend(model_dir, graphs_dir, variant, threads, length_groups)
+        return OnnxBackend(model_dir, graphs_dir, variant, threads, length_groups, lone_threads)
     if kind in ("torch", "torchscript"):
         return TorchBackend(model_dir, graphs_dir, kind, threads, length_groups, variant)
     raise ValueError(f"unknown backend {kind!r}")
