@@ -117,15 +117,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--boxes-from",
         choices=("objects", "foreground"),
         default="objects",
-        help="objects (default): --data's objects.jsonl; foreground (with --init): class-agnostic "
-        "boxes found in the pixels of images without boxes on a plain or slowly changing background "
-        "(README, 'Bring your own images'): the proposals learn the objects, the classifiers stay",
+        help="objects (default): --data's objects.jsonl; foreground (with --init): boxes, and classes of "
+        "alike outlines and colours, found in the pixels of images on a plain or slowly changing "
+        "background (README, 'Bring your own images')",
+    )
+    det.add_argument(
+        "--no-found-classes", dest="found_classes", action="store_false", help="found boxes only"
     )
     det.add_argument("--image-size", type=positive, help="input side, a multiple of 16 (default: --init's)")
     det.add_argument(
-        "--drop-old-classes",
-        action="store_true",
-        help="with --init: keep only the classes found in --data (default: keep the old ones too)",
+        "--drop-old-classes", action="store_true", help="with --init: keep only --data's classes"
     )
     det.add_argument(
         "--colour-channels",

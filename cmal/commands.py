@@ -104,6 +104,7 @@ def train_detector(args: argparse.Namespace) -> int:
         keep_old_classes=not args.drop_old_classes,
         boxes_from=args.boxes_from,
         image_size=args.image_size,
+        found_classes=args.found_classes,
     )
     print(table({"detection": metrics}))
     print(f"saved the best checkpoint to {args.out} ({time.perf_counter() - start:.0f} s)")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image
@@ -85,10 +86,21 @@ UNLABELLED = -1
 classification losses skip it."""
 
 
-def foreground_detection_set(folder: Path, image_size: int, progress: bool = True) -> DetectionSet:
+class FoundDescriptors(NamedTuple):
+    """What the objects found in a folder's pixels look like, per image in `DetectionSet` order."""
+
+    paths: list[Path]  # each image, as the task files resolve it
+    shapes: list[np.ndarray]  # per image (N_i, len(SHAPE_DESCRIPTORS))
+    colours: list[np.ndarray]  # per image (N_i, 3)
+
+
+def foreground_detection_set(
+    folder: Path, image_size: int, progress: bool = True
+) -> tuple[DetectionSet, FoundDescriptors]:
     """Every image a task file of ``folder`` names, with class-agnostic boxes found in its pixels
-    (`cmal.data.foreground`): no ``objects.jsonl`` needed; tags and attributes are `UNLABELLED`."""
-    from cmal.data.foreground import foreground_boxes
+    (`cmal.data.foreground`): no ``objects.jsonl`` needed; tags and attributes are `UNLABELLED`
+    (`cmal.detector.found` gives them classes); and each object's shape and colour descriptors."""
+    from cmal.data.foreground import foreground_objects
     from cmal.regions import dataset_images
 
     paths = dataset_images(folder)
@@ -96,11 +108,14 @@ def foreground_detection_set(folder: Path, image_size: int, progress: bool = Tru
         raise FileNotFoundError(f"{folder}: no dataset files with images found")
     images = np.zeros((len(paths), 3, image_size, image_size), np.uint8)
     out = DetectionSet(images, [], [], [], [], [])
+    found = FoundDescriptors(paths, [], [])
     bar = tqdm(paths, desc=f"find objects in {folder.name}", unit="img", disable=not progress)
     for i, path in enumerate(bar):
-        image = load_rgb(path)  # decoded once: the boxes are found in it, then it is resized
-        boxes = foreground_boxes(np.asarray(image, np.float32))
-        _add_image(out, i, image, boxes, image_size)
-        out.tags.append(np.full(len(boxes), UNLABELLED, np.int64))
-        out.attributes.append(np.full(len(boxes), UNLABELLED, np.int64))
-    return out
+        image = load_rgb(path)  # decoded once: the objects are found in it, then it is resized
+        objects = foreground_objects(np.asarray(image, np.float32))
+        _add_image(out, i, image, objects.boxes, image_size)
+        out.tags.append(np.full(len(objects.boxes), UNLABELLED, np.int64))
+        out.attributes.append(np.full(len(objects.boxes), UNLABELLED, np.int64))
+        found.shapes.append(objects.shapes)
+        found.colours.append(objects.colours)
+    return out, found

@@ -8,6 +8,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -16,6 +17,13 @@ from tqdm import tqdm
 from cmal.data.vocab import COLOURS, SHAPES
 from cmal.detector.config import DetectorConfig
 from cmal.detector.data import DetectionSet, foreground_detection_set, label_lists, load_detection_set
+from cmal.detector.found import (
+    FoundKind,
+    add_found_words,
+    find_vocabularies,
+    label_found_classes,
+    without_found,
+)
 from cmal.detector.io import load_detector, run_detector, save_detector
 from cmal.detector.losses import detector_losses
 from cmal.detector.metrics import detection_metrics
@@ -54,7 +62,7 @@ def evaluate_detector(model: Detector, data: DetectionSet, batch_size: int = 64)
 
 
 CLASS_PATH = ("feature", "colour", "tag_head", "attribute_head")
-"""The detector parts only the tag and attribute losses train: frozen on boxes without classes."""
+"""The detector parts only the tag and attribute losses train: frozen on found boxes without classes."""
 BOX_SOURCES = ("objects", "foreground")
 """Where detector training takes its boxes: ``objects.jsonl``, or found in the pixels."""
 
@@ -94,6 +102,7 @@ def train_detector(
     keep_old_classes: bool = True,
     boxes_from: str = "objects",
     image_size: int | None = None,
+    found_classes: bool = True,
 ) -> dict[str, float]:
     """Train a detector on ``data_dir/objects.jsonl`` and save the best checkpoint to ``out_dir``.
 
@@ -106,15 +115,21 @@ def train_detector(
     ``boxes_from="foreground"`` (needs ``init``) trains on class-agnostic boxes found in the pixels
     of every image the folders' task files name (`cmal.data.foreground`) instead: the proposals
     (centre heatmap, box size and offset) and the backbone learn where the new domain's objects
-    are; the region-feature layers and the tag and attribute classifiers (`CLASS_PATH`) stay frozen,
-    and the vocabularies stay ``init``'s.
+    are. With ``found_classes``, the objects' outlines and colours are also grouped into classes
+    and named from ``data_dir``'s texts (`cmal.detector.found`): they join ``init``'s
+    vocabularies (unnamed ones as ``found-shape-N`` / ``found-colour-N``, replacing any found
+    before), their names' other words join its synonyms, and they train the classifiers and
+    region features like labelled classes; ``metrics.json`` records them. Without, the
+    region-feature layers and the classifiers (`CLASS_PATH`) stay frozen and the vocabularies
+    stay ``init``'s.
 
     ``image_size`` (pixels a side) overrides the config's or ``init``'s input size: the weights
     are convolutions and take any size, so a detector can move to images larger than it was
     trained on (a new domain's small objects keep more pixels).
 
     Validation runs after every epoch; the checkpoint with the best validation score (recall +
-    precision + tag and attribute accuracy; recall + precision for foreground boxes) is kept.
+    precision + tag and attribute accuracy; recall + precision for foreground boxes without
+    classes) is kept.
     Writes ``metrics.json`` (key ``detection``).
 
     Returns:
@@ -138,25 +153,36 @@ def train_detector(
     start_from = load_detector(init) if init is not None else None
     if start_from is not None:
         known = (start_from[1], start_from[2]) if keep_old_classes or agnostic else ([], [])
+        if agnostic and found_classes:  # classes found before are found again, not kept twice
+            known = (without_found(known[0]), without_found(known[1]))
         tags, attributes = known if agnostic else label_lists(data_dir, tuple(known[0]), tuple(known[1]))
         base = start_from[0].config
     else:
         tags, attributes = label_lists(data_dir, SHAPES, COLOURS)
         base = config or DetectorConfig()
     resized = {"image_size": image_size} if image_size else {}  # convolutions take any input size
-    config = DetectorConfig.from_json(
-        {**base.to_json(), "num_tags": len(tags), "num_attributes": len(attributes), **resized}
-    )
-
-    def load(folder: Path) -> DetectionSet:
-        if agnostic:
-            return foreground_detection_set(folder, config.image_size, progress)
-        return load_detection_set(folder, config.image_size, tags, attributes, progress=progress)
-
-    train = load(data_dir)
-    if val_dir is not None:
-        val = load(val_dir)
+    config = DetectorConfig.from_json({**base.to_json(), **resized})  # checks the size before any work
+    kinds: tuple[FoundKind, FoundKind] | None = None
+    if agnostic:
+        train, described = foreground_detection_set(data_dir, config.image_size, progress)
+        val_found = foreground_detection_set(val_dir, config.image_size, progress) if val_dir else None
+        if found_classes:
+            tags, attributes, *found = find_vocabularies(described, data_dir, list(tags), list(attributes))
+            kinds = (found[0], found[1])
+            for data, d in [(train, described), *([val_found] if val_found else [])]:
+                label_found_classes(data, d, *kinds)
+        val = val_found[0] if val_found else None
     else:
+        train = load_detection_set(data_dir, config.image_size, tags, attributes, progress=progress)
+        val = (
+            load_detection_set(val_dir, config.image_size, tags, attributes, progress=progress)
+            if val_dir
+            else None
+        )
+    config = DetectorConfig.from_json(
+        {**config.to_json(), "num_tags": len(tags), "num_attributes": len(attributes)}
+    )
+    if val is None:
         n_val = max(1, int(len(train.images) * s.val_fraction))
         val = _subset(train, range(len(train.images) - n_val, len(train.images)))
         train = _subset(train, range(len(train.images) - n_val))
@@ -164,7 +190,9 @@ def train_detector(
     if start_from is not None and init is not None:
         continue_from(model, *start_from, tags, attributes)
         copy_fusion_model(init, out_dir)
-    if agnostic:  # no classes to learn from: the classifiers and what only they read stay as they are
+        if kinds:
+            add_found_words(out_dir, *kinds)
+    if agnostic and not found_classes:  # no classes: the classifiers and what only they read stay as they are
         for name in CLASS_PATH:
             part = getattr(model, name)
             if part is not None:
@@ -206,7 +234,7 @@ def train_detector(
                     }
                 )
         metrics = evaluate_detector(model, val)
-        if agnostic:  # the boxes have no classes to be accurate about
+        if agnostic and not found_classes:  # the boxes have no classes to be accurate about
             metrics = {k: v for k, v in metrics.items() if not k.endswith("_accuracy")}
         metrics["epoch"] = epoch
         history.append(metrics)
@@ -221,7 +249,10 @@ def train_detector(
             save_detector(model, out_dir, tags, attributes)
     assert best is not None
     best = {**best, "train_seconds": round(time.perf_counter() - start, 1)}
-    update_metrics(out_dir, "detection", {**best, "data": str(val_dir or data_dir), "boxes_from": boxes_from})
+    record: dict[str, Any] = {**best, "data": str(val_dir or data_dir), "boxes_from": boxes_from}
+    if kinds:
+        record["found_classes"] = {"shape": kinds[0].summary(), "colour": kinds[1].summary()}
+    update_metrics(out_dir, "detection", record)
     (out_dir / "detector_history.json").write_text(json.dumps(history, indent=2) + "\n")
     return best
 

@@ -167,10 +167,10 @@ def test_detector_on_boxes_found_in_the_pixels(shifted: Path, demo_dir: Path, tm
     plain = [a for a in common if a not in ("--boxes-from", "foreground")]
     assert cli_main([*plain, "--init", str(demo_dir), "--out", str(tmp_path / "plain")]) == 2  # no boxes
     det = tmp_path / "found"
-    assert cli_main([*common, "--init", str(demo_dir), "--out", str(det)]) == 0
+    assert cli_main([*common, "--init", str(demo_dir), "--out", str(det), "--no-found-classes"]) == 0
 
-    # the vocabularies, classifiers and region-feature layers are the start's; the proposals and
-    # the backbone trained
+    # boxes only: the vocabularies, classifiers and region-feature layers are the start's; the
+    # proposals and the backbone trained
     labels, old = (json.loads((d / "labels.json").read_text()) for d in (det, demo_dir))
     assert (labels["tags"], labels["attributes"]) == (old["tags"], old["attributes"])
     before, after = parameters(demo_dir), parameters(det)
@@ -179,15 +179,58 @@ def test_detector_on_boxes_found_in_the_pixels(shifted: Path, demo_dir: Path, tm
         assert torch.equal(before[k], after[k]) == frozen, k
     detection = json.loads((det / "metrics.json").read_text())["detection"]
     assert detection["boxes_from"] == "foreground" and "tag_accuracy" not in detection
-    assert detection["n_objects"] > 0
+    assert detection["n_objects"] > 0 and "found_classes" not in detection
     assert (det / "cmal.safetensors").read_bytes() == (demo_dir / "cmal.safetensors").read_bytes()
+
+    # with the classes found among the objects and named from the questions (the default): they
+    # join the vocabularies after the start's own, the classifiers and region features train on
+    # them, and the names' synonyms join the model's
+    classes = tmp_path / "classes"
+    assert cli_main([*common, "--init", str(demo_dir), "--out", str(classes)]) == 0
+    detection = json.loads((classes / "metrics.json").read_text())["detection"]
+    found = detection["found_classes"]
+    labels = json.loads((classes / "labels.json").read_text())
+    for key, kind in (("tags", "shape"), ("attributes", "colour")):
+        names = found[kind]["names"]
+        assert len(names) == found[kind]["classes"] >= 2
+        assert labels[key] == [*old[key], *(n for n in dict.fromkeys(names) if n not in old[key])]
+    assert "tag_accuracy" in detection and "attribute_accuracy" in detection
+    synonyms = json.loads((classes / "synonyms.json").read_text())
+    assert all(synonyms[w] == name for w, name in found["shape"]["synonyms"].items())
+    assert all(labels["attribute_words"][w] == n for w, n in found["colour"]["synonyms"].items())
+    before, after = parameters(demo_dir), parameters(classes)
+    assert not torch.equal(before["feature.0.weight"], after["feature.0.weight"])
+    # found again from a detector that has them: replaced, not added twice
+    again = tmp_path / "again"
+    assert cli_main([*common, "--init", str(classes), "--out", str(again)]) == 0
+    assert sorted(json.loads((again / "labels.json").read_text())["tags"]) == sorted(labels["tags"])
+    # fine-tuning starts from it (the concept vocabulary grew) and adapts it end to end
+    out = tmp_path / "tuned"
+    args = ["train", "finetune", "--init", str(classes), "--tasks", "vqa", "--train", str(train),
+            "--val", str(shifted / "val-vqa"), "--out", str(out), "--adapt-detector", *TINY]  # fmt: skip
+    assert cli_main(args) == 0
+    assert json.loads((out / "labels.json").read_text())["tags"] == labels["tags"]
 
 
 def test_detector_moved_to_a_larger_input(shifted: Path, demo_dir: Path, tmp_path: Path) -> None:
     """`--image-size` with `--init`: the same convolutions read larger images (the shifted domain's
     are 160 px); a size the backbone cannot halve four times is refused."""
-    common = ["train", "detector", "--data", str(shifted / "train-vqa"), "--boxes-from", "foreground",
-              "--init", str(demo_dir), "--epochs", "1", "--batch-size", "8", "--quiet"]  # fmt: skip
+    common = [
+        "train",
+        "detector",
+        "--data",
+        str(shifted / "train-vqa"),
+        "--boxes-from",
+        "foreground",
+        "--init",
+        str(demo_dir),
+        "--epochs",
+        "1",
+        "--batch-size",
+        "8",
+        "--no-found-classes",
+        "--quiet",
+    ]  # fmt: skip (the size alone: boxes only)
     assert cli_main([*common, "--out", str(tmp_path / "odd"), "--image-size", "150"]) == 2
     out = tmp_path / "found-160"
     assert cli_main([*common, "--out", str(out), "--image-size", "160"]) == 0

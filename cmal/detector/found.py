@@ -1,0 +1,96 @@
+"""Classes for boxes found in the pixels: grouped (`cmal.data.found_classes`), named from the
+folder's texts (`cmal.data.found_names`), and put in a detector's vocabularies.
+
+`find_vocabularies` turns the objects of a training folder into classes the detector's tag
+(shape) and attribute (colour) classifiers learn: a named class is the tag or attribute of that
+name (one the starting detector already has keeps its classifier row), an unnamed one is
+``found-shape-N`` / ``found-colour-N``. `label_found_classes` labels any folder's found objects
+with them, and `add_found_words` gives the model directory the names' synonyms, so fine-tuning
+anchors the new regions to the words of the texts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cmal.data.found_classes import FoundClasses, find_classes
+from cmal.data.found_names import class_mentions, folder_texts, name_classes
+from cmal.detector.data import DetectionSet, FoundDescriptors
+
+FOUND_PREFIX = "found-"
+"""What the names of classes found in the pixels but named by no word start with."""
+
+
+@dataclass
+class FoundKind:
+    """The classes of one kind of descriptor (shape or colour) and where they go in a vocabulary."""
+
+    grouping: FoundClasses
+    names: list[str]  # per class
+    ids: np.ndarray  # per class: its index in the vocabulary
+    synonyms: dict[str, str] = field(default_factory=dict)  # other words naming a class -> its name
+
+    def summary(self) -> dict[str, Any]:
+        """What ``metrics.json`` records of it."""
+        return {"classes": self.grouping.count, "silhouette": round(self.grouping.silhouette, 4),
+                "names": self.names, "synonyms": self.synonyms}  # fmt: skip
+
+
+def without_found(names: list[str]) -> list[str]:
+    """A vocabulary without the unnamed classes an earlier detector found (found again instead)."""
+    return [n for n in names if not n.startswith(FOUND_PREFIX)]
+
+
+def _kind(
+    kind: str, known: list[str], per_image: list[np.ndarray], found: FoundDescriptors, folder: Path
+) -> tuple[list[str], FoundKind]:
+    grouping = find_classes(np.concatenate(per_image))
+    classes_of = {str(p): grouping.assign(d) for p, d in zip(found.paths, per_image, strict=True)}
+    named = name_classes(class_mentions(folder_texts(folder), classes_of), grouping.count)
+    names = [n or f"{FOUND_PREFIX}{kind}-{i + 1}" for i, n in enumerate(named.names)]
+    vocabulary = [*known, *(n for n in dict.fromkeys(names) if n not in known)]
+    ids = np.array([vocabulary.index(n) for n in names], np.int64)
+    return vocabulary, FoundKind(grouping, names, ids, named.synonyms)
+
+
+def find_vocabularies(
+    found: FoundDescriptors, folder: Path, tags: list[str], attributes: list[str]
+) -> tuple[list[str], list[str], FoundKind, FoundKind]:
+    """Group the found objects of ``folder`` by outline and by colour, name the groups from the
+    folder's texts, and extend the vocabularies ``tags`` and ``attributes`` with them."""
+    tags, shapes = _kind("shape", tags, found.shapes, found, folder)
+    attributes, colours = _kind("colour", attributes, found.colours, found, folder)
+    return tags, attributes, shapes, colours
+
+
+def label_found_classes(
+    data: DetectionSet, found: FoundDescriptors, shapes: FoundKind, colours: FoundKind
+) -> None:
+    """Give each found object of ``data`` (in place) the tag of its shape class and the attribute
+    of its colour class."""
+    for i, (shape, colour) in enumerate(zip(found.shapes, found.colours, strict=True)):
+        if len(shape):
+            data.tags[i] = shapes.ids[shapes.grouping.assign(shape)]
+            data.attributes[i] = colours.ids[colours.grouping.assign(colour)]
+
+
+def add_found_words(out_dir: Path, shapes: FoundKind, colours: FoundKind) -> None:
+    """Give a model directory's CMAL vocabularies (when it has them) the found names' synonyms
+    (``synonyms.json``) and, if it anchors attributes at all, the colour words
+    (``labels.json``'s ``attribute_words``); words it already knows keep their meaning."""
+    from cmal.model_dir import LABELS, SYNONYMS, read_json, update_labels, write_json
+
+    if (out_dir / SYNONYMS).is_file():
+        synonyms = read_json(out_dir / SYNONYMS)
+        named = {n: n for n in shapes.names if not n.startswith(FOUND_PREFIX)}
+        write_json(out_dir / SYNONYMS, {**named, **shapes.synonyms, **synonyms})
+    attribute_words = (
+        read_json(out_dir / LABELS).get("attribute_words") if (out_dir / LABELS).is_file() else None
+    )
+    if attribute_words:
+        named = {n: n for n in colours.names if not n.startswith(FOUND_PREFIX)}
+        update_labels(out_dir, attribute_words={**named, **colours.synonyms, **attribute_words})
