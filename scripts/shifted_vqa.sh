@@ -14,7 +14,9 @@
 #                                                the route without boxes: the detector's proposals
 #                                                first trained on boxes found in the pixels of the
 #                                                run's own training images (--boxes-from foreground,
-#                                                DET_EPOCHS epochs), then the VQA run, frozen or
+#                                                DET_EPOCHS epochs; with the classes found among them
+#                                                and named from the questions, unless DETECTOR_ARGS
+#                                                has --no-found-classes), then the VQA run, frozen or
 #                                                (found-adapt-*) adapted end to end
 # THREADS (default 1), EPOCHS_100 (default 12), EPOCHS_10 (default 60), DET_EPOCHS (default 6) and
 # DET_LR_SCALE (default 1: the adapted detector's learning rate, x --lr) override the defaults;
