@@ -167,8 +167,10 @@ def train_detector(
         train, described = foreground_detection_set(data_dir, config.image_size, progress)
         val_found = foreground_detection_set(val_dir, config.image_size, progress) if val_dir else None
         if found_classes:
-            tags, attributes, *found = find_vocabularies(described, data_dir, list(tags), list(attributes))
-            kinds = (found[0], found[1])
+            tags, attributes, shapes, colours = find_vocabularies(
+                described, data_dir, list(tags), list(attributes)
+            )
+            kinds = (shapes, colours)
             for data, d in [(train, described), *([val_found] if val_found else [])]:
                 label_found_classes(data, d, *kinds)
         val = val_found[0] if val_found else None
