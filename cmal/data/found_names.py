@@ -8,7 +8,7 @@ text that mentions the word than in the image of any text. A word *claims* its c
 of lift (the first lifted at least ``MIN_LIFT``, any further one at least ``MIN_EXTRA_LIFT``: one
 kind the grouping split, e.g. by size) until one of them is present in ``MIN_COVERAGE`` of its
 texts' images, and those classes together are present at least ``MIN_LIFT`` times as often with
-the word as without; a word that gets there on no such classes claims none (a name is mostly about
+the word as with any text; a word that gets there on no such classes claims none (a name is mostly about
 what the picture shows; "is there a pink star?" – "no" is the exception). A kind in nearly every
 image cannot be told by its words this way, and stays unnamed. Each class is named by the
 claiming word of the most texts, and classes named alike are one kind. A class no word claims
@@ -37,7 +37,7 @@ from cmal.data.formats import PARSERS, load
 MIN_MENTIONS = 10
 """Texts a word must appear in before it may name a class."""
 MIN_LIFT = 1.25
-"""How much likelier a class must be present with a word than without it to be claimed by it."""
+"""How much likelier a class must be present with a word than with any text to be claimed by it."""
 MIN_EXTRA_LIFT = 1.1
 """The lift each further class a word claims needs (one kind split in several classes)."""
 MIN_COVERAGE = 0.9
