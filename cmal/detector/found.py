@@ -46,11 +46,11 @@ def without_found(names: list[str]) -> list[str]:
 
 
 def _kind(
-    kind: str, known: list[str], per_image: list[np.ndarray], found: FoundDescriptors, folder: Path
+    kind: str, known: list[str], per_image: list[np.ndarray], paths: list[Path], texts: list[tuple[Path, str]]
 ) -> tuple[list[str], FoundKind]:
     grouping = find_classes(np.concatenate(per_image))
-    classes_of = {str(p): grouping.assign(d) for p, d in zip(found.paths, per_image, strict=True)}
-    named = name_classes(class_mentions(folder_texts(folder), classes_of), grouping.count)
+    classes_of = {str(p): grouping.assign(d) for p, d in zip(paths, per_image, strict=True)}
+    named = name_classes(class_mentions(texts, classes_of), grouping.count)
     names = [n or f"{FOUND_PREFIX}{kind}-{i + 1}" for i, n in enumerate(named.names)]
     vocabulary = [*known, *(n for n in dict.fromkeys(names) if n not in known)]
     ids = np.array([vocabulary.index(n) for n in names], np.int64)
@@ -62,8 +62,9 @@ def find_vocabularies(
 ) -> tuple[list[str], list[str], FoundKind, FoundKind]:
     """Group the found objects of ``folder`` by outline and by colour, name the groups from the
     folder's texts, and extend the vocabularies ``tags`` and ``attributes`` with them."""
-    tags, shapes = _kind("shape", tags, found.shapes, found, folder)
-    attributes, colours = _kind("colour", attributes, found.colours, found, folder)
+    texts = folder_texts(folder)  # read once for both kinds
+    tags, shapes = _kind("shape", tags, found.shapes, found.paths, texts)
+    attributes, colours = _kind("colour", attributes, found.colours, found.paths, texts)
     return tags, attributes, shapes, colours
 
 
