@@ -193,12 +193,10 @@ def build_parser() -> argparse.ArgumentParser:
     pre.set_defaults(func=commands.train_pretrain)
 
     fin = train.add_parser("finetune", help="multi-task fine-tuning (ve, rec, vqa, itm)")
-    fin.add_argument(
-        "--init", required=True, help="pre-trained model directory (or one with only a detector)"
-    )
-    fin.add_argument(
-        "--tasks", default=",".join(TASK_IDS), help=f"comma-separated subset of {','.join(TASK_IDS)}"
-    )
+    start = "pre-trained model directory (or one with only a detector)"
+    fin.add_argument("--init", required=True, help=start)
+    subset = f"comma-separated subset of {','.join(TASK_IDS)}"
+    fin.add_argument("--tasks", default=",".join(TASK_IDS), help=subset)
     fin.add_argument(
         "--detector",
         metavar="MODEL_DIR",
@@ -233,6 +231,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     strict = "a named colour or size must be the region's for its noun to anchor (kept by later fine-tuning)"
     fin.add_argument("--strict-attribute-anchors", action="store_true", help=strict)
+    generic = "object, shape and thing anchor to the regions of the colour or size they name (kept later)"
+    fin.add_argument("--generic-noun-anchors", action="store_true", help=generic)
     fin.add_argument(
         "--layers",
         type=positive,

@@ -113,6 +113,7 @@ def train_detector(args: argparse.Namespace) -> int:
 
 def train_settings(args: argparse.Namespace) -> TrainSettings:
     """The `TrainSettings` the command line asks for (options a command lacks keep their defaults)."""
+    from cmal.data.vocab import GENERIC_NOUNS
     from cmal.train.trainer import TrainSettings
 
     # options only one of pretrain / finetune has; absent ones keep TrainSettings' defaults
@@ -140,6 +141,7 @@ def train_settings(args: argparse.Namespace) -> TrainSettings:
         threads=args.threads,
         max_steps=args.max_steps,
         resume=args.resume,
+        generic_nouns=GENERIC_NOUNS if getattr(args, "generic_noun_anchors", False) else (),
         **{k: getattr(args, k) for k in specific if hasattr(args, k)},
     )
 

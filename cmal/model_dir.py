@@ -98,6 +98,9 @@ class Vocabularies:
     # training boxes (`cmal.text.sizes`); empty: sizes are not used
     size_words: dict[str, str] = field(default_factory=dict)
     size_classes: list[tuple[str, float | None]] = field(default_factory=list)
+    # nouns of no concept ("object", "shape", "thing") that anchor to the regions wearing the
+    # attribute or size their phrase names (cmal.text.anchors); empty: they never anchor
+    generic_nouns: list[str] = field(default_factory=list)
     # grounding declines (no box) when the image-text matching logit of (image, expression) is below
     # this; chosen on validation data by `cmal calibrate` (None: never declines)
     decline_below: float | None = None
@@ -118,6 +121,7 @@ class Vocabularies:
             strict_attributes=bool(labels.get("strict_attribute_anchors", False)),
             size_words=dict(labels.get("size_words", {})),
             size_classes=[(str(n), b if b is None else float(b)) for n, b in labels.get("size_classes", [])],
+            generic_nouns=list(labels.get("generic_nouns", [])),
             decline_below=labels.get("grounding_decline_below"),
         )
 
@@ -135,6 +139,8 @@ class Vocabularies:
         if self.size_classes:
             fields["size_words"] = self.size_words
             fields["size_classes"] = [list(c) for c in self.size_classes]
+        if self.generic_nouns:
+            fields["generic_nouns"] = self.generic_nouns
         # always written: a threshold chosen for other weights must not survive their retraining
         fields["grounding_decline_below"] = self.decline_below
         update_labels(folder, **fields)

@@ -8,14 +8,16 @@ a noun whose phrase names an attribute ("the violet box") anchors only to the re
 detected attribute matches, when any does; otherwise, or without the table, to every region of
 its concept. Strict attribute anchors drop that fallback: such a noun anchors only to regions of
 its concept with the named attribute, so "a green circle" in front of a red circle has no anchor,
-as "a green square" with no square has none. Runs on the host (numpy, no torch); its output is
-index arrays.
+as "a green square" with no square has none. A generic noun ("the black shape", "the small
+things") anchors like a noun of every concept: to the regions wearing the colour and size its
+phrase names, none when it names neither. Runs on the host (numpy, no torch); its output is index
+arrays.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -60,6 +62,12 @@ def word_starts(encoding: Encoding, text: str) -> list[tuple[int, str]]:
 MODIFIER_WINDOW = 3  # words before a noun searched for its attribute ("a large violet box")
 
 
+def is_generic(word: str, generic_nouns: Collection[str]) -> bool:
+    """Whether ``word`` is one of ``generic_nouns`` or its plural ("things", "boxes")."""
+    w = word.lower()
+    return w in generic_nouns or any(w.endswith(s) and w[: -len(s)] in generic_nouns for s in ("es", "s"))
+
+
 def phrase_attribute(
     words: Sequence[tuple[int, str]],
     index: int,
@@ -87,6 +95,7 @@ def find_anchors(
     strict: bool = False,
     region_sizes: Sequence[str | None] | None = None,
     size_words: Mapping[str, str] | None = None,
+    generic_nouns: Collection[str] = (),
 ) -> list[Anchor]:
     """All anchor points of one example.
 
@@ -103,6 +112,10 @@ def find_anchors(
         region_sizes: each region slot's size class (with ``size_words``, surface word -> size
             class): when ``strict``, a noun whose phrase names a size anchors only to regions of
             that size too.
+        generic_nouns: nouns of no concept ("object", "shape", "thing"; plurals too). One whose
+            phrase names an attribute (with ``attribute_words``) or a size (with ``size_words``,
+            when ``strict``) anchors to every region wearing what it names, with that region's
+            concept; one naming neither has no anchor.
 
     Returns:
         Anchors sorted by (token, region).
@@ -112,6 +125,12 @@ def find_anchors(
     anchors = []
     for index, (token, word) in enumerate(words):
         c = normalise(word, synonyms)
+        if c is None and generic_nouns and is_generic(word, generic_nouns):
+            anchors += _generic_anchors(
+                words, index, tag_concepts, concept_id, synonyms, region_attributes, attribute_words,
+                region_sizes if strict else None, size_words,
+            )  # fmt: skip
+            continue
         if c is None or c not in concept_id:
             continue
         regions = [k for k, tc in enumerate(tag_concepts) if tc == c]
@@ -124,6 +143,35 @@ def find_anchors(
             regions = [k for k in regions if size is None or region_sizes[k] == size]
         anchors += [Anchor(k, token, concept_id[c]) for k in regions]
     return sorted(anchors, key=lambda a: (a.token, a.region))
+
+
+def _generic_anchors(
+    words: Sequence[tuple[int, str]],
+    index: int,
+    tag_concepts: Sequence[str | None],
+    concept_id: Mapping[str, int],
+    synonyms: Mapping[str, str],
+    region_attributes: Sequence[str | None] | None,
+    attribute_words: Mapping[str, str] | None,
+    region_sizes: Sequence[str | None] | None,
+    size_words: Mapping[str, str] | None,
+) -> list[Anchor]:
+    """The anchors of the generic noun ``words[index]`` (see `find_anchors`)."""
+    named = []  # (what each region names, the phrase's word for it)
+    if attribute_words and region_attributes is not None:
+        named.append((region_attributes, phrase_attribute(words, index, synonyms, attribute_words)))
+    if size_words and region_sizes is not None:
+        named.append((region_sizes, phrase_attribute(words, index, synonyms, size_words)))
+    if all(wanted is None for _, wanted in named):
+        return []  # "the thing": every region alike
+    token = words[index][0]
+    return [
+        Anchor(k, token, concept_id[c])
+        for k, c in enumerate(tag_concepts)
+        if c is not None
+        and c in concept_id
+        and all(wanted is None or have[k] == wanted for have, wanted in named)
+    ]
 
 
 def anchors_to_arrays(batch: Sequence[Sequence[Anchor]], width: int | None = None) -> dict[str, np.ndarray]:

@@ -88,6 +88,7 @@ def inference_anchors(
                     vocab.strict_attributes,
                     size,
                     vocab.size_words,
+                    vocab.generic_nouns,
                 )
             )
         )

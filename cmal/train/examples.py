@@ -132,6 +132,7 @@ def load_examples(
                         vocab.strict_attributes,
                         sizes,
                         vocab.size_words,
+                        vocab.generic_nouns,
                     )
                 ),
                 truth=getattr(r, GOLD_FIELD[task]) if task in GOLD_FIELD else None,

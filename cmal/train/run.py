@@ -308,8 +308,7 @@ def finetune(
     if pretrained:
         tokenizer: Tokenizer = load_tokenizer(init_dir)
         old = Vocabularies.load(init_dir)
-        # a detector with new classes (`cmal train detector --init`): each new tag or attribute is
-        # its own word, so text naming it anchors to its regions
+        # new detector classes (`cmal train detector --init`) are their own words: texts naming them anchor
         synonyms = {**{t: t for t in labels["tags"]}, **old.synonyms}
         attribute_words = {**{a: a for a in labels["attributes"]}, **old.attribute_words}
         if not old.attribute_words:  # a model trained without attribute anchors keeps going without
@@ -327,6 +326,7 @@ def finetune(
     vocab = Vocabularies(
         labels["tags"], labels["attributes"], answers, synonyms, attribute_words, s.skip_ambiguous,
         strict_attributes=strict, size_words=size_words, size_classes=size_classes,
+        generic_nouns=list((old.generic_nouns if pretrained else []) or s.generic_nouns),
     )  # fmt: skip
     config = _shape_config(base, tokenizer, vocab, det, config_changes)
     model = CMAL(config)
@@ -389,6 +389,7 @@ def finetune(
                 "init_blend": s.init_blend if pretrained else None,
                 "skip_ambiguous_anchors": s.skip_ambiguous,
                 "strict_attribute_anchors": vocab.strict_attributes,
+                "generic_nouns": vocab.generic_nouns,
                 **{k: getattr(s, k) for k in RECORDED_FINETUNE_SETTINGS},
                 "train_examples": len(examples),
                 "new_words": list(new_words),

@@ -46,6 +46,9 @@ class TrainSettings:
     skip_ambiguous: bool = True  # fine-tuning: words that match several regions are not swapped
     # fine-tuning: strict attribute anchors (Vocabularies.strict_attributes); kept once a model has them
     strict_attribute_anchors: bool = False
+    # fine-tuning: nouns of no concept that anchor by their phrase's colour and size
+    # (Vocabularies.generic_nouns; the command line's are `GENERIC_NOUNS`); kept once a model has them
+    generic_nouns: tuple[str, ...] = ()
     init_blend: float = 1.0  # fine-tuning: weight of the pre-trained weights against a fresh init
     adapt_detector: bool = False  # fine-tuning: train the detector's backbone and feature path too
     detector_lr_scale: float = 1.0  # fine-tuning with adapt_detector: its learning rate x this

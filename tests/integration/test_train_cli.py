@@ -13,6 +13,7 @@ import pytest
 
 from cmal.cli import main as cli_main
 from cmal.data.generate import generate_split
+from cmal.data.vocab import GENERIC_NOUNS
 from cmal.tasks import TASK_IDS
 
 CMAL = str(Path(sys.executable).with_name("cmal"))
@@ -116,6 +117,7 @@ def test_pretrain_finetune_evaluate(splits: tuple[Path, Path], demo_dir: Path, t
     # fine-tuned models leave words that match several regions unswapped, and say so
     assert json.loads((ft / "labels.json").read_text())["skip_ambiguous_anchors"] is True
     assert json.loads((ft / "labels.json").read_text())["strict_attribute_anchors"] is False
+    assert "generic_nouns" not in json.loads((ft / "labels.json").read_text())  # not asked for
     assert json.loads((pre / "labels.json").read_text())["skip_ambiguous_anchors"] is False
 
     # a task subset, from scratch (a folder with only a detector): the no-pre-training baseline
@@ -137,6 +139,7 @@ def test_pretrain_finetune_evaluate(splits: tuple[Path, Path], demo_dir: Path, t
         str(sub),
         "--swap-ambiguous",
         "--strict-attribute-anchors",
+        "--generic-noun-anchors",
         "--layers",
         "1",
         *TINY,
@@ -151,6 +154,24 @@ def test_pretrain_finetune_evaluate(splits: tuple[Path, Path], demo_dir: Path, t
     assert small == "small" and large == ["large", None] and 0 < boundary < 1
     assert json.loads((sub / "metrics.json").read_text())["finetune"]["strict_attribute_anchors"] is True
     assert json.loads((sub / "metrics.json").read_text())["finetune"]["pretrained"] is False
+    # generic nouns anchor by the colour and size they name, from then on
+    assert json.loads((sub / "labels.json").read_text())["generic_nouns"] == list(GENERIC_NOUNS)
+    assert json.loads((sub / "metrics.json").read_text())["finetune"]["generic_nouns"] == list(GENERIC_NOUNS)
+    later = tmp_path / "later"
+    cmal(
+        "train",
+        "finetune",
+        "--init",
+        str(sub),
+        "--tasks",
+        "rec",
+        "--train",
+        str(train),
+        "--out",
+        str(later),
+        *TINY,
+    )
+    assert json.loads((later / "labels.json").read_text())["generic_nouns"] == list(GENERIC_NOUNS)
 
 
 @pytest.mark.slow

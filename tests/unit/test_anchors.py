@@ -203,3 +203,35 @@ def test_ambiguous_words_can_be_left_unswapped() -> None:
     skipped = inference_anchors(texts, [tags], replace(vocab, skip_ambiguous=True), [colours])
     assert [a.token for a in plain[0]] == [3, 9, 12]
     assert [a.token for a in skipped[0]] == [9, 12]
+
+
+GENERIC = ("object", "shape", "thing")
+
+
+def test_generic_nouns_anchor_by_the_colour_and_size_their_phrase_names() -> None:
+    tags = ["circle", "square", "circle", None]
+    colours = ["red", "purple", "red", None]
+    sizes = ["large", "small", "small", None]
+    text = words("is the violet shape left of the small red thing and the big object ? which thing")
+    args = (tags, SHAPES, SYN, colours, COLOUR_WORDS, True, sizes, SIZE_WORDS)
+    got = find_anchors(text, *args, generic_nouns=GENERIC)
+    assert got == [
+        Anchor(region=1, token=4, concept=1),  # "violet shape": the purple square, its concept
+        Anchor(region=2, token=10, concept=0),  # "small red thing": the small red circle
+        Anchor(region=0, token=14, concept=0),  # "big object": the large one
+    ]  # "which thing" names nothing: no anchor
+    assert find_anchors(text, *args) == []  # without generic nouns (models before them) none
+    # plurals; a colour no region wears anchors nowhere; sizes count only in strict mode
+    plural = words("how many red things and green objects")
+    assert [a.region for a in find_anchors(plural, *args, generic_nouns=GENERIC)] == [0, 2]
+    lenient = find_anchors(text, *args[:5], False, sizes, SIZE_WORDS, generic_nouns=GENERIC)
+    assert [a.region for a in lenient] == [1, 0, 2]  # "big object" names a size only: none
+    # a vocabulary with generic nouns gets them at inference, ambiguous ones left unswapped
+    vocab = Vocabularies(
+        list(SHAPES), ["purple", "red"], [], dict(SYN), dict(COLOUR_WORDS), skip_ambiguous=True,
+        strict_attributes=True, size_words=SIZE_WORDS, size_classes=[("small", 0.16), ("large", None)],
+        generic_nouns=list(GENERIC),
+    )  # fmt: skip
+    texts = [EncodedText([0] * 19, text), EncodedText([0] * 9, plural)]
+    got_both = inference_anchors(texts, [tags, tags], vocab, [colours, colours], [sizes, sizes])
+    assert got_both == [got, []]
