@@ -14,11 +14,13 @@ any labels. `foreground_boxes`:
 
 The boxes say where objects are, not what they are. `foreground_objects` also describes each
 object's mask: its outline (`shape_descriptors`, independent of size) and its median colour, which
-`cmal.data.found_classes` groups into unnamed classes. Boxes and classes train the detector's
-proposals and classifiers (`cmal train detector --boxes-from foreground`); which words name the
-classes is left to fine-tuning. The assumptions are stated, not checked: objects apart from each
-other (touching objects become one box), a background that is most of the image, and objects that
-differ from it in colour. On busy photographs they do not hold; bring ``objects.jsonl`` there.
+`cmal.data.found_classes` groups into unnamed classes, and how far its pixels keep from its centre
+(`centre_gap`: a ring's hole), which sets how far the detector's colour path looks. Boxes and
+classes train the detector's proposals and classifiers (`cmal train detector --boxes-from
+foreground`); which words name the classes is left to fine-tuning. The assumptions are stated,
+not checked: objects apart from each other (touching objects become one box), a background that
+is most of the image, and objects that differ from it in colour. On busy photographs they do not
+hold; bring ``objects.jsonl`` there.
 """
 
 from __future__ import annotations
@@ -87,6 +89,7 @@ class FoundObjects(NamedTuple):
     boxes: np.ndarray  # (N, 4) pixel x1, y1, x2, y2 (x2, y2 exclusive)
     shapes: np.ndarray  # (N, len(SHAPE_DESCRIPTORS)) float32: what its outline looks like
     colours: np.ndarray  # (N, 3) float32: its median colour in [0, 1]
+    centre_gaps: np.ndarray  # (N,) float32: pixels from its box centre to its nearest pixel (`centre_gap`)
 
 
 SHAPE_DESCRIPTORS = ("fill", "filled fill", "hole", "solidity", "centroid dy", "centroid dx", "log aspect")
@@ -150,6 +153,15 @@ def shape_descriptors(mask: np.ndarray) -> np.ndarray:
     return np.array(described, np.float32)
 
 
+def centre_gap(mask: np.ndarray) -> float:
+    """How far a mask (H, W) bool, cropped to its box, is from the box centre: the least distance
+    (the larger of the row and column offsets, as a square window grows) from the centre to the
+    centre of a mask pixel. About 0.5 or less for a filled object; a ring's hole radius for a ring."""
+    height, width = mask.shape
+    ys, xs = np.nonzero(mask)
+    return float(np.maximum(np.abs(ys + 0.5 - height / 2), np.abs(xs + 0.5 - width / 2)).min())
+
+
 def foreground_objects(
     pixels: np.ndarray, threshold: float = THRESHOLD, min_pixels: int = MIN_PIXELS
 ) -> FoundObjects:
@@ -166,12 +178,13 @@ def foreground_objects(
         mask = labels[y1:y2, x1:x2] == label
         core = _eroded(mask)
         colour = np.median(pixels[y1:y2, x1:x2][core if core.sum() > 3 else mask], 0) / 255.0
-        found.append(((x1, y1, x2, y2), shape_descriptors(mask), colour))
+        found.append(((x1, y1, x2, y2), shape_descriptors(mask), colour, centre_gap(mask)))
     found.sort(key=lambda f: f[0])
     return FoundObjects(
         np.array([f[0] for f in found], np.float32).reshape(-1, 4),
         np.array([f[1] for f in found], np.float32).reshape(-1, len(SHAPE_DESCRIPTORS)),
         np.array([f[2] for f in found], np.float32).reshape(-1, 3),
+        np.array([f[3] for f in found], np.float32),
     )
 
 

@@ -53,9 +53,14 @@ class ClassNames:
     synonyms: dict[str, str] = field(default_factory=dict)  # surface word -> name
 
 
+def words_in_order(text: str) -> list[str]:
+    """The lower-case alphabetic words of a text, in order."""
+    return _WORD.findall(text.lower())
+
+
 def words(text: str) -> frozenset[str]:
     """The lower-case alphabetic words of a text."""
-    return frozenset(_WORD.findall(text.lower()))
+    return frozenset(words_in_order(text))
 
 
 def folder_texts(folder: Path) -> list[tuple[Path, str]]:

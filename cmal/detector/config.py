@@ -26,6 +26,10 @@ class DetectorConfig:
     # head and fills the last ``colour_channels`` of each region feature; the CNN fills the rest and
     # feeds the tag head. Colour and shape are then read apart, for colour–shape pairs never seen.
     colour_channels: int = 0
+    # Cells a side of the square the colour path max-pools over around each cell (odd): 3 reaches
+    # 4 px (one stride) from an object's centre cell, 5 reaches 8 px, for hollow objects (rings)
+    # whose centre is background.
+    colour_window: int = 3
     grey_backbone: bool = False  # the CNN (shape) path sees the image in grey: outline, not colour
     # the CNN path sees, per pixel, how far its colour is from the image's mean colour: outline, not
     # colour, like grey, but no colour vanishes into a background of the same grey
@@ -34,6 +38,8 @@ class DetectorConfig:
     def __post_init__(self) -> None:
         if self.grey_backbone and self.contrast_backbone:
             raise ValueError("choose one of grey_backbone and contrast_backbone")
+        if self.colour_window < 1 or self.colour_window % 2 == 0:
+            raise ValueError(f"colour_window must be a positive odd cell count, got {self.colour_window}")
         deepest = 2 ** len(self.widths)  # the stride of the last stage, which the neck upsamples
         if self.image_size <= 0 or self.image_size % deepest:
             raise ValueError(f"image_size must be a positive multiple of {deepest}, got {self.image_size}")

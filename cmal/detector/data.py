@@ -92,6 +92,8 @@ class FoundDescriptors(NamedTuple):
     paths: list[Path]  # each image, as the task files resolve it
     shapes: list[np.ndarray]  # per image (N_i, len(SHAPE_DESCRIPTORS))
     colours: list[np.ndarray]  # per image (N_i, 3)
+    centre_gaps: list[np.ndarray]  # per image (N_i,): `centre_gap` in the detector's input pixels
+    sides: list[np.ndarray]  # per image (N_i,): the box's longer side, a share of the image's longer side
 
 
 def foreground_detection_set(
@@ -108,7 +110,7 @@ def foreground_detection_set(
         raise FileNotFoundError(f"{folder}: no dataset files with images found")
     images = np.zeros((len(paths), 3, image_size, image_size), np.uint8)
     out = DetectionSet(images, [], [], [], [], [])
-    found = FoundDescriptors(paths, [], [])
+    found = FoundDescriptors(paths, [], [], [], [])
     bar = tqdm(paths, desc=f"find objects in {folder.name}", unit="img", disable=not progress)
     for i, path in enumerate(bar):
         image = load_rgb(path)  # decoded once: the objects are found in it, then it is resized
@@ -118,4 +120,7 @@ def foreground_detection_set(
         out.attributes.append(np.full(len(objects.boxes), UNLABELLED, np.int64))
         found.shapes.append(objects.shapes)
         found.colours.append(objects.colours)
+        found.centre_gaps.append(objects.centre_gaps * (image_size / max(image.size)))
+        box = objects.boxes
+        found.sides.append(np.maximum(box[:, 2] - box[:, 0], box[:, 3] - box[:, 1]) / max(image.size))
     return out, found

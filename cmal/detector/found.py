@@ -11,6 +11,8 @@ anchors the new regions to the words of the texts.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,8 +20,11 @@ from typing import Any
 import numpy as np
 
 from cmal.data.found_classes import FoundClasses, find_classes
-from cmal.data.found_names import class_mentions, folder_texts, name_classes
+from cmal.data.found_names import class_mentions, name_classes
+from cmal.data.found_sizes import FoundObject, find_size_words
+from cmal.data.vocab import GENERIC_NOUNS
 from cmal.detector.data import DetectionSet, FoundDescriptors
+from cmal.text.sizes import size_class
 
 FOUND_PREFIX = "found-"
 """What the names of classes found in the pixels but named by no word start with."""
@@ -40,6 +45,19 @@ class FoundKind:
                 "names": self.names, "synonyms": self.synonyms}  # fmt: skip
 
 
+GAP_PERCENTILE = 99
+"""The share (percent) of found objects whose pixels the colour window must reach from their centre."""
+
+
+def colour_window(found: FoundDescriptors, stride: int) -> int:
+    """The colour path's window (`DetectorConfig.colour_window`, cells a side) that reaches, from an
+    object's centre cell, a pixel of all but the farthest 1% of the found objects: a ring's colour,
+    not its hole's. 3, the default, for filled objects; at least 3 (the centre cell's neighbours)."""
+    gaps = np.concatenate(found.centre_gaps) if found.centre_gaps else np.zeros(0)
+    reach = float(np.percentile(gaps, GAP_PERCENTILE)) if len(gaps) else 0.0
+    return 2 * max(1, math.ceil(reach / stride)) + 1
+
+
 def without_found(names: list[str]) -> list[str]:
     """A vocabulary without the unnamed classes an earlier detector found (found again instead)."""
     return [n for n in names if not n.startswith(FOUND_PREFIX)]
@@ -58,14 +76,44 @@ def _kind(
 
 
 def find_vocabularies(
-    found: FoundDescriptors, folder: Path, tags: list[str], attributes: list[str]
+    found: FoundDescriptors, texts: list[tuple[Path, str]], tags: list[str], attributes: list[str]
 ) -> tuple[list[str], list[str], FoundKind, FoundKind]:
-    """Group the found objects of ``folder`` by outline and by colour, name the groups from the
-    folder's texts, and extend the vocabularies ``tags`` and ``attributes`` with them."""
-    texts = folder_texts(folder)  # read once for both kinds
+    """Group the found objects by outline and by colour, name the groups from the texts of their
+    folder (`folder_texts`), and extend the vocabularies ``tags`` and ``attributes`` with them."""
     tags, shapes = _kind("shape", tags, found.shapes, found.paths, texts)
     attributes, colours = _kind("colour", attributes, found.colours, found.paths, texts)
     return tags, attributes, shapes, colours
+
+
+def model_size_classes(model_dir: Path | None) -> list[tuple[str, float | None]]:
+    """A model directory's size classes (its ``labels.json``; none without one)."""
+    from cmal.model_dir import LABELS, Vocabularies
+
+    return Vocabularies.load(model_dir).size_classes if model_dir and (model_dir / LABELS).is_file() else []
+
+
+def found_size_words(
+    found: FoundDescriptors,
+    texts: list[tuple[Path, str]],
+    shapes: FoundKind,
+    colours: FoundKind,
+    size_classes: Sequence[tuple[str, float | None]],
+) -> dict[str, str]:
+    """The words of ``texts`` that say the found objects' sizes (`cmal.data.found_sizes`), each
+    object's size class read from its box against ``size_classes`` (a model's; none: no words)."""
+    if not size_classes:
+        return {}
+    objects_of: dict[str, list[FoundObject]] = {}
+    for path, shape, colour, sides in zip(found.paths, found.shapes, found.colours, found.sides, strict=True):
+        kinds = zip(shapes.grouping.assign(shape), colours.grouping.assign(colour), sides, strict=True)
+        objects_of[str(path)] = [
+            FoundObject(shapes.names[s], colours.names[c], size_class(float(side), size_classes) or "")
+            for s, c, side in (kinds if len(shape) else ())
+        ]
+    shape_words = {**{n: n for n in shapes.names}, **shapes.synonyms}
+    colour_words = {**{n: n for n in colours.names}, **colours.synonyms}
+    described = ((text, objects_of.get(str(path), [])) for path, text in texts)
+    return find_size_words(described, shape_words, colour_words, GENERIC_NOUNS)
 
 
 def label_found_classes(
@@ -79,10 +127,13 @@ def label_found_classes(
             data.attributes[i] = colours.ids[colours.grouping.assign(colour)]
 
 
-def add_found_words(out_dir: Path, shapes: FoundKind, colours: FoundKind) -> None:
+def add_found_words(
+    out_dir: Path, shapes: FoundKind, colours: FoundKind, size_words: Mapping[str, str]
+) -> None:
     """Give a model directory's CMAL vocabularies (when it has them) the found names' synonyms
     (``synonyms.json``) and, if it anchors attributes at all, the colour words
-    (``labels.json``'s ``attribute_words``); words it already knows keep their meaning."""
+    (``labels.json``'s ``attribute_words``), and if it reads sizes, the size words
+    (``size_words``); words it already knows keep their meaning."""
     from cmal.model_dir import LABELS, SYNONYMS, read_json, update_labels, write_json
 
     if (out_dir / SYNONYMS).is_file():
@@ -95,3 +146,6 @@ def add_found_words(out_dir: Path, shapes: FoundKind, colours: FoundKind) -> Non
     if attribute_words:
         named = {n: n for n in colours.names if not n.startswith(FOUND_PREFIX)}
         update_labels(out_dir, attribute_words={**named, **colours.synonyms, **attribute_words})
+    known_sizes = read_json(out_dir / LABELS).get("size_words") if (out_dir / LABELS).is_file() else None
+    if known_sizes:
+        update_labels(out_dir, size_words={**size_words, **known_sizes})

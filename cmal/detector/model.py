@@ -138,11 +138,12 @@ class Detector(nn.Module):
 
     def pooled_colour(self, x: torch.Tensor) -> torch.Tensor:
         """The colour path on a normalised image: per-pixel features, max-pooled over each output
-        cell and its 3x3 neighbours (an object's colour, whatever its outline). (B, c, h, w)."""
+        cell and its neighbours, ``colour_window`` cells a side (an object's colour, whatever its
+        outline). (B, c, h, w)."""
         assert self.colour is not None
-        s = self.config.stride
+        s, window = self.config.stride, self.config.colour_window
         per_cell = F.max_pool2d(self.colour(x), s, stride=s)
-        return F.max_pool2d(per_cell, 3, stride=1, padding=1)
+        return F.max_pool2d(per_cell, window, stride=1, padding=window // 2)
 
     def forward(self, images: torch.Tensor) -> DetectorOutput:
         """images: (B, 3, H, W) float in [0, 1] -> the output contract (see the package docs)."""

@@ -14,14 +14,18 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from cmal.data.found_names import folder_texts
 from cmal.data.vocab import COLOURS, SHAPES
 from cmal.detector.config import DetectorConfig
 from cmal.detector.data import DetectionSet, foreground_detection_set, label_lists, load_detection_set
 from cmal.detector.found import (
     FoundKind,
     add_found_words,
+    colour_window,
     find_vocabularies,
+    found_size_words,
     label_found_classes,
+    model_size_classes,
     without_found,
 )
 from cmal.detector.io import load_detector, run_detector, save_detector
@@ -119,7 +123,8 @@ def train_detector(
     and named from ``data_dir``'s texts (`cmal.detector.found`): they join ``init``'s
     vocabularies (unnamed ones as ``found-shape-N`` / ``found-colour-N``, replacing any found
     before), their names' other words join its synonyms, and they train the classifiers and
-    region features like labelled classes; ``metrics.json`` records them. Without, the
+    region features like labelled classes, and the colour path's window widens to reach the pixels
+    of hollow objects (`colour_window`); ``metrics.json`` records them. Without, the
     region-feature layers and the classifiers (`CLASS_PATH`) stay frozen and the vocabularies
     stay ``init``'s.
 
@@ -167,10 +172,12 @@ def train_detector(
         train, described = foreground_detection_set(data_dir, config.image_size, progress)
         val_found = foreground_detection_set(val_dir, config.image_size, progress) if val_dir else None
         if found_classes:
+            texts = folder_texts(data_dir)
             tags, attributes, shapes, colours = find_vocabularies(
-                described, data_dir, list(tags), list(attributes)
+                described, texts, list(tags), list(attributes)
             )
             kinds = (shapes, colours)
+            size_words = found_size_words(described, texts, *kinds, model_size_classes(init))
             for data, d in [(train, described), *([val_found] if val_found else [])]:
                 label_found_classes(data, d, *kinds)
         val = val_found[0] if val_found else None
@@ -181,8 +188,9 @@ def train_detector(
             if val_dir
             else None
         )
+    window = {"colour_window": colour_window(described, config.stride)} if kinds else {}
     config = DetectorConfig.from_json(
-        {**config.to_json(), "num_tags": len(tags), "num_attributes": len(attributes)}
+        {**config.to_json(), "num_tags": len(tags), "num_attributes": len(attributes), **window}
     )
     if val is None:
         n_val = max(1, int(len(train.images) * s.val_fraction))
@@ -193,7 +201,7 @@ def train_detector(
         continue_from(model, *start_from, tags, attributes)
         copy_fusion_model(init, out_dir)
         if kinds:
-            add_found_words(out_dir, *kinds)
+            add_found_words(out_dir, *kinds, size_words)
     if agnostic and not found_classes:  # no classes: the classifiers and what only they read stay as they are
         for name in CLASS_PATH:
             part = getattr(model, name)
@@ -253,7 +261,9 @@ def train_detector(
     best = {**best, "train_seconds": round(time.perf_counter() - start, 1)}
     record: dict[str, Any] = {**best, "data": str(val_dir or data_dir), "boxes_from": boxes_from}
     if kinds:
-        record["found_classes"] = {"shape": kinds[0].summary(), "colour": kinds[1].summary()}
+        record["found_classes"] = {
+            "shape": kinds[0].summary(), "colour": kinds[1].summary(), "size_words": size_words, **window
+        }  # fmt: skip
     update_metrics(out_dir, "detection", record)
     (out_dir / "detector_history.json").write_text(json.dumps(history, indent=2) + "\n")
     return best

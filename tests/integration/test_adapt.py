@@ -195,9 +195,15 @@ def test_detector_on_boxes_found_in_the_pixels(shifted: Path, demo_dir: Path, tm
         assert len(names) == found[kind]["classes"] >= 2
         assert labels[key] == [*old[key], *(n for n in dict.fromkeys(names) if n not in old[key])]
     assert "tag_accuracy" in detection and "attribute_accuracy" in detection
+    # the rings' holes: the colour path looks two cells each way (boxes only: the start's one)
+    configs = [json.loads((d / "detector.json").read_text()) for d in (classes, det)]
+    assert configs[0]["colour_window"] == found["colour_window"] == 5 and configs[1]["colour_window"] == 3
     synonyms = json.loads((classes / "synonyms.json").read_text())
     assert all(synonyms[w] == name for w, name in found["shape"]["synonyms"].items())
     assert all(labels["attribute_words"][w] == n for w, n in found["colour"]["synonyms"].items())
+    # the size words read off the questions join the start's (its own keep their meaning)
+    assert labels["size_words"] == {**found["size_words"], **old["size_words"]}
+    assert set(found["size_words"].values()) <= {"small", "large"}
     before, after = parameters(demo_dir), parameters(classes)
     assert not torch.equal(before["feature.0.weight"], after["feature.0.weight"])
     # found again from a detector that has them: replaced, not added twice

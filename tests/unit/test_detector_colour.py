@@ -3,6 +3,8 @@ without colour: what lets a detector name colour–shape pairs it never saw."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -67,6 +69,41 @@ def test_grey_backbone_gives_the_same_shape_reading_for_colours_of_one_grey(mode
 def test_a_colour_path_as_wide_as_the_feature_leaves_nothing_for_shape() -> None:
     with pytest.raises(ValueError, match="colour_channels"):
         Detector(DetectorConfig(feature_dim=16, colour_channels=16))
+
+
+def _round(colour: tuple[int, int, int], hole: int) -> torch.Tensor:
+    """A flat background with a disc of radius 13 centred at (66, 66) in ``colour``, a hole of
+    radius ``hole`` in its middle (0: none), as a (1, 3, 128, 128) batch."""
+    image = Image.new("RGB", (128, 128), BACKGROUND)
+    draw = ImageDraw.Draw(image)
+    draw.ellipse((53, 53, 79, 79), fill=colour)
+    if hole:
+        draw.ellipse((66 - hole, 66 - hole, 66 + hole, 66 + hole), fill=BACKGROUND)
+    return _batch(image)
+
+
+def test_a_wider_colour_window_reaches_a_ring_past_its_hole() -> None:
+    """At the centre cell (pixels 64-67) a 3-cell window sees pixels 60-71, all in a hole of radius
+    9: only the background. A 5-cell window (56-75) reaches the ring, and then the colour path
+    reads it as it reads a filled disc of that colour (both windows hold the colour and, in their
+    corners, the background)."""
+    torch.manual_seed(0)
+    narrow = Detector(SPLIT).eval()
+    wide = Detector(replace(SPLIT, colour_window=5)).eval()
+    wide.load_state_dict(narrow.state_dict())  # the window has no weights: the same network
+    red = (200, 40, 40)
+    ring, disc, empty = _round(red, 9), _round(red, 0), _on(BACKGROUND, None)
+
+    def colour(model: Detector, image: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return model.dense(image).features[0, -SPLIT.colour_channels :, 16, 16]
+
+    assert torch.equal(colour(narrow, ring), colour(narrow, empty))  # the hole alone
+    assert not torch.equal(colour(narrow, disc), colour(narrow, empty))
+    assert torch.equal(colour(wide, ring), colour(wide, disc))  # the ring's colour
+    assert not torch.equal(colour(wide, ring), colour(wide, empty))
+    with pytest.raises(ValueError, match="colour_window"):
+        DetectorConfig(colour_window=4)  # a window centred on its cell has an odd side
 
 
 def _on(background: tuple[int, int, int], colour: tuple[int, int, int] | None) -> torch.Tensor:

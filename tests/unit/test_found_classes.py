@@ -9,10 +9,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cmal.data.foreground import SHAPE_DESCRIPTORS, foreground_objects, hull_area, shape_descriptors
+from cmal.data.foreground import (
+    SHAPE_DESCRIPTORS,
+    centre_gap,
+    foreground_objects,
+    hull_area,
+    shape_descriptors,
+)
 from cmal.data.formats import load_objects
 from cmal.data.found_classes import find_classes, kmeans, silhouette
 from cmal.data.generate import generate_split
+from cmal.detector.data import FoundDescriptors
+from cmal.detector.found import colour_window
 from cmal.imaging import iou, load_rgb
 
 
@@ -39,6 +47,23 @@ def test_outline_descriptors_of_drawn_masks() -> None:
     plus = np.zeros((9, 9), bool)
     plus[3:6] = plus[:, 3:6] = True  # 45 pixels; its hull cuts the four corners: 81 - 4 * 4.5
     assert hull_area(plus) == 63.0 and named(plus)["solidity"] == pytest.approx(45 / 63)
+
+
+def test_centre_gap_and_the_colour_window_it_sets() -> None:
+    assert centre_gap(np.ones((10, 10), bool)) == 0.5  # the centre pixel's centre, half a pixel off
+    frame = np.ones((10, 10), bool)
+    frame[3:7, 3:7] = False  # the nearest pixels, row 2 and column 2, are 2.5 from the centre (5, 5)
+    assert centre_gap(frame) == 2.5
+
+    def window(*gaps: float) -> int:
+        found = FoundDescriptors([], [], [], [np.array(gaps, np.float32)])
+        return colour_window(found, stride=4)
+
+    assert window(0.5, 0.4) == 3  # filled objects: the centre cell's neighbours, the default
+    assert window(0.5, 4.0) == 3  # one cell (4 px) each way reaches 4 px
+    assert window(0.5, 7.6) == 5  # a ring whose hole is 7.6 px: two cells each way
+    assert window(*[0.5] * 200, 30.0) == 3  # the farthest 1% is left out
+    assert colour_window(FoundDescriptors([], [], [], []), stride=4) == 3  # nothing found
 
 
 def test_silhouette_of_two_tight_groups() -> None:

@@ -11,10 +11,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cmal.data.found_names import MIN_MENTIONS, claimed_classes, name_classes, words
+from cmal.data.found_names import (
+    MIN_MENTIONS,
+    claimed_classes,
+    folder_texts,
+    name_classes,
+    words,
+    words_in_order,
+)
+from cmal.data.found_sizes import FoundObject, find_size_words, phrase_sizes
 from cmal.data.generate import generate_split
 from cmal.detector.data import foreground_detection_set
-from cmal.detector.found import FOUND_PREFIX, find_vocabularies, label_found_classes
+from cmal.detector.found import FOUND_PREFIX, find_vocabularies, found_size_words, label_found_classes
 from cmal.imaging import iou
 
 
@@ -70,6 +78,26 @@ def test_a_rare_part_of_a_kind_takes_its_name() -> None:
     assert named.names == ["ball", "ball", "cube"] and named.synonyms == {}
 
 
+def test_size_words_from_made_up_texts() -> None:
+    """Each image holds a large red ball, a small one or both; "huge" is said only of an image
+    with a large one, "mini" only of one with a small one, "the" of any."""
+    big, small = FoundObject("ball", "red", "large"), FoundObject("ball", "red", "small")
+    said = words_in_order("is the huge red ball left of a thing, how many red things or blue balls")
+    phrases = phrase_sizes(said, [big, small], {"ball": "ball"}, {"red": "red", "blue": "blue"}, ("thing",))
+    # "a thing" names no colour or shape; "blue balls" match nothing
+    assert phrases == [("huge", frozenset({"large", "small"})), ("many", frozenset({"large", "small"}))]
+    rng = np.random.default_rng(0)
+    texts = []
+    for _ in range(60):
+        objects = [o for o in (big, small) if rng.random() < 0.5] or [big]
+        said = ["the red ball"]
+        said += ["a huge red ball"] if big in objects else []
+        said += ["a mini red ball"] if small in objects else []
+        texts += [(f"is {phrase} here", objects) for phrase in said]
+    found = find_size_words(texts, {"ball": "ball"}, {"red": "red"}, ())
+    assert found == {"huge": "large", "mini": "small"}  # "the" and "a" go with both sizes
+
+
 @pytest.mark.slow
 def test_shifted_shapes_and_colours_named_by_their_words(tmp_path: Path) -> None:
     generate_split(tmp_path, seed=9, num_images=400, split="train", progress=False, domain="shifted")
@@ -77,7 +105,8 @@ def test_shifted_shapes_and_colours_named_by_their_words(tmp_path: Path) -> None
     (tmp_path / "alone" / "images").symlink_to(tmp_path / "images")
     (tmp_path / "alone" / "vqa.jsonl").write_text((tmp_path / "vqa.jsonl").read_text())
     data, found = foreground_detection_set(tmp_path / "alone", 128, progress=False)
-    tags, attributes, shapes, colours = find_vocabularies(found, tmp_path / "alone", ["circle"], ["red"])
+    texts = folder_texts(tmp_path / "alone")
+    tags, attributes, shapes, colours = find_vocabularies(found, texts, ["circle"], ["red"])
     label_found_classes(data, found, shapes, colours)
 
     lines = (tmp_path / "objects.jsonl").read_text().splitlines()
@@ -95,3 +124,7 @@ def test_shifted_shapes_and_colours_named_by_their_words(tmp_path: Path) -> None
     assert sorted(attributes[1:]) == ["black", "brown", "cyan", "lime", "pink"]
     assert not any(n.startswith(FOUND_PREFIX) for n in shapes.names + colours.names)
     assert shapes.synonyms.get("hoop") == "ring" and colours.synonyms.get("rose") == "pink"
+    # and the sizes: the domain's words for them, "huge" and "mini" beside "large" and "small"
+    size_words = found_size_words(found, texts, shapes, colours, [("small", 0.16), ("large", None)])
+    assert size_words == {"huge": "large", "large": "large", "mini": "small", "small": "small"}
+    assert found_size_words(found, texts, shapes, colours, []) == {}  # a model without size classes
