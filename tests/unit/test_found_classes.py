@@ -56,14 +56,14 @@ def test_centre_gap_and_the_colour_window_it_sets() -> None:
     assert centre_gap(frame) == 2.5
 
     def window(*gaps: float) -> int:
-        found = FoundDescriptors([], [], [], [np.array(gaps, np.float32)])
+        found = FoundDescriptors([], [], [], [np.array(gaps, np.float32)], [])
         return colour_window(found, stride=4)
 
     assert window(0.5, 0.4) == 3  # filled objects: the centre cell's neighbours, the default
     assert window(0.5, 4.0) == 3  # one cell (4 px) each way reaches 4 px
     assert window(0.5, 7.6) == 5  # a ring whose hole is 7.6 px: two cells each way
     assert window(*[0.5] * 200, 30.0) == 3  # the farthest 1% is left out
-    assert colour_window(FoundDescriptors([], [], [], []), stride=4) == 3  # nothing found
+    assert colour_window(FoundDescriptors([], [], [], [], []), stride=4) == 3  # nothing found
 
 
 def test_silhouette_of_two_tight_groups() -> None:
