@@ -6,7 +6,8 @@ folder's texts (`cmal.data.found_names`), and put in a detector's vocabularies.
 name (one the starting detector already has keeps its classifier row), an unnamed one is
 ``found-shape-N`` / ``found-colour-N``. `label_found_classes` labels any folder's found objects
 with them, and `add_found_words` gives the model directory the names' synonyms, so fine-tuning
-anchors the new regions to the words of the texts.
+anchors the new regions to the words of the texts, and the size words `found_size_words` reads
+off the texts. `colour_window` widens the detector's colour path for hollow objects.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from cmal.data.found_names import class_mentions, name_classes
 from cmal.data.found_sizes import FoundObject, find_size_words
 from cmal.data.vocab import GENERIC_NOUNS
 from cmal.detector.data import DetectionSet, FoundDescriptors
+from cmal.model_dir import LABELS, SYNONYMS, Vocabularies, read_json, update_labels, write_json
 from cmal.text.sizes import size_class
 
 FOUND_PREFIX = "found-"
@@ -87,8 +89,6 @@ def find_vocabularies(
 
 def model_size_classes(model_dir: Path | None) -> list[tuple[str, float | None]]:
     """A model directory's size classes (its ``labels.json``; none without one)."""
-    from cmal.model_dir import LABELS, Vocabularies
-
     return Vocabularies.load(model_dir).size_classes if model_dir and (model_dir / LABELS).is_file() else []
 
 
@@ -134,8 +134,6 @@ def add_found_words(
     (``synonyms.json``) and, if it anchors attributes at all, the colour words
     (``labels.json``'s ``attribute_words``), and if it reads sizes, the size words
     (``size_words``); words it already knows keep their meaning."""
-    from cmal.model_dir import LABELS, SYNONYMS, read_json, update_labels, write_json
-
     if (out_dir / SYNONYMS).is_file():
         synonyms = read_json(out_dir / SYNONYMS)
         named = {n: n for n in shapes.names if not n.startswith(FOUND_PREFIX)}
