@@ -233,12 +233,10 @@ def build_parser() -> argparse.ArgumentParser:
     fin.add_argument("--strict-attribute-anchors", action="store_true", help=strict)
     generic = "object, shape and thing anchor to the regions of the colour or size they name (kept later)"
     fin.add_argument("--generic-noun-anchors", action="store_true", help=generic)
-    fin.add_argument(
-        "--layers",
-        type=positive,
-        help="unified encoder layers when --init holds no CMAL model (default: the demo preset's); "
-        "a pre-trained model keeps its own",
-    )
+    group = "plural and indefinite nouns (how many circles, a circle?) keep all their regions (kept later)"
+    fin.add_argument("--group-anchors", action="store_true", help=group)
+    layers = "unified encoder layers when --init holds no CMAL model (default: the demo preset's); "
+    fin.add_argument("--layers", type=positive, help=layers + "a pre-trained model keeps its own")
     fin.add_argument(
         "--dropout",
         type=fraction,

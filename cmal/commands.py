@@ -126,6 +126,7 @@ def train_settings(args: argparse.Namespace) -> TrainSettings:
         "init_blend",
         "skip_ambiguous",
         "strict_attribute_anchors",
+        "group_anchors",
         "adapt_detector",
         "detector_lr_scale",
         "data_share",

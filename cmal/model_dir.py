@@ -101,6 +101,10 @@ class Vocabularies:
     # nouns of no concept ("object", "shape", "thing") that anchor to the regions wearing the
     # attribute or size their phrase names (cmal.text.anchors); empty: they never anchor
     generic_nouns: list[str] = field(default_factory=list)
+    # a plural or indefinite noun ("how many red circles", "is there a circle") keeps every region it
+    # matches, where another word matching several is left unswapped (cmal.text.anchors); False:
+    # models before this option
+    group_anchors: bool = False
     # grounding declines (no box) when the image-text matching logit of (image, expression) is below
     # this; chosen on validation data by `cmal calibrate` (None: never declines)
     decline_below: float | None = None
@@ -122,8 +126,19 @@ class Vocabularies:
             size_words=dict(labels.get("size_words", {})),
             size_classes=[(str(n), b if b is None else float(b)) for n, b in labels.get("size_classes", [])],
             generic_nouns=list(labels.get("generic_nouns", [])),
+            group_anchors=bool(labels.get("group_anchors", False)),
             decline_below=labels.get("grounding_decline_below"),
         )
+
+    def anchor_options(self) -> dict[str, Any]:
+        """How the model's words anchor, under the keys of ``labels.json`` (and of a fine-tuning
+        run's ``metrics.json``)."""
+        return {
+            "skip_ambiguous_anchors": self.skip_ambiguous,
+            "strict_attribute_anchors": self.strict_attributes,
+            "generic_nouns": self.generic_nouns,
+            "group_anchors": self.group_anchors,
+        }
 
     def save(self, folder: Path) -> None:
         """Write ``labels.json`` (other keys kept) and ``synonyms.json``."""
@@ -131,16 +146,13 @@ class Vocabularies:
             "tags": self.tags,
             "attributes": self.attributes,
             "answers": self.answers,
-            "skip_ambiguous_anchors": self.skip_ambiguous,
-            "strict_attribute_anchors": self.strict_attributes,
+            **self.anchor_options(),
         }
         if self.attribute_words:
             fields["attribute_words"] = self.attribute_words
         if self.size_classes:
             fields["size_words"] = self.size_words
             fields["size_classes"] = [list(c) for c in self.size_classes]
-        if self.generic_nouns:
-            fields["generic_nouns"] = self.generic_nouns
         # always written: a threshold chosen for other weights must not survive their retraining
         fields["grounding_decline_below"] = self.decline_below
         update_labels(folder, **fields)

@@ -10,15 +10,18 @@ its concept. Strict attribute anchors drop that fallback: such a noun anchors on
 its concept with the named attribute, so "a green circle" in front of a red circle has no anchor,
 as "a green square" with no square has none. A generic noun ("the black shape", "the small
 things") anchors like a noun of every concept: to the regions wearing the colour and size its
-phrase names, none when it names neither. Runs on the host (numpy, no torch); its output is index
-arrays.
+phrase names, none when it names neither. A word matching several regions is left unswapped
+(`unambiguous`), unless group anchors are asked for and it is a plural noun ("how many red
+circles" means every red circle) or an indefinite one ("is there a red circle?" means any of
+them): then it keeps them all (`Anchor.group`). Runs on the host (numpy, no torch); its output is
+index arrays.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from tokenizers import Encoding
@@ -31,6 +34,13 @@ class Anchor:
     region: int  # k: region slot
     token: int  # j: token position (first word piece of the word)
     concept: int  # c: concept id (index in the tag vocabulary)
+    # a plural noun's, with plural anchors: its word keeps every region it matches (not compared)
+    group: bool = field(default=False, compare=False)
+
+
+def singulars(word: str) -> list[str]:
+    """What ``word`` (lower case) would be without a plural ending: without "es", then without "s"."""
+    return [word[: -len(suffix)] for suffix in ("es", "s") if word.endswith(suffix)]
 
 
 def normalise(word: str, synonyms: Mapping[str, str]) -> str | None:
@@ -38,10 +48,7 @@ def normalise(word: str, synonyms: Mapping[str, str]) -> str | None:
     w = word.lower()
     if w in synonyms:
         return synonyms[w]
-    for suffix in ("es", "s"):
-        if w.endswith(suffix) and w[: -len(suffix)] in synonyms:
-            return synonyms[w[: -len(suffix)]]
-    return None
+    return next((synonyms[s] for s in singulars(w) if s in synonyms), None)
 
 
 def word_starts(encoding: Encoding, text: str) -> list[tuple[int, str]]:
@@ -65,7 +72,27 @@ MODIFIER_WINDOW = 3  # words before a noun searched for its attribute ("a large 
 def is_generic(word: str, generic_nouns: Collection[str]) -> bool:
     """Whether ``word`` is one of ``generic_nouns`` or its plural ("things", "boxes")."""
     w = word.lower()
-    return w in generic_nouns or any(w.endswith(s) and w[: -len(s)] in generic_nouns for s in ("es", "s"))
+    return w in generic_nouns or any(s in generic_nouns for s in singulars(w))
+
+
+def is_plural(word: str, synonyms: Mapping[str, str], generic_nouns: Collection[str] = ()) -> bool:
+    """Whether ``word`` is the plural of a concept's word or of a generic noun ("discs", "boxes",
+    "things"): it ends in "s" or "es" after one of them."""
+    return any(s in synonyms or s in generic_nouns for s in singulars(word.lower()))
+
+
+INDEFINITE = frozenset({"a", "an", "any", "some"})
+"""Determiners of a noun phrase that means any of the objects it matches."""
+
+
+def is_indefinite(words: Sequence[tuple[int, str]], index: int, modifiers: Collection[str]) -> bool:
+    """Whether the noun ``words[index]`` has an indefinite determiner (`INDEFINITE`): the first word
+    before it that is not one of ``modifiers`` (colour and size words), within MODIFIER_WINDOW."""
+    for _, word in reversed(words[max(0, index - MODIFIER_WINDOW - 1) : index]):
+        w = word.lower()
+        if w not in modifiers:
+            return w in INDEFINITE
+    return False
 
 
 def phrase_attribute(
@@ -96,6 +123,7 @@ def find_anchors(
     region_sizes: Sequence[str | None] | None = None,
     size_words: Mapping[str, str] | None = None,
     generic_nouns: Collection[str] = (),
+    groups: bool = False,
 ) -> list[Anchor]:
     """All anchor points of one example.
 
@@ -116,19 +144,26 @@ def find_anchors(
             phrase names an attribute (with ``attribute_words``) or a size (with ``size_words``,
             when ``strict``) anchors to every region wearing what it names, with that region's
             concept; one naming neither has no anchor.
+        groups: the anchors of a plural noun, and of a noun after an indefinite determiner
+            (`is_indefinite`), are a group (`Anchor.group`): `unambiguous` and `one_to_one` keep
+            all of them.
 
     Returns:
         Anchors sorted by (token, region).
     """
     concept_id = {c: i for i, c in enumerate(concepts)}
     tag_concepts = [normalise(t, synonyms) if t is not None else None for t in region_tags]
+    modifiers = {*(attribute_words or {}), *(size_words or {})}
     anchors = []
     for index, (token, word) in enumerate(words):
         c = normalise(word, synonyms)
+        group = groups and (
+            is_plural(word, synonyms, generic_nouns) or is_indefinite(words, index, modifiers)
+        )
         if c is None and generic_nouns and is_generic(word, generic_nouns):
             anchors += _generic_anchors(
                 words, index, tag_concepts, concept_id, synonyms, region_attributes, attribute_words,
-                region_sizes if strict else None, size_words,
+                region_sizes if strict else None, size_words, group,
             )  # fmt: skip
             continue
         if c is None or c not in concept_id:
@@ -141,7 +176,7 @@ def find_anchors(
         if strict and size_words and region_sizes is not None:
             size = phrase_attribute(words, index, synonyms, size_words)
             regions = [k for k in regions if size is None or region_sizes[k] == size]
-        anchors += [Anchor(k, token, concept_id[c]) for k in regions]
+        anchors += [Anchor(k, token, concept_id[c], group) for k in regions]
     return sorted(anchors, key=lambda a: (a.token, a.region))
 
 
@@ -155,6 +190,7 @@ def _generic_anchors(
     attribute_words: Mapping[str, str] | None,
     region_sizes: Sequence[str | None] | None,
     size_words: Mapping[str, str] | None,
+    group: bool,
 ) -> list[Anchor]:
     """The anchors of the generic noun ``words[index]`` (see `find_anchors`)."""
     named = []  # (what each region names, the phrase's word for it)
@@ -166,7 +202,7 @@ def _generic_anchors(
         return []  # "the thing": every region alike
     token = words[index][0]
     return [
-        Anchor(k, token, concept_id[c])
+        Anchor(k, token, concept_id[c], group)
         for k, c in enumerate(tag_concepts)
         if c is not None
         and c in concept_id
@@ -198,22 +234,24 @@ def anchors_to_arrays(batch: Sequence[Sequence[Anchor]], width: int | None = Non
 
 
 def unambiguous(anchors: Sequence[Anchor]) -> list[Anchor]:
-    """The anchors of words that match exactly one region.
+    """The anchors of words that match exactly one region, and every anchor of a group.
 
     "the leftmost circle" with two circles in view anchors to both; swapping the word with either
     one would tell the model that this is the circle meant, which the word alone does not say.
+    "how many circles" means them all (a group: `Anchor.group`).
     """
     regions_per_token = Counter(a.token for a in anchors)
-    return [a for a in anchors if regions_per_token[a.token] == 1]
+    return [a for a in anchors if a.group or regions_per_token[a.token] == 1]
 
 
 def one_to_one(anchors: Sequence[Anchor]) -> list[Anchor]:
-    """A greedy matching: each token and each region used at most once (for swapping slots)."""
+    """A greedy matching: each token and each region used at most once (for swapping slots), but
+    for a group's token (`Anchor.group`), which keeps each of its regions not used before."""
     used_t: set[int] = set()
     used_r: set[int] = set()
     out = []
     for a in anchors:
-        if a.token not in used_t and a.region not in used_r:
+        if (a.group or a.token not in used_t) and a.region not in used_r:
             out.append(a)
             used_t.add(a.token)
             used_r.add(a.region)

@@ -89,6 +89,7 @@ def inference_anchors(
                     size,
                     vocab.size_words,
                     vocab.generic_nouns,
+                    vocab.group_anchors,
                 )
             )
         )

@@ -133,6 +133,7 @@ def load_examples(
                         sizes,
                         vocab.size_words,
                         vocab.generic_nouns,
+                        vocab.group_anchors,
                     )
                 ),
                 truth=getattr(r, GOLD_FIELD[task]) if task in GOLD_FIELD else None,

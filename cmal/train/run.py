@@ -327,6 +327,7 @@ def finetune(
         labels["tags"], labels["attributes"], answers, synonyms, attribute_words, s.skip_ambiguous,
         strict_attributes=strict, size_words=size_words, size_classes=size_classes,
         generic_nouns=list((old.generic_nouns if pretrained else []) or s.generic_nouns),
+        group_anchors=s.group_anchors or (pretrained and old.group_anchors),
     )  # fmt: skip
     config = _shape_config(base, tokenizer, vocab, det, config_changes)
     model = CMAL(config)
@@ -387,9 +388,7 @@ def finetune(
                 "init": str(init_dir),
                 "detector": str(detector_dir or init_dir),
                 "init_blend": s.init_blend if pretrained else None,
-                "skip_ambiguous_anchors": s.skip_ambiguous,
-                "strict_attribute_anchors": vocab.strict_attributes,
-                "generic_nouns": vocab.generic_nouns,
+                **vocab.anchor_options(),
                 **{k: getattr(s, k) for k in RECORDED_FINETUNE_SETTINGS},
                 "train_examples": len(examples),
                 "new_words": list(new_words),

@@ -49,6 +49,7 @@ class TrainSettings:
     # fine-tuning: nouns of no concept that anchor by their phrase's colour and size
     # (Vocabularies.generic_nouns; the command line's are `GENERIC_NOUNS`); kept once a model has them
     generic_nouns: tuple[str, ...] = ()
+    group_anchors: bool = False  # fine-tuning: Vocabularies.group_anchors; kept once a model has them
     init_blend: float = 1.0  # fine-tuning: weight of the pre-trained weights against a fresh init
     adapt_detector: bool = False  # fine-tuning: train the detector's backbone and feature path too
     detector_lr_scale: float = 1.0  # fine-tuning with adapt_detector: its learning rate x this

@@ -117,7 +117,8 @@ def test_pretrain_finetune_evaluate(splits: tuple[Path, Path], demo_dir: Path, t
     # fine-tuned models leave words that match several regions unswapped, and say so
     assert json.loads((ft / "labels.json").read_text())["skip_ambiguous_anchors"] is True
     assert json.loads((ft / "labels.json").read_text())["strict_attribute_anchors"] is False
-    assert "generic_nouns" not in json.loads((ft / "labels.json").read_text())  # not asked for
+    assert json.loads((ft / "labels.json").read_text())["generic_nouns"] == []  # not asked for
+    assert json.loads((ft / "labels.json").read_text())["group_anchors"] is False
     assert json.loads((pre / "labels.json").read_text())["skip_ambiguous_anchors"] is False
 
     # a task subset, from scratch (a folder with only a detector): the no-pre-training baseline
@@ -140,6 +141,7 @@ def test_pretrain_finetune_evaluate(splits: tuple[Path, Path], demo_dir: Path, t
         "--swap-ambiguous",
         "--strict-attribute-anchors",
         "--generic-noun-anchors",
+        "--group-anchors",
         "--layers",
         "1",
         *TINY,
@@ -154,7 +156,7 @@ def test_pretrain_finetune_evaluate(splits: tuple[Path, Path], demo_dir: Path, t
     assert small == "small" and large == ["large", None] and 0 < boundary < 1
     assert json.loads((sub / "metrics.json").read_text())["finetune"]["strict_attribute_anchors"] is True
     assert json.loads((sub / "metrics.json").read_text())["finetune"]["pretrained"] is False
-    # generic nouns anchor by the colour and size they name, from then on
+    # generic nouns anchor by the colour and size they name, plurals to all they match, from then on
     assert json.loads((sub / "labels.json").read_text())["generic_nouns"] == list(GENERIC_NOUNS)
     assert json.loads((sub / "metrics.json").read_text())["finetune"]["generic_nouns"] == list(GENERIC_NOUNS)
     later = tmp_path / "later"
@@ -172,6 +174,8 @@ def test_pretrain_finetune_evaluate(splits: tuple[Path, Path], demo_dir: Path, t
         *TINY,
     )
     assert json.loads((later / "labels.json").read_text())["generic_nouns"] == list(GENERIC_NOUNS)
+    assert json.loads((later / "labels.json").read_text())["group_anchors"] is True
+    assert json.loads((sub / "metrics.json").read_text())["finetune"]["group_anchors"] is True
 
 
 @pytest.mark.slow

@@ -13,6 +13,8 @@ from cmal.text.anchors import (
     Anchor,
     anchors_to_arrays,
     find_anchors,
+    is_indefinite,
+    is_plural,
     normalise,
     one_to_one,
     unambiguous,
@@ -235,3 +237,39 @@ def test_generic_nouns_anchor_by_the_colour_and_size_their_phrase_names() -> Non
     texts = [EncodedText([0] * 19, text), EncodedText([0] * 9, plural)]
     got_both = inference_anchors(texts, [tags, tags], vocab, [colours, colours], [sizes, sizes])
     assert got_both == [got, []]
+
+
+def test_plural_and_indefinite_nouns_can_keep_every_region_they_match() -> None:
+    tags = ["circle", "square", "circle", "circle"]
+    colours = ["red", "green", "red", "purple"]
+    text = words("how many red circles are left of the box and the circle")
+    args = (tags, SHAPES, SYN, colours, COLOUR_WORDS, True)
+    plain, grouped = find_anchors(text, *args), find_anchors(text, *args, groups=True)
+    assert grouped == plain  # the same anchors: "circles" the two red circles, "circle" all three
+    assert [a.group for a in grouped] == [True, True, False, False, False, False]  # "circles" only
+    assert unambiguous(plain) == [Anchor(1, 9, 1)]  # both match several regions: left unswapped
+    assert unambiguous(grouped) == [Anchor(0, 4, 0), Anchor(2, 4, 0), Anchor(1, 9, 1)]  # all of them
+    assert one_to_one(unambiguous(grouped)) == unambiguous(grouped)
+    # a region is still used once: a group keeps only those no earlier anchor took
+    taken = [Anchor(0, 2, 0), Anchor(0, 4, 0, True), Anchor(2, 4, 0, True)]
+    assert one_to_one(taken) == [Anchor(0, 2, 0), Anchor(2, 4, 0)]
+    assert is_plural("boxes", SYN) and is_plural("Discs", SYN) and is_plural("things", SYN, GENERIC)
+    assert not is_plural("cross", SYN) and not is_plural("box", SYN) and not is_plural("things", SYN)
+    # a vocabulary that asks for them gets them at inference
+    vocab = Vocabularies(
+        list(SHAPES), ["green", "purple", "red"], [], dict(SYN), dict(COLOUR_WORDS), skip_ambiguous=True,
+        strict_attributes=True, group_anchors=True,
+    )  # fmt: skip
+    texts = [EncodedText([0] * 14, text)]
+    assert inference_anchors(texts, [tags], vocab, [colours]) == [unambiguous(grouped)]
+    assert inference_anchors(texts, [tags], replace(vocab, group_anchors=False), [colours]) == [
+        [Anchor(1, 9, 1)]
+    ]
+    # an indefinite noun means any of them: "a red circle" keeps both red circles; "an old box":
+    # "old" is no colour or size word, so the determiner is not found and the box is no group
+    some = find_anchors(words("is there a red circle or an old box"), *args, groups=True)
+    assert [(a.region, a.token, a.group) for a in some] == [(0, 5, True), (2, 5, True), (1, 9, False)]
+    assert is_indefinite(words("any big red circles"), 3, {"big", "red"})
+    assert not is_indefinite(words("the red circle"), 2, {"red"})
+    assert is_indefinite(words("a b c d circle"), 4, {"b", "c", "d"})  # three modifiers, then "a"
+    assert not is_indefinite(words("a b c d e circle"), 5, {"b", "c", "d", "e"})  # beyond the window

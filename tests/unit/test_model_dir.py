@@ -22,6 +22,7 @@ def test_vocabularies_round_trip_and_older_directories_get_the_defaults(tmp_path
     vocab = Vocabularies(
         ["circle"], ["red"], ["yes"], {"disc": "circle"}, {"crimson": "red"}, True, strict_attributes=True,
         size_words={"tiny": "small"}, size_classes=[("small", 0.16), ("large", None)],
+        generic_nouns=["thing"], group_anchors=True,
     )  # fmt: skip
     update_labels(tmp_path, note="kept")  # a key written by someone else survives a save
     vocab.save(tmp_path)
@@ -39,6 +40,7 @@ def test_vocabularies_round_trip_and_older_directories_get_the_defaults(tmp_path
         False,
     )
     assert not loaded.strict_attributes and loaded.size_classes == [] and loaded.size_words == {}
+    assert loaded.generic_nouns == [] and not loaded.group_anchors
     assert not (older / SYNONYMS).exists()
 
 
