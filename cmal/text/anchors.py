@@ -34,7 +34,8 @@ class Anchor:
     region: int  # k: region slot
     token: int  # j: token position (first word piece of the word)
     concept: int  # c: concept id (index in the tag vocabulary)
-    # a plural noun's, with plural anchors: its word keeps every region it matches (not compared)
+    # a plural or indefinite noun's, with group anchors: its word keeps every region it matches
+    # (not compared)
     group: bool = field(default=False, compare=False)
 
 
@@ -70,7 +71,7 @@ MODIFIER_WINDOW = 3  # words before a noun searched for its attribute ("a large 
 
 
 def is_generic(word: str, generic_nouns: Collection[str]) -> bool:
-    """Whether ``word`` is one of ``generic_nouns`` or its plural ("things", "boxes")."""
+    """Whether ``word`` is one of ``generic_nouns`` or its plural ("thing", "things")."""
     w = word.lower()
     return w in generic_nouns or any(s in generic_nouns for s in singulars(w))
 
