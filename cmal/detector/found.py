@@ -138,12 +138,12 @@ def add_found_words(
         synonyms = read_json(out_dir / SYNONYMS)
         named = {n: n for n in shapes.names if not n.startswith(FOUND_PREFIX)}
         write_json(out_dir / SYNONYMS, {**named, **shapes.synonyms, **synonyms})
-    attribute_words = (
-        read_json(out_dir / LABELS).get("attribute_words") if (out_dir / LABELS).is_file() else None
-    )
-    if attribute_words:
+    labels = read_json(out_dir / LABELS) if (out_dir / LABELS).is_file() else {}
+    grown = {}
+    if labels.get("attribute_words"):
         named = {n: n for n in colours.names if not n.startswith(FOUND_PREFIX)}
-        update_labels(out_dir, attribute_words={**named, **colours.synonyms, **attribute_words})
-    known_sizes = read_json(out_dir / LABELS).get("size_words") if (out_dir / LABELS).is_file() else None
-    if known_sizes:
-        update_labels(out_dir, size_words={**size_words, **known_sizes})
+        grown["attribute_words"] = {**named, **colours.synonyms, **labels["attribute_words"]}
+    if labels.get("size_words"):
+        grown["size_words"] = {**size_words, **labels["size_words"]}
+    if grown:
+        update_labels(out_dir, **grown)
