@@ -22,7 +22,7 @@ import logging
 import sys
 
 from cmal import commands
-from cmal.cli_types import fraction, kind_counts, non_negative, positive
+from cmal.cli_types import fraction, kind_counts, positive
 
 
 def _version() -> str:
@@ -243,11 +243,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="dropout in every transformer layer while fine-tuning (default: the init model's, 0.1 for "
         "the presets; 0 skips drawing the masks, so steps run faster: scripts/finetune_speed.py --dropouts)",
     )
-    blend = "start from λ·pre-trained + (1-λ)·fresh weights (default 1: the pre-trained weights)"
-    fin.add_argument("--init-blend", type=fraction, default=1.0, help=blend)
-    concept = "λ of a concept loss: the AMC head names the concept of each word swapped with its "
-    concept += "region, so every anchored word teaches a region's shape, not only questions on it (default 0)"
-    fin.add_argument("--concept-weight", type=non_negative, default=0.0, metavar="λ", help=concept)
+    fin.add_argument(
+        "--init-blend",
+        type=fraction,
+        default=1.0,
+        help="start from λ·pre-trained + (1-λ)·fresh weights (default 1: the pre-trained weights)",
+    )
     fin.add_argument(
         "--adapt-detector",
         action="store_true",

@@ -28,17 +28,6 @@ def fraction(text: str) -> float:
     return value
 
 
-def non_negative(text: str) -> float:
-    """argparse type: a finite number ≥ 0 (a loss weight)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0.0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a number ≥ 0, got {value}")
-    return value
-
-
 def kind_counts(text: str) -> dict[str, int]:
     """argparse type: ``KIND=N,KIND=N`` as ``{KIND: N}`` (N a whole number ≥ 0; kinds checked later)."""
     counts: dict[str, int] = {}

@@ -132,7 +132,6 @@ def train_settings(args: argparse.Namespace) -> TrainSettings:
         "data_share",
         "ve_trains_itm",
         "length_groups",
-        "concept_weight",
         "new_words",
     )
     return TrainSettings(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 
 def masked_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -25,23 +24,6 @@ def mlm_loss(logits: torch.Tensor, labels: torch.Tensor, valid: torch.Tensor) ->
 def amc_loss(logits: torch.Tensor, labels: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     """AMC: at every swapped slot, classify the concept that originally stood there."""
     return masked_cross_entropy(logits, labels, valid)
-
-
-def concept_terms(
-    head: nn.Module, sequence: torch.Tensor, batch: dict[str, torch.Tensor]
-) -> tuple[torch.Tensor, int]:
-    """(summed cross-entropy, slot count) of the fine-tuning concept loss on one unified output.
-
-    ``head`` (the AMC head: sequence (B, N, H), positions (B, S) -> (B, S, C)) names the anchor's
-    concept ``batch["swap_concept"]`` at every swapped word slot ``batch["swap_token"]`` (valid where
-    ``batch["swap_valid"]``): the word whose slot now holds its region's feature. A sum and a count,
-    so sub-batches of different lengths add up to one mean.
-    """
-    logits = head(sequence, batch["swap_token"])
-    valid = batch["swap_valid"].bool()
-    if not bool(valid.any()):
-        return logits.sum() * 0.0, 0
-    return F.cross_entropy(logits[valid], batch["swap_concept"][valid], reduction="sum"), int(valid.sum())
 
 
 def slot_accuracy(logits: torch.Tensor, labels: torch.Tensor, valid: torch.Tensor) -> tuple[int, int]:

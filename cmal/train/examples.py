@@ -269,7 +269,6 @@ def collate(
         "swap_token": torch.from_numpy(sw.token),
         "swap_region": torch.from_numpy(sw.region),
         "swap_valid": torch.from_numpy(sw_valid),
-        "swap_concept": torch.from_numpy(sw.concept),  # the anchors' concepts (fine-tuning's concept loss)
         "text_source": torch.from_numpy(sw.text_source),
         "region_source": torch.from_numpy(sw.region_source),
         "task": torch.tensor([KIND_INDEX[ex.task] for ex in batch]),

@@ -341,7 +341,7 @@ def finetune(
         if dist.main and skipped and progress:
             fresh = sorted({".".join(k.split(".")[:2]) for k in skipped})
             log.info("initialised from %s; new (randomly initialised): %s", init_dir, ", ".join(fresh))
-    task_step = FinetuneStep(model, tasks, s.ve_trains_itm, s.length_groups, s.concept_weight)
+    task_step = FinetuneStep(model, tasks, s.ve_trains_itm, s.length_groups)
     adapted = None
     if s.adapt_detector:  # regions from the detector as it trains, not from the cache
         adapted = adapt_setup(

@@ -13,7 +13,7 @@ from torch import nn
 
 from cmal.model.cmal import CMAL, Encoded, TaskOutputs
 from cmal.objectives.contrastive import cmcl_loss, pooled
-from cmal.objectives.slots import amc_loss, concept_terms, mlm_loss
+from cmal.objectives.slots import amc_loss, mlm_loss
 from cmal.objectives.tasks import itm_loss, rec_loss, ve_loss, vqa_loss
 from cmal.train.examples import KIND_INDEX
 from cmal.train.lengths import length_groups, merge, rows_of
@@ -101,22 +101,10 @@ class FinetuneStep(nn.Module):
 
     ``length_groups`` > 1 runs the batch as up to that many sub-batches of similar text length
     (`cmal.train.lengths`): less padding to pay for, the same logits and so the same losses.
-
-    ``concept_weight`` > 0 adds λ·concept: at every swapped word slot, the AMC head names the concept
-    of the anchor, as AMC does in pre-training. "Which shape is the small pink object?" swaps
-    "object" with the region the phrase names; the answer must come from that slot, and the task
-    loss alone teaches a new domain's shapes there only through the few questions that ask about
-    them. Every anchored word of every question now teaches it (measured in the README, "Bring your
-    own images"). Naming the detector's tag at the region slots too hurt counting all objects.
     """
 
     def __init__(
-        self,
-        model: CMAL,
-        tasks: tuple[str, ...],
-        ve_trains_itm: bool = False,
-        length_groups: int = 1,
-        concept_weight: float = 0.0,
+        self, model: CMAL, tasks: tuple[str, ...], ve_trains_itm: bool = False, length_groups: int = 1
     ):
         super().__init__()
         self.model = model
@@ -124,34 +112,24 @@ class FinetuneStep(nn.Module):
         check_ve_trains_itm(tasks, ve_trains_itm)
         self.ve_trains_itm = ve_trains_itm
         self.length_groups = length_groups
-        self.concept_weight = concept_weight
 
     def outputs(self, batch: dict[str, torch.Tensor]) -> TaskOutputs:
         """Every task head's logits for the batch's rows, in the batch's order."""
-        return self.passes(batch)[0]
-
-    def passes(self, batch: dict[str, torch.Tensor]) -> tuple[TaskOutputs, torch.Tensor | None]:
-        """Every task head's logits for the batch's rows, in the batch's order, and the concept loss
-        (None when ``concept_weight`` is 0)."""
         m = self.model
-        lengths = batch["attention_mask"].sum(1)
-        groups = length_groups(lengths, self.length_groups) if self.length_groups > 1 else []
-        parts, sums, counts = [], [], []
-        for part in [rows_of(batch, rows) for rows in groups] or [batch]:
-            sequence = encode_batch(m, part).sequence
-            parts.append(m.tasks(sequence, part["region_valid"]))
-            if self.concept_weight:
-                total, count = concept_terms(m.amc_head, sequence, part)
-                sums.append(total)
-                counts.append(count)
-        concept = sum(sums, torch.zeros(())) / max(1, sum(counts)) if self.concept_weight else None
-        return (merge(parts, groups) if groups else parts[0]), concept
+        if self.length_groups <= 1:
+            return m.tasks(encode_batch(m, batch).sequence, batch["region_valid"])
+        groups = length_groups(batch["attention_mask"].sum(1), self.length_groups)
+        parts = []
+        for rows in groups:
+            part = rows_of(batch, rows)
+            parts.append(m.tasks(encode_batch(m, part).sequence, part["region_valid"]))
+        return merge(parts, groups)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Collated batch -> scalar losses ``total`` and one per fine-tuned task (``ve``, ``itm``,
-        ``vqa``, ``rec``), and ``concept`` when its weight is set.
+        ``vqa``, ``rec``).
         """
-        out, concept = self.passes(batch)
+        out = self.outputs(batch)
         task = batch["task"]
         losses: dict[str, torch.Tensor] = {}
         if "ve" in self.tasks:
@@ -171,11 +149,7 @@ class FinetuneStep(nn.Module):
                 batch["label"].clamp(min=0),
                 (task == KIND_INDEX["rec"]) & (batch["label"] >= 0),
             )
-        total = sum(losses.values(), torch.zeros(()))
-        if concept is not None:
-            losses["concept"] = concept
-            total = total + self.concept_weight * concept
-        return {"total": total, **losses}
+        return {"total": sum(losses.values(), torch.zeros(())), **losses}
 
 
 @torch.no_grad()

@@ -56,7 +56,6 @@ class TrainSettings:
     data_share: float = 1.0  # fine-tuning: share of the training images used (a seeded draw)
     ve_trains_itm: bool = False  # fine-tuning: entailed / contradicted hypotheses are ITM examples too
     length_groups: int = 1  # fine-tuning: run each batch as up to this many sub-batches by text length
-    concept_weight: float = 0.0  # fine-tuning: λ of the concept loss at swapped word slots (FinetuneStep)
     new_words: int = 3  # fine-tuning: split words of --train seen this often get a token (0: off)
     threads: int = 0  # torch threads per process; 0 = default
     max_steps: int = 0  # stop after this many steps (0 = no limit); for smoke tests
@@ -72,7 +71,6 @@ RECORDED_FINETUNE_SETTINGS = (
     "data_share",
     "ve_trains_itm",
     "length_groups",
-    "concept_weight",
 )
 
 

@@ -6,13 +6,12 @@ import argparse
 
 import pytest
 
-from cmal.cli_types import fraction, kind_counts, non_negative, positive
+from cmal.cli_types import fraction, kind_counts, positive
 
 
 def test_each_type_parses_what_it_documents() -> None:
     assert positive("3") == 3
     assert fraction("0") == 0.0 and fraction("1") == 1.0 and fraction("0.25") == 0.25
-    assert non_negative("0") == 0.0 and non_negative("2.5") == 2.5
     assert kind_counts("count=3, shape=0") == {"count": 3, "shape": 0}
 
 
@@ -23,10 +22,6 @@ def test_each_type_parses_what_it_documents() -> None:
         (positive, "two", "not a whole number"),
         (fraction, "1.5", "between 0 and 1"),
         (fraction, "half", "not a number"),
-        (non_negative, "-0.1", "≥ 0"),
-        (non_negative, "inf", "≥ 0"),
-        (non_negative, "nan", "≥ 0"),
-        (non_negative, "much", "not a number"),
         (kind_counts, "count", "KIND=N"),
     ],
 )

@@ -15,7 +15,6 @@ from cmal.model.io import VQA_OUTPUT, load_cmal, load_partial, save_cmal
 from cmal.objectives.slots import mlm_loss
 from cmal.objectives.tasks import itm_loss
 from cmal.tasks import VE_LABELS
-from cmal.text.anchors import one_to_one
 from cmal.train.examples import KIND_INDEX, collate, load_examples
 from cmal.train.steps import FinetuneStep, PretrainStep, encode_batch
 
@@ -36,36 +35,20 @@ def tiny_model(tiny_world, **changes) -> CMAL:  # type: ignore[no-untyped-def]
     return CMAL(config)
 
 
-def examples_by_task(tiny_world, n: int = 8):  # type: ignore[no-untyped-def]
-    """The tiny world's examples per task: grounding with a label, at most ``n`` ITM pairs."""
+def batches(tiny_world, n: int = 8):  # type: ignore[no-untyped-def]
     folder, table, tokenizer, vocab = tiny_world
     ex = load_examples(folder, ("captions", "itm", "ve", "rec", "vqa"), table, tokenizer, vocab)
     by_task = {t: [e for e in ex if e.task == t] for t in ("captions", "itm", "ve", "rec", "vqa")}
     by_task["rec"] = [e for e in by_task["rec"] if e.label is not None]
     by_task["itm"] = by_task["itm"][:n]
-    return by_task
-
-
-def fine_examples(tiny_world, n: int = 8):  # type: ignore[no-untyped-def]
-    """The examples of `batches`' fine-tuning batch, in order."""
-    by_task = examples_by_task(tiny_world, n)
-    return by_task["ve"][:n] + by_task["rec"][:n] + by_task["vqa"][:n] + by_task["itm"]
-
-
-def batches(tiny_world, n: int = 8):  # type: ignore[no-untyped-def]
-    _, table, tokenizer, vocab = tiny_world
-    by_task = examples_by_task(tiny_world, n)
     pre = collate(
         by_task["captions"][:n] + by_task["itm"], table, pretrain=True, vocab_size=tokenizer.get_vocab_size()
     )
     answer_ids = {a: i for i, a in enumerate(vocab.answers)}
     fine = collate(
-        fine_examples(tiny_world, n),
-        table,
-        pretrain=False,
-        num_answers=len(vocab.answers),
-        answer_ids=answer_ids,
-    )
+        by_task["ve"][:n] + by_task["rec"][:n] + by_task["vqa"][:n] + by_task["itm"],
+        table, pretrain=False, num_answers=len(vocab.answers), answer_ids=answer_ids,
+    )  # fmt: skip
     return pre, fine
 
 
@@ -349,39 +332,3 @@ def test_an_added_part_changes_only_anchored_examples_and_adds_to_older_checkpoi
     save_cmal(tiny_model(tiny_world), tmp_path, tokenizer, vocab)
     skipped = load_partial(tiny_model(tiny_world, **changes), tmp_path)
     assert skipped and all(name.startswith(f"{part}.") for name in skipped)
-
-
-def test_concept_loss_names_the_concept_of_each_word_swapped_with_its_region(tiny_world) -> None:  # type: ignore[no-untyped-def]
-    model = tiny_model(tiny_world).eval()
-    _, fine = batches(tiny_world)
-    assert fine["swap_valid"].sum() > 1
-    with torch.no_grad():
-        plain = FinetuneStep(model, ("vqa",))(fine)
-        weighted = FinetuneStep(model, ("vqa",), concept_weight=0.5)(fine)
-        grouped = FinetuneStep(model, ("vqa",), length_groups=2, concept_weight=0.5)(fine)
-        sequence = encode_batch(model, fine).sequence
-    # slot by slot: each swapped word slot, classified alone, against its anchor's concept
-    terms = []
-    for b, s in fine["swap_valid"].nonzero().tolist():
-        position, label = int(fine["swap_token"][b, s]), int(fine["swap_concept"][b, s])
-        picked = sequence[b : b + 1, position : position + 1]
-        logits = model.amc_head(picked, torch.zeros(1, 1, dtype=torch.long))[0]
-        terms.append(torch.nn.functional.cross_entropy(logits, torch.tensor([label])))
-    expected = torch.stack(terms).mean()
-    assert "concept" not in plain
-    torch.testing.assert_close(weighted["concept"], expected)
-    torch.testing.assert_close(weighted["vqa"], plain["vqa"])  # the task loss is untouched
-    torch.testing.assert_close(weighted["total"], plain["vqa"] + 0.5 * expected)
-    torch.testing.assert_close(grouped["concept"], expected)  # sub-batches by length: the same mean
-    # the labels are the anchors' concepts
-    concepts = [[a.concept for a in one_to_one(e.anchors)] for e in fine_examples(tiny_world)]
-    assert [
-        [int(c) for c in row[: len(k)]] for row, k in zip(fine["swap_concept"], concepts, strict=True)
-    ] == concepts
-
-
-def test_concept_loss_overfits_a_small_batch(tiny_world) -> None:  # type: ignore[no-untyped-def]
-    model = tiny_model(tiny_world)
-    _, fine = batches(tiny_world)
-    first, last = _overfit(model, FinetuneStep(model, ("vqa",), concept_weight=1.0), fine, "concept")
-    assert last < first / 10, (first, last)
